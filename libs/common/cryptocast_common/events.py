@@ -1,0 +1,247 @@
+"""The events every service exchanges: closed candles, predictions and verifications.
+
+Events are frozen pydantic models with a deterministic ``event_id`` derived from their
+payload, so a redelivered message or a re-run of the pipeline maps to the same id and every
+write keyed by it is idempotent. ``schema_version`` changes only for incompatible changes;
+consumers reject versions they do not know (see ``decode_event``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+_INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([mhdw])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def interval_delta(interval: str) -> timedelta:
+    """``"4h"`` -> 4 hours. Raises ValueError for anything but ``<n><m|h|d|w>``."""
+    match = _INTERVAL_RE.match(interval)
+    if not match:
+        raise ValueError(f"interval {interval!r} is not of the form <n><m|h|d|w>, e.g. 4h")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _check_interval(value: str) -> str:
+    interval_delta(value)
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix, the form used inside event ids."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,15}$", examples=["BTC"])]
+Interval = Annotated[str, AfterValidator(_check_interval), Field(examples=["4h"])]
+Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventBase(_Frozen):
+    """Fields every event carries; subclasses define ``type`` and how their id is derived."""
+
+    event_id: str = ""
+    schema_version: int = SCHEMA_VERSION
+    symbol: Symbol
+    interval: Interval
+    occurred_at: UtcDatetime
+
+    _occurred_at_from: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_occurred_at(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("occurred_at") is None:
+            source: Any = data
+            for key in cls._occurred_at_from.split("."):
+                source = source.get(key) if isinstance(source, dict) else getattr(source, key, None)
+            return {**data, "occurred_at": source}
+        return data
+
+    @model_validator(mode="after")
+    def _derive_event_id(self) -> EventBase:
+        expected = self.derive_id()
+        if not self.event_id:
+            object.__setattr__(self, "event_id", expected)
+        elif self.event_id != expected:
+            raise ValueError(
+                f"event_id {self.event_id!r} does not match the id derived from the payload "
+                f"{expected!r}"
+            )
+        return self
+
+    def derive_id(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.type}.{self.symbol}.{self.interval}"  # type: ignore[attr-defined]
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Candle(EventBase):
+    """One closed OHLCV candle; ``close_time`` is ``open_time`` plus the interval."""
+
+    type: Literal["candle"] = "candle"
+    open_time: UtcDatetime
+    close_time: UtcDatetime
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    source: str = Field(min_length=1)
+
+    _occurred_at_from: ClassVar[str] = "close_time"
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> Candle:
+        if self.close_time - self.open_time != interval_delta(self.interval):
+            raise ValueError(
+                f"close_time - open_time must equal the interval {self.interval}, "
+                f"got {self.close_time - self.open_time}"
+            )
+        if self.high < max(self.open, self.close) or self.low > min(self.open, self.close):
+            raise ValueError("high/low do not bracket open and close")
+        return self
+
+    def derive_id(self) -> str:
+        return f"candle:{self.symbol}:{self.interval}:{iso_utc(self.open_time)}"
+
+
+class ModelRef(_Frozen):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", examples=["lstm"])
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", examples=["1"])
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class BasedOn(_Frozen):
+    """The last closed candle a prediction was made from."""
+
+    close_time: UtcDatetime
+    close: Price
+
+
+class Prediction(EventBase):
+    """A forecast of the close of the candle that closes at ``target_time``."""
+
+    type: Literal["prediction"] = "prediction"
+    based_on: BasedOn
+    target_time: UtcDatetime
+    predicted_close: Price
+    model: ModelRef
+    horizon: int = Field(default=1, ge=1)
+
+    _occurred_at_from: ClassVar[str] = "based_on.close_time"
+
+    @model_validator(mode="after")
+    def _check_target(self) -> Prediction:
+        expected = self.based_on.close_time + self.horizon * interval_delta(self.interval)
+        if self.target_time != expected:
+            raise ValueError(
+                "target_time must be based_on.close_time + horizon x interval = "
+                f"{iso_utc(expected)}"
+            )
+        return self
+
+    def derive_id(self) -> str:
+        return f"prediction:{self.model}:{self.symbol}:{self.interval}:{iso_utc(self.target_time)}"
+
+
+class Verification(EventBase):
+    """The verdict on one prediction once its target candle has closed.
+
+    ``direction_correct`` is None when either the predicted or the actual change is exactly
+    zero: a tie says nothing about direction and is left out of directional accuracy.
+    """
+
+    type: Literal["verification"] = "verification"
+    prediction_id: str = Field(pattern=r"^prediction:")
+    model: ModelRef
+    target_time: UtcDatetime
+    based_on_time: UtcDatetime
+    based_on_close: Price
+    predicted_close: Price
+    actual_close: Price
+    error_pct: float = Field(ge=0)
+    tolerance_pct: float = Field(gt=0)
+    within_tolerance: bool
+    direction_correct: bool | None
+    naive_error_pct: float = Field(ge=0)
+
+    _occurred_at_from: ClassVar[str] = "target_time"
+
+    def derive_id(self) -> str:
+        return f"verification:{self.prediction_id}"
+
+
+Event = Candle | Prediction | Verification
+EVENT_TYPES: dict[str, type[Candle] | type[Prediction] | type[Verification]] = {
+    "candle": Candle,
+    "prediction": Prediction,
+    "verification": Verification,
+}
+
+
+class InvalidEvent(ValueError):
+    """A message body that is not a valid event of a known type and schema version."""
+
+
+def _describe(error: ValidationError, event_type: str) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "(event)"
+        parts.append(f"{event_type}.{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def decode_event(body: bytes) -> Event:
+    """Parse a message body into an event, or raise InvalidEvent naming what is wrong."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidEvent("body is not a JSON object")
+    event_type = data.get("type")
+    model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+    if model is None:
+        raise InvalidEvent(f"type: unknown event type {event_type!r}, expected one of "
+                           f"{sorted(EVENT_TYPES)}")
+    version = data.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise InvalidEvent(f"{event_type}.schema_version: unsupported version {version!r}, "
+                           f"this consumer knows {sorted(SUPPORTED_SCHEMA_VERSIONS)}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(_describe(exc, event_type)) from exc

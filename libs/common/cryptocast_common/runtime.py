@@ -1,0 +1,62 @@
+"""Process plumbing every service shares: choosing the bus, running until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from cryptocast_common.amqp import AmqpBus
+from cryptocast_common.bus import Bus, InMemoryBus
+from cryptocast_common.logging import configure_logging
+from cryptocast_common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def connect_bus(settings: CommonSettings) -> Bus:
+    if settings.amqp_url:
+        return await AmqpBus.connect(settings.amqp_url, settings)
+    log.warning("CRYPTOCAST_AMQP_URL is not set: using the in-memory bus, which only reaches "
+                "services in this same process")
+    return InMemoryBus(max_attempts=settings.max_attempts)
+
+
+async def serve_until_signalled(services: Sequence[Service]) -> None:
+    """Start services in order, wait for SIGTERM/SIGINT, stop them in reverse order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Service] = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+            log.info("service started", extra={"service": service.name})
+        await stop.wait()
+        log.info("stop signal received, shutting down")
+    finally:
+        for service in reversed(started):
+            await service.stop()
+            log.info("service stopped", extra={"service": service.name})
+
+
+def run_service(build: Callable[[], Awaitable[Service]]) -> None:
+    """Entry point body of ``python -m cryptocast_<service>``."""
+    configure_logging(CommonSettings().log_level)
+
+    async def main() -> None:
+        await serve_until_signalled([await build()])
+
+    asyncio.run(main())

@@ -1,0 +1,71 @@
+"""Settings shared by every service (environment prefix ``CRYPTOCAST_``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cryptocast_common.events import interval_delta
+
+
+def comma_separated(value: object) -> object:
+    """Accept ``"BTC,ETH"`` from the environment as well as a list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRYPTOCAST_", extra="ignore")
+
+    amqp_url: str | None = Field(
+        default=None,
+        description="RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/. Unset: in-memory bus "
+        "(only meaningful when all services run in one process, as `make up` does).",
+    )
+    namespace: str = Field(
+        default="cryptocast",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Prefix of the exchange, queue and dead-letter names (<ns>.events, "
+        "<ns>.<service>, <ns>.dlx, <ns>.dead). Tests use a unique one per run.",
+    )
+    mongo_url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    mongo_db: str = "cryptocast"
+    symbols: Annotated[list[str], NoDecode] = ["BTC", "ETH", "SOL", "XRP"]
+    interval: str = "4h"
+    prefetch: int = Field(default=64, ge=1, description="Unacked messages per consumer.")
+    max_attempts: int = Field(
+        default=5, ge=1, description="Deliveries of a failing message before it is dead-lettered."
+    )
+    log_level: str = "INFO"
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: object) -> object:
+        value = comma_separated(value)
+        if isinstance(value, list):
+            return [str(v).upper() for v in value]
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _valid_interval(cls, value: str) -> str:
+        interval_delta(value)
+        return value
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead"
+
+    def queue_for(self, service: str) -> str:
+        return f"{self.namespace}.{service}"

@@ -1,0 +1,3 @@
+from cryptocast_gateway.main import main
+
+main()

@@ -1,0 +1,92 @@
+"""Composition root of the gateway: MongoDB store, bus consumer and HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
+from cryptocast_common.bus import Bus
+from cryptocast_common.events import Event
+from cryptocast_common.runtime import connect_bus
+from cryptocast_common.settings import CommonSettings
+from cryptocast_gateway.api.app import create_app
+from cryptocast_gateway.api.deps import GatewayState
+from cryptocast_gateway.cache import LatestPredictions
+from cryptocast_gateway.handlers import persist
+from cryptocast_gateway.settings import GatewaySettings
+from cryptocast_gateway.store import EventStore, MongoEventStore
+
+
+@dataclass
+class Gateway:
+    state: GatewayState
+    app: FastAPI
+    mongo: AsyncMongoClient[dict[str, Any]] | None
+    owns_bus: bool
+    serve_http: bool
+    name: str = "gateway"
+    _server: uvicorn.Server | None = field(default=None, init=False)
+    _server_task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured as 0)."""
+        assert self._server is not None and self._server.servers
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        state = self.state
+        for symbol in state.common.symbols:
+            found = await state.store.latest_prediction(symbol, state.common.interval)
+            if found:
+                state.latest.update(found)
+
+        async def handler(events: list[Event]) -> list[Event]:
+            return await persist(events, state.store, state.latest)
+
+        await state.bus.consume(state.common.queue_for("gateway"), ["#"], handler,
+                                batch_size=state.settings.batch_size)
+        if self.serve_http:
+            config = uvicorn.Config(self.app, host=state.settings.host, port=state.settings.port,
+                                    log_config=None, access_log=False, lifespan="off")
+            self._server = uvicorn.Server(config)
+            self._server_task = asyncio.create_task(self._server.serve())
+            while not self._server.started:
+                if self._server_task.done():
+                    self._server_task.result()  # re-raises why it could not start
+                    raise RuntimeError("HTTP server stopped before it started")
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._server and self._server_task:
+            self._server.should_exit = True
+            await self._server_task
+        if self.owns_bus:
+            await self.state.bus.close()
+        if self.mongo is not None:
+            await self.mongo.close()
+
+
+async def bootstrap(
+    common: CommonSettings | None = None,
+    settings: GatewaySettings | None = None,
+    bus: Bus | None = None,
+    store: EventStore | None = None,
+    serve_http: bool = True,
+) -> Gateway:
+    common = common or CommonSettings()
+    settings = settings or GatewaySettings()
+    mongo = None
+    if store is None:
+        mongo = AsyncMongoClient(common.mongo_url, tz_aware=True)
+        mongo_store = MongoEventStore(mongo[common.mongo_db])
+        await mongo_store.ensure_indexes()
+        store = mongo_store
+    state = GatewayState(store, LatestPredictions(common.interval),
+                         bus or await connect_bus(common), common, settings)
+    return Gateway(state, create_app(state), mongo, owns_bus=bus is None, serve_http=serve_http)

@@ -1,0 +1,108 @@
+"""Every event in MongoDB, one collection per type, upserted by event id."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from pymongo import ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from cryptocast_common.documents import from_document, to_document
+from cryptocast_common.events import Candle, Event, Prediction, Verification
+
+COLLECTIONS = {"candle": "candles", "prediction": "predictions", "verification": "verifications"}
+# The time each collection is ordered by for "latest" and range queries.
+TIME_FIELD = {"candles": "close_time", "predictions": "target_time",
+              "verifications": "target_time"}
+
+
+class EventStore(Protocol):
+    async def upsert(self, events: Sequence[Event]) -> None: ...
+
+    async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None: ...
+
+    async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
+        """Newest first."""
+        ...
+
+    async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        """The newest ``limit`` candles closing at or before ``end``, oldest first."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
+class MongoEventStore:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._db = db
+
+    async def ensure_indexes(self) -> None:
+        for name, time_field in TIME_FIELD.items():
+            await self._db[name].create_index([("symbol", 1), ("interval", 1), (time_field, -1)])
+        await self._db["verifications"].create_index("prediction_id")
+
+    async def upsert(self, events: Sequence[Event]) -> None:
+        """One unordered bulk write per collection; replaying the same events changes nothing."""
+        grouped: dict[str, list[ReplaceOne[dict[str, Any]]]] = defaultdict(list)
+        for event in events:
+            doc = to_document(event)
+            grouped[COLLECTIONS[event.type]].append(ReplaceOne({"_id": doc["_id"]}, doc,
+                                                               upsert=True))
+        for collection, operations in grouped.items():
+            await self._db[collection].bulk_write(operations, ordered=False)
+
+    async def _newest(self, collection: str, symbol: str, interval: str,
+                      limit: int, **time_filter: Any) -> list[Event]:
+        time_field = TIME_FIELD[collection]
+        query: dict[str, Any] = {"symbol": symbol, "interval": interval}
+        if time_filter:
+            query[time_field] = time_filter
+        cursor = self._db[collection].find(query).sort(time_field, -1).limit(limit)
+        return [from_document(doc) async for doc in cursor]
+
+    async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
+        found = await self._newest("predictions", symbol, interval, 1)
+        return found[0] if found else None  # type: ignore[return-value]
+
+    async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
+        return await self._newest("verifications", symbol, interval, limit)  # type: ignore[return-value]
+
+    async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        newest = await self._newest("candles", symbol, interval, limit, **{"$lte": end})
+        return list(reversed(newest))  # type: ignore[arg-type]
+
+    async def ping(self) -> None:
+        await self._db.command("ping")
+
+
+class InMemoryEventStore:
+    """The same contract over dicts, for unit tests."""
+
+    def __init__(self) -> None:
+        self.collections: dict[str, dict[str, Event]] = {name: {} for name in TIME_FIELD}
+
+    async def upsert(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.collections[COLLECTIONS[event.type]][event.event_id] = event
+
+    def _newest(self, collection: str, symbol: str, interval: str) -> list[Any]:
+        time_field = TIME_FIELD[collection]
+        matching = [e for e in self.collections[collection].values()
+                    if (e.symbol, e.interval) == (symbol, interval)]
+        return sorted(matching, key=lambda e: getattr(e, time_field), reverse=True)
+
+    async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
+        return next(iter(self._newest("predictions", symbol, interval)), None)
+
+    async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
+        return self._newest("verifications", symbol, interval)[:limit]
+
+    async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        newest = [c for c in self._newest("candles", symbol, interval) if c.close_time <= end]
+        return list(reversed(newest[:limit]))
+
+    async def ping(self) -> None:
+        return None

@@ -1,0 +1,3 @@
+from cryptocast_inference.main import main
+
+main()

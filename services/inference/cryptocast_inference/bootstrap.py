@@ -1,0 +1,65 @@
+"""Composition root of the inference service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from cryptocast_common.bus import Bus
+from cryptocast_common.events import Event
+from cryptocast_common.runtime import connect_bus
+from cryptocast_common.settings import CommonSettings
+from cryptocast_inference.handlers import InferenceDeps, handle
+from cryptocast_inference.history import CandleHistory, GatewayCandleHistory
+from cryptocast_inference.predictors import NaivePredictor, Predictor
+from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.windows import CandleWindows
+
+
+def build_predictor(settings: InferenceSettings) -> Predictor:
+    return {"naive": NaivePredictor}[settings.predictor]()
+
+
+@dataclass
+class Inference:
+    bus: Bus
+    common: CommonSettings
+    settings: InferenceSettings
+    deps: InferenceDeps
+    http: httpx.AsyncClient | None
+    owns_bus: bool
+    name: str = "inference"
+
+    async def start(self) -> None:
+        async def handler(events: list[Event]) -> list[Event]:
+            return await handle(events, self.deps)
+
+        await self.bus.consume(self.common.queue_for("inference"),
+                               [f"candle.*.{self.common.interval}"], handler,
+                               batch_size=self.settings.batch_size)
+
+    async def stop(self) -> None:
+        if self.owns_bus:
+            await self.bus.close()
+        if self.http:
+            await self.http.aclose()
+
+
+async def bootstrap(
+    common: CommonSettings | None = None,
+    settings: InferenceSettings | None = None,
+    bus: Bus | None = None,
+    predictor: Predictor | None = None,
+    history: CandleHistory | None = None,
+) -> Inference:
+    common = common or CommonSettings()
+    settings = settings or InferenceSettings()
+    predictor = predictor or build_predictor(settings)
+    http = None
+    if history is None:
+        http = httpx.AsyncClient(base_url=settings.gateway_url, timeout=10)
+        history = GatewayCandleHistory(http)
+    deps = InferenceDeps(predictor, CandleWindows(predictor.window), history)
+    return Inference(bus or await connect_bus(common), common, settings, deps, http,
+                     owns_bus=bus is None)

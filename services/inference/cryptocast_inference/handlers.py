@@ -1,0 +1,65 @@
+"""Closed candles in, next-candle predictions out."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptocast_common.events import BasedOn, Candle, Event, Prediction, interval_delta
+from cryptocast_inference.history import CandleHistory
+from cryptocast_inference.predictors import Predictor
+from cryptocast_inference.windows import Added, CandleWindows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceDeps:
+    predictor: Predictor
+    windows: CandleWindows
+    history: CandleHistory
+
+
+async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | None:
+    if deps.windows.add(candle) is Added.STALE:
+        return None
+    window = deps.windows.full(candle)
+    if window is None and deps.predictor.window > 1:
+        older = await deps.history.before(
+            candle.symbol, candle.interval, candle.open_time, deps.predictor.window - 1)
+        deps.windows.seed(older, candle)
+        window = deps.windows.full(candle)
+    return window
+
+
+async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list[Event]:
+    """One prediction per candle whose window is complete; one predictor call per batch."""
+    ready = []
+    for candle in sorted(candles, key=lambda c: c.open_time):
+        window = await _window_for(candle, deps)
+        if window is None:
+            log.info("no prediction yet: window incomplete or candle stale",
+                     extra={"symbol": candle.symbol, "open_time": candle.open_time.isoformat()})
+        else:
+            ready.append((candle, window))
+    if not ready:
+        return []
+    predicted = deps.predictor.predict([window for _, window in ready])
+    predictions: list[Event] = []
+    for (candle, _), close in zip(ready, predicted, strict=True):
+        if not math.isfinite(close) or close <= 0:
+            log.error("predictor returned an unusable close",
+                      extra={"symbol": candle.symbol, "predicted_close": close})
+            continue
+        predictions.append(Prediction(
+            symbol=candle.symbol, interval=candle.interval,
+            based_on=BasedOn(close_time=candle.close_time, close=candle.close),
+            target_time=candle.close_time + interval_delta(candle.interval),
+            predicted_close=close, model=deps.predictor.model))
+    return predictions
+
+
+async def handle(events: list[Event], deps: InferenceDeps) -> list[Event]:
+    return await handle_candles([e for e in events if isinstance(e, Candle)], deps)

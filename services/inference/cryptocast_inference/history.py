@@ -1,0 +1,35 @@
+"""Candle history from the gateway, used to rebuild windows after a restart."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Protocol
+
+import httpx
+
+from cryptocast_common.events import Candle
+
+log = logging.getLogger(__name__)
+
+
+class CandleHistory(Protocol):
+    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        """Up to ``limit`` candles closing at or before ``end``, oldest first."""
+        ...
+
+
+class GatewayCandleHistory:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        try:
+            response = await self._client.get(
+                f"/api/v1/candles/{symbol}",
+                params={"interval": interval, "end": end.isoformat(), "limit": limit})
+            response.raise_for_status()
+            return [Candle.model_validate(item) for item in response.json()["data"]]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            log.warning("candle history unavailable", extra={"symbol": symbol, "error": repr(exc)})
+            return []

@@ -1,0 +1,27 @@
+"""Predictors turn windows of closed candles into the next candle's predicted close."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from cryptocast_common.events import Candle, ModelRef
+
+
+class Predictor(Protocol):
+    model: ModelRef
+    window: int  # candles each prediction needs, oldest first, the last one just closed
+
+    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+        """One predicted next close per window, all windows in one call."""
+        ...
+
+
+class NaivePredictor:
+    """No change: the next close equals the last one. The baseline every model must beat."""
+
+    model = ModelRef(name="naive", version="1")
+    window = 1
+
+    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+        return [window[-1].close for window in windows]

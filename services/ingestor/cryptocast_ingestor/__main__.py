@@ -1,0 +1,3 @@
+from cryptocast_ingestor.main import main
+
+main()

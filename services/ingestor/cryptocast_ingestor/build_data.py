@@ -1,0 +1,47 @@
+"""Rebuild the bundled candle data from shared/data and report what was kept and dropped.
+
+    uv run cryptocast-build-data --shared ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cryptocast_ingestor.datasets import load_binance_hourly, load_coingecko, resample, write_bundle
+
+BUNDLE_DIR = Path(__file__).parent / "data"
+COINGECKO_IDS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "XRP": "xrp"}
+BINANCE_SYMBOLS = ("BTC", "ETH", "ADA", "BNB")
+
+
+def build(shared: Path, out: Path) -> list[str]:
+    lines = []
+    for symbol, coin in COINGECKO_IDS.items():
+        bars, report = load_coingecko(shared / "coingecko_4h" / f"{coin}.csv")
+        write_bundle(bars, out / "coingecko" / f"{symbol}_4h.csv.gz")
+        lines.append(f"coingecko {symbol} 4h <- {report.summary()}")
+    for symbol in BINANCE_SYMBOLS:
+        hourly, report = load_binance_hourly(shared / "binance_1h" / f"{symbol}USDT_1h.csv")
+        lines.append(f"binance {symbol} 1h <- {report.summary()}")
+        bars = resample(hourly, "4h", report)
+        write_bundle(bars, out / "binance" / f"{symbol}_4h.csv.gz")
+        lines.append(f"binance {symbol} 4h <- {report.summary()}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"),
+                        help="folder with coingecko_4h/ and binance_1h/ (default ../shared/data)")
+    parser.add_argument("--out", type=Path, default=BUNDLE_DIR)
+    args = parser.parse_args(argv)
+    if not args.shared.is_dir():
+        sys.exit(f"error: {args.shared} is not a folder with the raw market data")
+    for line in build(args.shared, args.out):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Loaders for the raw market data in ``shared/data`` and the project's cleaned bundles.
+
+The raw files have quirks (see shared/data/README.md); every loader returns the bars it kept
+and a ``CleaningReport`` that says what it merged and dropped and why. Bundles are gzipped
+CSV files ``<SYMBOL>_<interval>.csv.gz`` with columns ``open_time,open,high,low,close,volume``
+(open_time ISO 8601 UTC), written byte-for-byte reproducibly.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptocast_common.events import Candle, interval_delta, iso_utc
+
+BUNDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
+# A bar any of whose prices is this far from the median close around it is a bad print.
+OUTLIER_RATIO = 0.5
+OUTLIER_NEIGHBOURS = 12
+
+
+@dataclass(frozen=True)
+class Bar:
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass
+class CleaningReport:
+    name: str
+    read: int = 0
+    kept: int = 0
+    merged_duplicates: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    zero_volume: int = 0
+    gaps: int = 0
+    longest_gap: timedelta = timedelta(0)
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def summary(self) -> str:
+        dropped = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
+        span = f"{iso_utc(self.first)} .. {iso_utc(self.last)}" if self.first and self.last else "-"
+        return (f"{self.name}: read {self.read}, kept {self.kept} ({span}), merged "
+                f"{self.merged_duplicates} duplicates, dropped: {dropped}; {self.zero_volume} "
+                f"zero-volume bars kept; {self.gaps} gaps (longest {self.longest_gap})")
+
+
+def _consistent(bar: Bar) -> str | None:
+    prices = (bar.open, bar.high, bar.low, bar.close)
+    if min(prices) <= 0:
+        return "non-positive price"
+    if bar.volume < 0:
+        return "negative volume"
+    if bar.high < max(bar.open, bar.close) or bar.low > min(bar.open, bar.close):
+        return "high/low not bracketing open/close"
+    return None
+
+
+def _drop_outliers(bars: list[Bar], report: CleaningReport) -> list[Bar]:
+    closes = [b.close for b in bars]
+    kept = []
+    for i, bar in enumerate(bars):
+        lo, hi = max(0, i - OUTLIER_NEIGHBOURS), i + OUTLIER_NEIGHBOURS + 1
+        reference = statistics.median(closes[lo:i] + closes[i + 1 : hi] or [bar.close])
+        worst = max(abs(p / reference - 1) for p in (bar.open, bar.high, bar.low, bar.close))
+        if worst > OUTLIER_RATIO:
+            report.dropped["outlier prices (>50% off the local median)"] += 1
+        else:
+            kept.append(bar)
+    return kept
+
+
+def _finish(bars: Iterable[Bar], step: timedelta, report: CleaningReport) -> list[Bar]:
+    """Validate, sort, drop outliers and record gaps; the common tail of every loader.
+
+    Run again on resampled bars, it describes the result at the new interval."""
+    valid = []
+    for bar in bars:
+        problem = _consistent(bar)
+        if problem:
+            report.dropped[problem] += 1
+        else:
+            valid.append(bar)
+    result = _drop_outliers(sorted(valid, key=lambda b: b.open_time), report)
+    report.gaps, report.longest_gap = 0, timedelta(0)
+    for prev, cur in itertools.pairwise(result):
+        if cur.open_time - prev.open_time > step:
+            report.gaps += 1
+            report.longest_gap = max(report.longest_gap, cur.open_time - prev.open_time - step)
+    report.kept = len(result)
+    report.zero_volume = sum(1 for b in result if b.volume == 0)
+    if result:
+        report.first, report.last = result[0].open_time, result[-1].open_time
+    return result
+
+
+def load_binance_hourly(path: Path) -> tuple[list[Bar], CleaningReport]:
+    """CryptoDataDownload's Binance export: newest first, two timestamp formats, an overlap."""
+    report = CleaningReport(path.name)
+    by_time: dict[datetime, tuple[bool, Bar]] = {}
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        volume_col = next(i for i, name in enumerate(header) if name.startswith("Volume ")
+                          and not name.endswith("USDT"))
+        for row in reader:
+            report.read += 1
+            try:
+                unix = float(row[0])
+                in_millis = unix > 1e11  # the newer export; the older one is in seconds
+                opened = datetime.fromtimestamp(unix / 1000 if in_millis else unix, UTC)
+                bar = Bar(opened, *(float(row[i]) for i in (3, 4, 5, 6)), float(row[volume_col]))
+            except (ValueError, IndexError):
+                report.dropped["unparseable row"] += 1
+                continue
+            if opened in by_time:
+                report.merged_duplicates += 1
+                if by_time[opened][0] or not in_millis:
+                    continue  # keep the millisecond-format row, the newer export
+            by_time[opened] = (in_millis, bar)
+    bars = _finish((bar for _, bar in by_time.values()), timedelta(hours=1), report)
+    return bars, report
+
+
+def load_coingecko(path: Path) -> tuple[list[Bar], CleaningReport]:
+    """The original backend's merge of /ohlc (4h candles) and /market_chart (24h volume).
+
+    ``ts`` is the candle's close time. The free API has no per-candle volume; the bar's
+    volume is the 24-hour rolling volume at the close divided by six (one 4-hour share).
+    """
+    report = CleaningReport(path.name)
+    bars = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            report.read += 1
+            try:
+                closed = datetime.fromisoformat(row["ts"]).replace(tzinfo=UTC)
+                bars.append(Bar(closed - timedelta(hours=4), float(row["open"]),
+                                float(row["high"]), float(row["low"]),
+                                float(row["close_candle"]), float(row["volume"]) / 6))
+            except (ValueError, KeyError):
+                report.dropped["unparseable row"] += 1
+    return _finish(bars, timedelta(hours=4), report), report
+
+
+def resample(bars: Sequence[Bar], interval: str, report: CleaningReport) -> list[Bar]:
+    """Aggregate hourly bars into aligned ``interval`` bars, keeping only complete ones."""
+    step = interval_delta(interval)
+    hour = timedelta(hours=1)
+    needed = step // hour
+    buckets: dict[datetime, list[Bar]] = {}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for bar in bars:
+        start = epoch + ((bar.open_time - epoch) // step) * step
+        buckets.setdefault(start, []).append(bar)
+    out = []
+    for start, group in sorted(buckets.items()):
+        if len(group) != needed:
+            report.dropped[f"incomplete {interval} bucket (missing hours)"] += 1
+            continue
+        out.append(Bar(start, group[0].open, max(b.high for b in group),
+                       min(b.low for b in group), group[-1].close, sum(b.volume for b in group)))
+    return _finish(out, step, report)
+
+
+def write_bundle(bars: Sequence[Bar], path: Path) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(BUNDLE_COLUMNS)
+    for bar in bars:
+        writer.writerow([iso_utc(bar.open_time), repr(bar.open), repr(bar.high), repr(bar.low),
+                         repr(bar.close), repr(bar.volume)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(text.getvalue().encode())
+
+
+def read_bundle(path: Path, symbol: str, interval: str, source: str) -> list[Candle]:
+    step = interval_delta(interval)
+    candles = []
+    with gzip.open(path, "rt", newline="") as handle:
+        for row in csv.DictReader(handle):
+            opened = datetime.fromisoformat(row["open_time"])
+            candles.append(Candle(
+                symbol=symbol, interval=interval, open_time=opened, close_time=opened + step,
+                open=float(row["open"]), high=float(row["high"]), low=float(row["low"]),
+                close=float(row["close"]), volume=float(row["volume"]), source=source))
+    return candles

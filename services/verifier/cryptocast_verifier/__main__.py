@@ -1,0 +1,3 @@
+from cryptocast_verifier.main import main
+
+main()

@@ -1,0 +1,58 @@
+"""Composition root of the verifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from cryptocast_common.bus import Bus
+from cryptocast_common.events import Event
+from cryptocast_common.runtime import connect_bus
+from cryptocast_common.settings import CommonSettings
+from cryptocast_verifier.handlers import VerifierDeps, handle
+from cryptocast_verifier.settings import VerifierSettings
+from cryptocast_verifier.store import MongoVerifierStore, VerifierStore
+
+
+@dataclass
+class Verifier:
+    bus: Bus
+    common: CommonSettings
+    deps: VerifierDeps
+    mongo: AsyncMongoClient[dict[str, Any]] | None
+    owns_bus: bool
+    name: str = "verifier"
+
+    async def start(self) -> None:
+        async def handler(events: list[Event]) -> list[Event]:
+            return await handle(events, self.deps)
+
+        interval = self.common.interval
+        await self.bus.consume(self.common.queue_for("verifier"),
+                               [f"prediction.*.{interval}", f"candle.*.{interval}"], handler)
+
+    async def stop(self) -> None:
+        if self.owns_bus:
+            await self.bus.close()
+        if self.mongo is not None:
+            await self.mongo.close()
+
+
+async def bootstrap(
+    common: CommonSettings | None = None,
+    settings: VerifierSettings | None = None,
+    bus: Bus | None = None,
+    store: VerifierStore | None = None,
+) -> Verifier:
+    common = common or CommonSettings()
+    settings = settings or VerifierSettings()
+    mongo = None
+    if store is None:
+        mongo = AsyncMongoClient(common.mongo_url, tz_aware=True)
+        mongo_store = MongoVerifierStore(mongo[common.mongo_db])
+        await mongo_store.ensure_indexes()
+        store = mongo_store
+    deps = VerifierDeps(store, settings.tolerance_pct, settings.retention_candles)
+    return Verifier(bus or await connect_bus(common), common, deps, mongo, owns_bus=bus is None)

@@ -1,0 +1,88 @@
+"""What the verifier remembers between messages: predictions waiting for their target candle,
+and recent closes for predictions that arrive after their target candle (replays, restarts).
+
+Kept in MongoDB so that pending predictions survive a restart and replicas share them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from cryptocast_common.documents import from_document, to_document
+from cryptocast_common.events import Candle, Prediction
+
+
+class VerifierStore(Protocol):
+    async def save_close(self, candle: Candle) -> None: ...
+
+    async def close_at(self, symbol: str, interval: str, close_time: datetime) -> float | None: ...
+
+    async def add_pending(self, prediction: Prediction) -> None: ...
+
+    async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
+        ...
+
+    async def forget_before(self, symbol: str, interval: str, cutoff: datetime) -> None: ...
+
+
+class InMemoryVerifierStore:
+    def __init__(self) -> None:
+        self.closes: dict[tuple[str, str, datetime], float] = {}
+        self.pending: dict[str, Prediction] = {}
+
+    async def save_close(self, candle: Candle) -> None:
+        self.closes[(candle.symbol, candle.interval, candle.close_time)] = candle.close
+
+    async def close_at(self, symbol: str, interval: str, close_time: datetime) -> float | None:
+        return self.closes.get((symbol, interval, close_time))
+
+    async def add_pending(self, prediction: Prediction) -> None:
+        self.pending[prediction.event_id] = prediction
+
+    async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
+        return [p for p in self.pending.values()
+                if (p.symbol, p.interval, p.target_time) == (symbol, interval, target)]
+
+    async def forget_before(self, symbol: str, interval: str, cutoff: datetime) -> None:
+        self.closes = {k: v for k, v in self.closes.items() if k[:2] != (symbol, interval)
+                       or k[2] >= cutoff}
+        self.pending = {k: p for k, p in self.pending.items()
+                        if (p.symbol, p.interval) != (symbol, interval) or p.target_time >= cutoff}
+
+
+class MongoVerifierStore:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._closes = db["verifier_closes"]
+        self._pending = db["verifier_pending"]
+
+    async def ensure_indexes(self) -> None:
+        await self._closes.create_index([("symbol", 1), ("interval", 1), ("close_time", 1)])
+        await self._pending.create_index([("symbol", 1), ("interval", 1), ("target_time", 1)])
+
+    async def save_close(self, candle: Candle) -> None:
+        await self._closes.replace_one(
+            {"_id": candle.event_id},
+            {"_id": candle.event_id, "symbol": candle.symbol, "interval": candle.interval,
+             "close_time": candle.close_time, "close": candle.close}, upsert=True)
+
+    async def close_at(self, symbol: str, interval: str, close_time: datetime) -> float | None:
+        found = await self._closes.find_one(
+            {"symbol": symbol, "interval": interval, "close_time": close_time})
+        return None if found is None else float(found["close"])
+
+    async def add_pending(self, prediction: Prediction) -> None:
+        await self._pending.replace_one(
+            {"_id": prediction.event_id}, to_document(prediction), upsert=True)
+
+    async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
+        cursor = self._pending.find({"symbol": symbol, "interval": interval, "target_time": target})
+        return [from_document(doc) async for doc in cursor]  # type: ignore[misc]
+
+    async def forget_before(self, symbol: str, interval: str, cutoff: datetime) -> None:
+        await self._closes.delete_many(
+            {"symbol": symbol, "interval": interval, "close_time": {"$lt": cutoff}})
+        await self._pending.delete_many(
+            {"symbol": symbol, "interval": interval, "target_time": {"$lt": cutoff}})

@@ -1,0 +1,81 @@
+"""Fixtures for every tier. Integration and e2e tests need RabbitMQ on 127.0.0.1:5672
+(``make test`` starts it) and run nx-27017, the SQLite-backed Mongo wire server, themselves.
+A missing broker fails those tests with a clear message; it never skips them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from cryptocast.embedded_mongo import EmbeddedMongo
+from cryptocast_common.settings import CommonSettings
+
+AMQP_URL = os.environ.get("CRYPTOCAST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+SERVICE_QUEUES = ("gateway", "inference", "verifier", "dead", "contract", "contract-b")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMongo]:
+    server = EmbeddedMongo(tmp_path_factory.mktemp("mongo"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mongo_url(mongo_server: EmbeddedMongo) -> str:
+    return mongo_server.url
+
+
+@pytest.fixture
+async def amqp_url() -> str:
+    try:
+        connection = await aio_pika.connect(AMQP_URL, timeout=5)
+    except Exception as exc:
+        pytest.fail(f"RabbitMQ is not reachable at {AMQP_URL} ({exc!r}). Start it "
+                    "(`rabbitmq-server -detached`) or run `make test`, which starts it.")
+    await connection.close()
+    return AMQP_URL
+
+
+@pytest.fixture
+async def common(amqp_url: str, mongo_url: str) -> AsyncIterator[CommonSettings]:
+    """Settings with a namespace of their own; what it declared is deleted afterwards."""
+    namespace = f"cryptocast-test-{uuid.uuid4().hex[:12]}"
+    settings = CommonSettings(amqp_url=amqp_url, namespace=namespace, mongo_url=mongo_url,
+                              mongo_db=namespace.replace(".", "_"), max_attempts=3)
+    yield settings
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for name in SERVICE_QUEUES:
+            channel = await connection.channel()
+            try:
+                await channel.queue_delete(settings.queue_for(name))
+            except aio_pika.exceptions.ChannelClosed:
+                pass  # never declared
+        channel = await connection.channel()
+        for exchange in (settings.exchange, settings.dead_letter_exchange):
+            await channel.exchange_delete(exchange)
+
+
+async def wait_until(check: Callable[[], Awaitable[object]], timeout: float = 20.0) -> object:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.05)

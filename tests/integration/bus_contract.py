@@ -8,9 +8,14 @@ from typing import Any
 
 from cryptocast_common.events import Event
 from tests.factories import candle, prediction
+from tests.waiting import eventually
 
 DeadReasons = Callable[[], Awaitable[list[str]]]
 TIMEOUT = 15
+
+
+async def _contains(items: list[str], item: str) -> bool:
+    return item in items
 
 
 class Recorder:
@@ -67,17 +72,12 @@ async def failing_handler_is_retried_then_dead_lettered(
 
     await bus.consume(f"{ns}.contract", ["candle.#"], flaky)
     await bus.publish([candle(0)])
-    async with asyncio.timeout(TIMEOUT):
-        while not await dead():
-            await asyncio.sleep(0.05)
-    reasons = await dead()
+    reasons = await eventually(dead, TIMEOUT)
     assert len(reasons) == 1
     assert "handler failed 3 times" in reasons[0] and "storage is down" in reasons[0]
     assert calls.count(candle(0).event_id) == 3
     await bus.publish([candle(1)])  # the queue keeps flowing afterwards
-    async with asyncio.timeout(TIMEOUT):
-        while candle(1).event_id not in calls:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: _contains(calls, candle(1).event_id), TIMEOUT)
 
 
 async def malformed_message_is_dead_lettered_with_reason(
@@ -88,9 +88,7 @@ async def malformed_message_is_dead_lettered_with_reason(
     await bus.publish([candle(0)])
     async with asyncio.timeout(TIMEOUT):
         await good.done.wait()
-        while not await dead():
-            await asyncio.sleep(0.05)
-    [reason] = await dead()
+    [reason] = await eventually(dead, TIMEOUT)
     assert reason.startswith("invalid event:") and "candle.symbol: Field required" in reason
     assert good.events == [candle(0)]
 
@@ -107,11 +105,10 @@ async def one_bad_event_does_not_sink_its_batch(bus: Any, ns: str, dead: DeadRea
     await bus.publish([])  # publishing nothing is fine
     await bus.consume(f"{ns}.contract", ["candle.#"], picky, batch_size=50)
     await bus.publish([candle(i) for i in range(5)] + [candle(0, symbol="ETH")])
-    async with asyncio.timeout(TIMEOUT):
-        while len(handled) < 5 or not await dead():
-            await asyncio.sleep(0.05)
+    reasons = await eventually(dead, TIMEOUT)
+    await eventually(lambda: _contains(handled, candle(4).event_id), TIMEOUT)
     assert sorted(handled) == sorted(candle(i).event_id for i in range(5))
-    assert "ETH is not supported" in (await dead())[0]
+    assert "ETH is not supported" in reasons[0]
 
 
 CONTRACT = [routes_by_topic, handler_output_is_published,

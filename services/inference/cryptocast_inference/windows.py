@@ -36,8 +36,9 @@ class CandleWindows:
         return Added.STALE
 
     def seed(self, history: Sequence[Candle], latest: Candle) -> None:
-        """Rebuild the window ending at ``latest`` from older candles (oldest first)."""
-        chain = [latest]
+        """Extend the window ending at ``latest`` backwards with older candles (oldest first)."""
+        held = self._windows.get((latest.symbol, latest.interval))
+        chain = list(reversed(held)) if held and held[-1] == latest else [latest]
         for candle in reversed(history):
             if candle.close_time == chain[-1].open_time:
                 chain.append(candle)

@@ -1,0 +1,84 @@
+from collections.abc import Sequence
+from datetime import datetime
+
+from cryptocast_common.events import Candle, ModelRef
+from cryptocast_inference.handlers import InferenceDeps, handle_candles
+from cryptocast_inference.predictors import NaivePredictor
+from cryptocast_inference.windows import Added, CandleWindows
+
+from tests.factories import candle
+
+
+class MeanPredictor:
+    """Predicts the mean close of a 3-candle window; records each batch it was given."""
+
+    model = ModelRef(name="mean", version="3")
+    window = 3
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+        self.batches.append(len(windows))
+        return [sum(c.close for c in w) / len(w) for w in windows]
+
+
+class FakeHistory:
+    def __init__(self, candles: list[Candle]) -> None:
+        self.candles = candles
+        self.calls = 0
+
+    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        self.calls += 1
+        found = [c for c in self.candles if c.symbol == symbol and c.close_time <= end]
+        return found[-limit:]
+
+
+def test_windows_extend_replace_ignore_and_restart() -> None:
+    windows = CandleWindows(3)
+    assert windows.add(candle(0)) is Added.RESTARTED
+    assert windows.add(candle(1)) is Added.EXTENDED
+    assert windows.add(candle(1, close=101)) is Added.REPLACED
+    assert windows.add(candle(0)) is Added.STALE
+    assert windows.full(candle(1, close=101)) is None  # only two so far
+    assert windows.add(candle(2)) is Added.EXTENDED
+    assert windows.full(candle(2)) == [candle(0), candle(1, close=101), candle(2)]
+    assert windows.add(candle(5)) is Added.RESTARTED  # a gap starts over
+
+
+async def test_naive_predicts_the_last_close_for_the_next_candle() -> None:
+    deps = InferenceDeps(NaivePredictor(), CandleWindows(1), FakeHistory([]))
+    [p] = await handle_candles([candle(4, close=123.0)], deps)
+    assert p.predicted_close == 123.0
+    assert p.based_on.close_time == candle(4).close_time
+    assert p.target_time == candle(5).close_time
+    assert p.event_id == "prediction:naive@1:BTC:4h:" + candle(5).close_time.isoformat().replace(
+        "+00:00", "Z")
+
+
+async def test_windows_are_rebuilt_from_history_after_a_restart() -> None:
+    history = FakeHistory([candle(i, close=100 + i) for i in range(5)])
+    predictor = MeanPredictor()
+    deps = InferenceDeps(predictor, CandleWindows(3), history)
+    [p] = await handle_candles([candle(5, close=105)], deps)
+    assert p.predicted_close == (103 + 104 + 105) / 3
+    assert history.calls == 1
+    [p] = await handle_candles([candle(6, close=106)], deps)  # from memory now
+    assert p.predicted_close == 105 and history.calls == 1
+
+
+async def test_no_prediction_without_enough_history() -> None:
+    deps = InferenceDeps(MeanPredictor(), CandleWindows(3), FakeHistory([]))
+    assert await handle_candles([candle(0)], deps) == []
+    assert await handle_candles([candle(1)], deps) == []
+    assert len(await handle_candles([candle(2)], deps)) == 1
+
+
+async def test_candles_closing_together_are_predicted_in_one_batch() -> None:
+    predictor = MeanPredictor()
+    deps = InferenceDeps(predictor, CandleWindows(3), FakeHistory([]))
+    for i in range(2):
+        await handle_candles([candle(i, symbol=s) for s in ("BTC", "ETH", "SOL")], deps)
+    predictions = await handle_candles([candle(2, symbol=s) for s in ("BTC", "ETH", "SOL")], deps)
+    assert [p.symbol for p in predictions] == ["BTC", "ETH", "SOL"]
+    assert predictor.batches == [3]

@@ -1,0 +1,128 @@
+import gzip
+from pathlib import Path
+
+import pytest
+from cryptocast_common.events import Event
+from cryptocast_ingestor.datasets import (
+    load_binance_hourly,
+    load_coingecko,
+    read_bundle,
+    resample,
+    write_bundle,
+)
+from cryptocast_ingestor.handlers import replay
+from cryptocast_ingestor.settings import BUNDLED_REPLAY
+from cryptocast_ingestor.sources.replay import load_timeline
+
+from tests.factories import candle
+
+BINANCE_HEADER = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
+
+
+def binance_row(unix: str, date: str, price: float, volume: float = 1.0) -> str:
+    return f"{unix},{date},BTC/USDT,{price},{price + 1},{price - 1},{price},{volume},0,NULL\n"
+
+
+def test_binance_loader_handles_every_documented_quirk(tmp_path: Path) -> None:
+    hour = 3600
+    start = 1596240000  # 2020-08-01 00:00 UTC
+    rows = [binance_row(f"{(start + i * hour) * 1000}", "x", 100 + i) for i in range(9)]
+    rows.append(binance_row(f"{start + 8 * hour}.0", "2020-08-01 08-AM", 100.0001))  # overlap
+    rows.append(binance_row(f"{(start + 12 * hour) * 1000}", "x", 112, volume=0))  # after a gap
+    rows.append(binance_row(f"{(start + 13 * hour) * 1000}", "x", 999))  # a bad print
+    rows.append(binance_row(f"{(start + 14 * hour) * 1000}", "x", 114))
+    rows.append(binance_row(f"{(start + 15 * hour) * 1000}", "x", 115))
+    path = tmp_path / "BTCUSDT_1h.csv"
+    path.write_text(BINANCE_HEADER + "".join(reversed(rows)))  # newest first, as published
+
+    bars, report = load_binance_hourly(path)
+
+    assert report.read == 14 and report.merged_duplicates == 1
+    assert report.dropped["outlier prices (>50% off the local median)"] == 1
+    assert report.kept == 12 and report.zero_volume == 1
+    assert report.gaps == 2  # 09-11 missing, and 13 once the bad print is dropped
+    assert [b.open_time.hour for b in bars][:3] == [0, 1, 2]
+    assert bars[8].close == 108  # the millisecond-format row wins the overlap
+
+    four_hourly = resample(bars, "4h", report)
+    assert [b.open_time.hour for b in four_hourly] == [0, 4]  # 08-11 and 12-15 are incomplete
+    assert report.dropped["incomplete 4h bucket (missing hours)"] == 2
+    assert four_hourly[0].open == 100 and four_hourly[0].close == 103
+    assert four_hourly[0].high == 104 and four_hourly[0].low == 99
+    assert four_hourly[0].volume == 4
+
+
+def test_coingecko_loader_reads_ts_as_the_close_time(tmp_path: Path) -> None:
+    path = tmp_path / "bitcoin.csv"
+    path.write_text("ts,close,mcap,volume,open,high,low,close_candle\n"
+                    "2026-07-16 16:00:00,64680.8,1,600,64191.0,64821.0,63833.0,64682.0\n"
+                    "2026-07-16 20:00:00,64229.2,1,600,64567.0,64000.0,63974.0,64229.0\n")
+    bars, report = load_coingecko(path)
+    assert len(bars) == 1 and bars[0].open_time.hour == 12 and bars[0].volume == 100
+    assert report.dropped["high/low not bracketing open/close"] == 1
+
+
+def test_bundles_round_trip_reproducibly(tmp_path: Path) -> None:
+    bars, _ = load_coingecko(Path(__file__).parents[2] / "../shared/data/coingecko_4h/xrp.csv") \
+        if (Path(__file__).parents[2] / "../shared/data").exists() else ([], None)
+    source = BUNDLED_REPLAY / "XRP_4h.csv.gz"
+    candles = read_bundle(source, "XRP", "4h", "replay")
+    assert len(candles) == 180 and candles[0].close_time - candles[0].open_time == candles[
+        1].open_time - candles[0].open_time
+    if bars:  # the shipped bundle is exactly what the build script makes from shared/data
+        write_bundle(bars, tmp_path / "XRP_4h.csv.gz")
+        assert (tmp_path / "XRP_4h.csv.gz").read_bytes() == source.read_bytes()
+    assert gzip.decompress(source.read_bytes()).startswith(b"open_time,open,high,low,close")
+
+
+def test_timeline_is_the_window_every_symbol_covers(tmp_path: Path) -> None:
+    from cryptocast_ingestor.datasets import Bar
+
+    def bars(first: int, last: int) -> list[Bar]:
+        return [Bar(candle(i).open_time, 1, 1, 1, 1, 1) for i in range(first, last)]
+
+    write_bundle(bars(0, 10), tmp_path / "BTC_4h.csv.gz")
+    write_bundle(bars(3, 12), tmp_path / "ETH_4h.csv.gz")
+    steps = load_timeline(tmp_path, ["BTC", "ETH"], "4h")
+    assert len(steps) == 7
+    assert [c.symbol for c in steps[0]] == ["BTC", "ETH"]
+    assert steps[0][0].open_time == candle(3).open_time
+    with pytest.raises(FileNotFoundError, match="SOL"):
+        load_timeline(tmp_path, ["SOL"], "4h")
+
+
+async def test_replay_backfills_then_paces_in_time_order() -> None:
+    steps = [[candle(i), candle(i, symbol="ETH")] for i in range(10)]
+    published: list[list[Event]] = []
+    sleeps: list[float] = []
+
+    async def publish(events: list[Event]) -> None:
+        published.append(list(events))
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    await replay(steps, publish, backfill=3, live=4, pace_seconds=2.5, sleep=sleep)
+    backfill, *paced = published
+    assert backfill == [c for step in steps[3:6] for c in step]
+    assert paced == steps[6:]
+    assert sleeps == [2.5] * 4
+
+
+async def test_replay_keeps_candles_while_the_broker_is_away() -> None:
+    attempts = 0
+    delivered: list[Event] = []
+
+    async def flaky_publish(events: list[Event]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 3:
+            raise ConnectionError("broker unreachable")
+        delivered.extend(events)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    await replay([[candle(0)], [candle(1)]], flaky_publish, backfill=5, live=1,
+                 pace_seconds=0, sleep=no_sleep)
+    assert delivered == [candle(0), candle(1)]

@@ -5,7 +5,6 @@ from cryptocast_common.events import Candle, ModelRef
 from cryptocast_inference.handlers import InferenceDeps, handle_candles
 from cryptocast_inference.predictors import NaivePredictor
 from cryptocast_inference.windows import Added, CandleWindows
-
 from tests.factories import candle
 
 

@@ -1,8 +1,8 @@
 import pytest
+
 from cryptocast_verifier.handlers import VerifierDeps, handle
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore
-
 from tests.factories import candle, prediction
 
 

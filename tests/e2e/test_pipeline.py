@@ -1,0 +1,115 @@
+"""The whole pipeline over RabbitMQ and the Mongo wire server, read through the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+
+from cryptocast_common.amqp import REASON_HEADER, AmqpBus
+from cryptocast_common.settings import CommonSettings
+from cryptocast_gateway.bootstrap import bootstrap as gateway
+from cryptocast_gateway.settings import GatewaySettings
+from cryptocast_inference.bootstrap import bootstrap as inference
+from cryptocast_inference.settings import InferenceSettings
+from cryptocast_ingestor.bootstrap import bootstrap as ingestor
+from cryptocast_ingestor.settings import IngestorSettings
+from cryptocast_verifier.bootstrap import bootstrap as verifier
+from tests.factories import candle
+from tests.waiting import eventually
+
+BACKFILL = 30
+COLLECTIONS = ("candles", "predictions", "verifications", "verifier_pending", "verifier_closes")
+
+
+async def snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
+    return {name: await db[name].find({"symbol": {"$ne": "ZZZ"}}).sort("_id", 1).to_list()
+            for name in COLLECTIONS}
+
+
+async def barrier(bus: AmqpBus, db: Any, step: int) -> None:
+    """Two candles of a marker symbol; once their verification is stored, everything
+    published before them has gone through every queue (each queue is FIFO)."""
+    first, second = candle(step - 100, symbol="ZZZ"), candle(step - 99, symbol="ZZZ")
+    await bus.publish([first, second])
+
+    async def marker_verified() -> bool:
+        query = {"symbol": "ZZZ", "target_time": second.close_time}
+        return await db.verifications.find_one(query) is not None
+
+    await eventually(marker_verified, within=60)
+
+
+async def test_replayed_candles_become_predictions_and_verifications(
+        common: CommonSettings) -> None:
+    url = common.amqp_url or ""
+    api = await gateway(common, GatewaySettings(port=0), bus=await AmqpBus.connect(url, common))
+    await api.start()
+    base = f"http://127.0.0.1:{api.port}"
+    services = [
+        await verifier(common, bus=await AmqpBus.connect(url, common)),
+        await inference(common, InferenceSettings(gateway_url=base),
+                        bus=await AmqpBus.connect(url, common)),
+    ]
+    replay = IngestorSettings(backfill=BACKFILL, replay_live=0, pace_seconds=0)
+    producer = await AmqpBus.connect(url, common)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
+    db = mongo[common.mongo_db]
+    http = httpx.AsyncClient(base_url=base, timeout=10)
+    try:
+        for service in services:
+            await service.start()
+        first = await ingestor(common, replay, bus=producer)
+        await first.start()
+        assert first.task is not None
+        await first.task
+
+        async def full_history() -> list[dict[str, Any]] | None:
+            history = (await http.get("/history/btc")).json()
+            return history if len(history) == BACKFILL - 1 else None
+
+        history = await eventually(full_history, within=60)
+        assert history[0]["date"] < history[-1]["date"]
+        latest = (await http.get("/btc")).json()
+        assert set(latest) == {"_id", "currentPrice", "predictedPrice", "priceChange", "trend",
+                               "timestamp", "timestamp_display", "raw_data"}
+        assert latest["currentPrice"].startswith("$")
+        assert (await http.get("/xrp")).json()["currentPrice"].count(".") == 1
+        verdict = (await http.get("/verify/btc")).json()
+        assert verdict["actualPrice"] > 0 and isinstance(verdict["directionCorrect"], bool)
+        assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
+        await barrier(producer, db, 0)
+        before = await snapshot(db)
+        assert len(before["candles"]) == 4 * BACKFILL
+        assert len(before["predictions"]) == 4 * BACKFILL
+        assert len(before["verifications"]) == 4 * (BACKFILL - 1)
+
+        # A malformed message is dead-lettered by every consumer; the pipeline keeps going.
+        await producer.publish_raw("candle.BTC.4h", b'{"type": "candle", "close": "oops"}', "bad")
+        second = await ingestor(common, replay, bus=producer)
+        await second.start()
+        assert second.task is not None
+        await second.task
+        await barrier(producer, db, 10)
+        assert await snapshot(db) == before  # the replay changed nothing
+
+        reader = await AmqpBus.connect(url, common)
+        try:
+            channel = await reader._connection.channel()
+            dead = await channel.declare_queue(common.dead_letter_queue, durable=True)
+            reasons = []
+            while (message := await dead.get(fail=False)) is not None:
+                reasons.append(str(message.headers[REASON_HEADER]))
+                await message.ack()
+            assert len(reasons) == 3  # gateway, inference and verifier each got a copy
+            assert all("candle.schema_version: unsupported version None" in r for r in reasons)
+        finally:
+            await reader.close()
+    finally:
+        await http.aclose()
+        for service in [*services, api]:
+            await service.stop()
+        await producer.close()
+        await mongo.drop_database(common.mongo_db)
+        await mongo.close()

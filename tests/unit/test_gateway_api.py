@@ -1,0 +1,152 @@
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from cryptocast_common.bus import InMemoryBus
+from cryptocast_common.settings import CommonSettings
+from cryptocast_gateway.bootstrap import Gateway, bootstrap
+from cryptocast_gateway.legacy import display_time, flask_json, money
+from cryptocast_gateway.store import InMemoryEventStore
+from cryptocast_verifier.scoring import verify
+from tests.factories import candle, prediction
+
+
+def test_money_and_dates_as_the_original_showed_them() -> None:
+    assert money(45234.56) == "$45,234.56"
+    assert money(1.0016) == "$1.0016"
+    assert money(1554.449, 45234.0) == "$1,554.45"
+    assert money(0.0123, 1.2) == "$0.0123"
+    assert display_time(datetime(2025, 11, 24, 14, 30, tzinfo=UTC)) == \
+        "Monday, November 24th, at 14:30"
+    assert display_time(datetime(2026, 8, 12, 8, tzinfo=UTC)).startswith("Wednesday, August 12th")
+    assert display_time(datetime(2026, 8, 22, 8, 0, tzinfo=UTC)).endswith("22nd, at 08:00")
+
+
+def test_flask_jsonify_bytes() -> None:
+    assert flask_json({"b": "▲", "a": 1.5}) == b'{"a":1.5,"b":"\\u25b2"}\n'
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    bus = InMemoryBus()
+    app = await bootstrap(CommonSettings(), bus=bus, store=InMemoryEventStore(),
+                          serve_http=False)
+    await app.start()
+    yield app
+    await bus.close()
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=gateway.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+async def test_fresh_install_answers_null_not_errors(client: httpx.AsyncClient) -> None:
+    for path in ("/btc", "/verify/btc"):
+        response = await client.get(path)
+        assert (response.status_code, response.content) == (200, b"null\n")
+    response = await client.get("/volatility/eth")
+    assert response.json() == {"status": "Success", "average_error": None}
+    assert (await client.get("/history/sol")).json() == []
+    assert (await client.get("/")).status_code == 200
+
+
+async def test_latest_prediction_in_the_original_shape(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await gateway.state.bus.publish([prediction(0, base=45234.56, predicted=46789.01),
+                                     prediction(1, base=100.0, predicted=99.0, symbol="XRP")])
+    await gateway.state.bus.drain()  # type: ignore[attr-defined]
+    body = (await client.get("/btc")).json()
+    assert body == {
+        "_id": prediction(0).event_id,
+        "currentPrice": "$45,234.56",
+        "predictedPrice": "$46,789.01",
+        "priceChange": "▲ $1,554.45 (3.44%)",
+        "trend": "Bullish",
+        "timestamp": "2026-08-01T04:00:00+00:00",
+        "timestamp_display": "Saturday, August 1st, at 04:00",
+        "raw_data": {"last_actual_close": 45234.56, "predicted_close": 46789.01,
+                     "change_dollars": pytest.approx(1554.45),
+                     "change_percent": pytest.approx(3.4364, abs=1e-4)},
+    }
+    xrp = (await client.get("/XRP")).json()
+    assert xrp["priceChange"] == "▼ $1.00 (-1.00%)" and xrp["trend"] == "Bearish"
+    assert xrp["currentPrice"] == "$100.00"
+
+
+async def test_verifications_history_and_volatility(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    verdicts = [verify(prediction(i, base=100.0, predicted=100.0 + i), 101.0, 2.0)
+                for i in range(35)]
+    await gateway.state.store.upsert(verdicts)
+    latest = (await client.get("/verify/btc")).json()
+    assert latest["predictedPrice"] == 134.0 and latest["actualPrice"] == 101.0
+    assert latest["directionCorrect"] is False  # outside the 2% band
+    assert latest["profitSim"] == pytest.approx(33.0)
+    assert latest["predictionDate"] == verdicts[-1].based_on_time.isoformat()
+    assert (await client.post("/verify/btc")).json() == {"status": "Success", "result": "Wrong"}
+    history = (await client.get("/history/btc")).json()
+    assert len(history) == 30 and history[0]["predictedPrice"] == 105.0
+    assert set(history[0]) == {"date", "predictedPrice", "actualPrice", "errorPercent",
+                               "directionCorrect"}
+    average = (await client.get("/volatility/btc")).json()["average_error"]
+    assert average == pytest.approx(sum(v.error_pct for v in verdicts[-10:]) / 10)
+
+
+async def test_unknown_coin_is_a_404_naming_the_known_ones(client: httpx.AsyncClient) -> None:
+    for path in ("/doge", "/verify/doge", "/history/doge", "/volatility/doge"):
+        response = await client.get(path, headers={"Origin": "https://cryptocast.example"})
+        assert response.status_code == 404
+        assert "btc, eth, sol, xrp" in response.json()["message"]
+        assert response.headers["access-control-allow-origin"] == "*"
+
+
+async def test_cors_preflight_for_json_posts(client: httpx.AsyncClient) -> None:
+    response = await client.options("/record/btc", headers={
+        "Origin": "https://cryptocast.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert response.status_code == 200
+    assert "POST" in response.headers["access-control-allow-methods"]
+
+
+async def test_record_validates_stores_and_publishes(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    bad = await client.post("/record/btc", json={"last_actual_close": -5, "predicted_close": 1})
+    assert bad.status_code == 400
+    assert bad.json()["status"] == "error" and "last_actual_close" in bad.json()["message"]
+    assert (await client.get("/btc")).content == b"null\n"  # nothing stored
+    missing = await client.post("/record/btc")
+    assert missing.status_code == 404
+
+    ok = await client.post("/record/btc", json={"last_actual_close": 100.0,
+                                                "predicted_close": 102.0,
+                                                "timestamp": "2026-08-01T05:30:00Z"})
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["status"] == "Success" and body["message"] == "BTC data recorded successfully"
+    assert body["data"]["_id"] == "prediction:manual@1:BTC:4h:2026-08-01T08:00:00Z"
+    assert (await client.get("/btc")).json() == body["data"]
+    again = await client.post("/record/btc")
+    assert again.json()["data"] == body["data"]
+
+
+async def test_candles_for_history_refill(gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await gateway.state.store.upsert([candle(i, close=100 + i) for i in range(6)])
+    response = await client.get("/api/v1/candles/btc", params={
+        "end": candle(3).close_time.isoformat(), "limit": 2})
+    data = response.json()
+    assert data["count"] == 2 and [c["close"] for c in data["data"]] == [102, 103]
+    assert (await client.get("/api/v1/candles/btc", params={"limit": 0})).status_code == 400
+
+
+
+async def test_legacy_bodies_are_flask_bytes(gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await gateway.state.bus.publish([prediction(0)])
+    await gateway.state.bus.drain()  # type: ignore[attr-defined]
+    raw = (await client.get("/btc")).content
+    assert raw == flask_json(json.loads(raw))  # sorted keys, compact, ASCII, trailing newline

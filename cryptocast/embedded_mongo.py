@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -34,12 +35,13 @@ class EmbeddedMongo:
     def start(self, timeout: float = 30.0) -> None:
         executable = shutil.which("nx-27017") or str(Path(sys.executable).parent / "nx-27017")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (self.data_dir / "nx-27017.log").open("ab")
-        self._process = subprocess.Popen(
-            [executable, "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--log-file", str(self.data_dir / "nx-27017.log"),
-             "--pid-file", str(self.data_dir / "nx-27017.pid")],
-            stdout=log_file, stderr=subprocess.STDOUT)
+        # nx-27017 logs to stderr as well as to --log-file: keep the stderr copy only, so
+        # that start-up crashes land in the same file.
+        with (self.data_dir / "nx-27017.log").open("ab") as log_file:
+            self._process = subprocess.Popen(
+                [executable, "--data-dir", str(self.data_dir), "--port", str(self.port),
+                 "--log-file", os.devnull, "--pid-file", str(self.data_dir / "nx-27017.pid")],
+                stdout=log_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:

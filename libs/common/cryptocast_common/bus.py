@@ -74,6 +74,10 @@ def retry_backoff(attempt: int) -> float:
     return min(0.1 * 2 ** (attempt - 1), 5.0)
 
 
+def _attempt_key(delivery: Delivery, event: Event) -> str:
+    return delivery.message_id or event.event_id
+
+
 class BatchConsumer:
     """Takes deliveries from ``inbox`` in batches and applies the semantics above."""
 
@@ -155,12 +159,12 @@ class BatchConsumer:
                 return
             await self._failed(accepted[0], events[0], exc)
             return
-        for delivery in accepted:
-            self._attempts.pop(delivery.message_id or "", None)
+        for delivery, event in zip(accepted, events, strict=True):
+            self._attempts.pop(_attempt_key(delivery, event), None)
             await delivery.ack()
 
     async def _failed(self, delivery: Delivery, event: Event, exc: Exception) -> None:
-        key = delivery.message_id or event.event_id
+        key = _attempt_key(delivery, event)
         attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
         log.warning(
             "handler failed",

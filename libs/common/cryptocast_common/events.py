@@ -38,6 +38,15 @@ def interval_delta(interval: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def floor_to_interval(moment: datetime, interval: str) -> datetime:
+    """The start of the ``interval``-long bucket (aligned to the Unix epoch) holding ``moment``."""
+    step = interval_delta(interval)
+    return _EPOCH + ((moment - _EPOCH) // step) * step
+
+
 def _check_interval(value: str) -> str:
     interval_delta(value)
     return value

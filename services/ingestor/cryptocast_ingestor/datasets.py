@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptocast_common.events import Candle, interval_delta, iso_utc
+from cryptocast_common.events import Candle, floor_to_interval, interval_delta, iso_utc
 
 BUNDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 # A bar any of whose prices is this far from the median close around it is a bad print.
@@ -162,10 +162,8 @@ def resample(bars: Sequence[Bar], interval: str, report: CleaningReport) -> list
     hour = timedelta(hours=1)
     needed = step // hour
     buckets: dict[datetime, list[Bar]] = {}
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     for bar in bars:
-        start = epoch + ((bar.open_time - epoch) // step) * step
-        buckets.setdefault(start, []).append(bar)
+        buckets.setdefault(floor_to_interval(bar.open_time, interval), []).append(bar)
     out = []
     for start, group in sorted(buckets.items()):
         if len(group) != needed:

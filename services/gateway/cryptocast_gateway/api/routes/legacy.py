@@ -9,7 +9,14 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from cryptocast_common.events import BasedOn, ModelRef, Prediction, Price, interval_delta
+from cryptocast_common.events import (
+    BasedOn,
+    ModelRef,
+    Prediction,
+    Price,
+    floor_to_interval,
+    interval_delta,
+)
 from cryptocast_gateway import legacy
 from cryptocast_gateway.api.deps import ApiError, State, Symbol
 
@@ -50,9 +57,7 @@ async def record(symbol: Symbol, state: State, body: RecordRequest | None = None
             raise ApiError(404, {"status": "Failed", "error": f"no prediction for {symbol} yet"})
     else:
         step = interval_delta(interval)
-        moment = body.timestamp or datetime.now(UTC)
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        closed = epoch + ((moment - epoch) // step) * step
+        closed = floor_to_interval(body.timestamp or datetime.now(UTC), interval)
         prediction = Prediction(
             symbol=symbol, interval=interval, model=MANUAL_MODEL,
             based_on=BasedOn(close_time=closed, close=body.last_actual_close),

@@ -14,7 +14,11 @@ from pathlib import Path
 
 from cryptocast.embedded_mongo import EmbeddedMongo
 from cryptocast_common.logging import configure_logging
-from cryptocast_common.runtime import connect_bus, serve_until_signalled
+from cryptocast_common.runtime import (
+    connect_bus,
+    exit_on_configuration_error,
+    serve_until_signalled,
+)
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import bootstrap as gateway
 from cryptocast_inference.bootstrap import bootstrap as inference
@@ -53,7 +57,7 @@ async def run() -> None:
 
 def main() -> None:
     configure_logging(CommonSettings().log_level)
-    asyncio.run(run())
+    exit_on_configuration_error(lambda: asyncio.run(run()))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import bootstrap as gateway
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.bootstrap import bootstrap as inference
+from cryptocast_inference.features import WARMUP
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings
@@ -19,23 +20,26 @@ from cryptocast_verifier.bootstrap import bootstrap as verifier
 from tests.factories import candle
 from tests.waiting import eventually
 
-BACKFILL = 30
+WINDOW = InferenceSettings().window + WARMUP  # candles the shipped model needs per prediction
+BACKFILL = WINDOW + 20  # /history shows the last 30 verdicts: keep under that
 COLLECTIONS = ("candles", "predictions", "verifications", "verifier_pending", "verifier_closes")
+MARKERS = ("ZZA", "ZZB")
 
 
 async def snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
-    return {name: await db[name].find({"symbol": {"$ne": "ZZZ"}}).sort("_id", 1).to_list()
+    return {name: await db[name].find({"symbol": {"$nin": MARKERS}}).sort("_id", 1).to_list()
             for name in COLLECTIONS}
 
 
-async def barrier(bus: AmqpBus, db: Any, step: int) -> None:
-    """Two candles of a marker symbol; once their verification is stored, everything
-    published before them has gone through every queue (each queue is FIFO)."""
-    first, second = candle(step - 100, symbol="ZZZ"), candle(step - 99, symbol="ZZZ")
-    await bus.publish([first, second])
+async def barrier(bus: AmqpBus, db: Any, marker: str) -> None:
+    """Candles of a marker symbol, enough for one prediction and its verdict; once that
+    verdict is stored, everything published before has gone through every queue (each
+    queue is FIFO)."""
+    markers = [candle(i, close=100 + i % 3, symbol=marker) for i in range(WINDOW + 1)]
+    await bus.publish(markers)
 
     async def marker_verified() -> bool:
-        query = {"symbol": "ZZZ", "target_time": second.close_time}
+        query = {"symbol": marker, "target_time": markers[-1].close_time}
         return await db.verifications.find_one(query) is not None
 
     await eventually(marker_verified, within=60)
@@ -67,7 +71,7 @@ async def test_replayed_candles_become_predictions_and_verifications(
 
         async def full_history() -> list[dict[str, Any]] | None:
             history = (await http.get("/history/btc")).json()
-            return history if len(history) == BACKFILL - 1 else None
+            return history if len(history) == BACKFILL - WINDOW else None
 
         history = await eventually(full_history, within=60)
         assert history[0]["date"] < history[-1]["date"]
@@ -79,11 +83,12 @@ async def test_replayed_candles_become_predictions_and_verifications(
         verdict = (await http.get("/verify/btc")).json()
         assert verdict["actualPrice"] > 0 and isinstance(verdict["directionCorrect"], bool)
         assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
-        await barrier(producer, db, 0)
+        assert ":lstm-4h@" in latest["_id"]  # the shipped model serves by default
+        await barrier(producer, db, MARKERS[0])
         before = await snapshot(db)
         assert len(before["candles"]) == 4 * BACKFILL
-        assert len(before["predictions"]) == 4 * BACKFILL
-        assert len(before["verifications"]) == 4 * (BACKFILL - 1)
+        assert len(before["predictions"]) == 4 * (BACKFILL - WINDOW + 1)
+        assert len(before["verifications"]) == 4 * (BACKFILL - WINDOW)
 
         # A malformed message is dead-lettered by every consumer; the pipeline keeps going.
         await producer.publish_raw("candle.BTC.4h", b'{"type": "candle", "close": "oops"}', "bad")
@@ -91,7 +96,7 @@ async def test_replayed_candles_become_predictions_and_verifications(
         await second.start()
         assert second.task is not None
         await second.task
-        await barrier(producer, db, 10)
+        await barrier(producer, db, MARKERS[1])
         assert await snapshot(db) == before  # the replay changed nothing
 
         reader = await AmqpBus.connect(url, common)

@@ -12,6 +12,7 @@ class MeanPredictor:
     """Predicts the mean close of a 3-candle window; records each batch it was given."""
 
     model = ModelRef(name="mean", version="3")
+    skill = None
     window = 3
 
     def __init__(self) -> None:

@@ -153,6 +153,18 @@ class ModelRef(_Frozen):
         return f"{self.name}@{self.version}"
 
 
+class ModelSkill(_Frozen):
+    """How the model did on held-out data when it was trained, against the no-change forecast.
+
+    Sent with every prediction so a subscriber can tell a useful model from one that does
+    not beat "the price stays where it is" (``beats_naive`` false).
+    """
+
+    mase: float | None = Field(description="MAE over the naive forecast's MAE; < 1 is better")
+    directional_accuracy: float | None = Field(ge=0, le=1)
+    beats_naive: bool
+
+
 class BasedOn(_Frozen):
     """The last closed candle a prediction was made from."""
 
@@ -168,6 +180,7 @@ class Prediction(EventBase):
     target_time: UtcDatetime
     predicted_close: Price
     model: ModelRef
+    skill: ModelSkill | None = None  # None for the baselines themselves
     horizon: int = Field(default=1, ge=1)
 
     _occurred_at_from: ClassVar[str] = "based_on.close_time"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -14,6 +15,10 @@ from cryptocast_common.logging import configure_logging
 from cryptocast_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """The service cannot start as configured; the message says what to change."""
 
 
 class Service(Protocol):
@@ -59,4 +64,13 @@ def run_service(build: Callable[[], Awaitable[Service]]) -> None:
     async def main() -> None:
         await serve_until_signalled([await build()])
 
-    asyncio.run(main())
+    exit_on_configuration_error(lambda: asyncio.run(main()))
+
+
+def exit_on_configuration_error(run: Callable[[], None]) -> None:
+    """Run; a configuration error ends the process with its message and status 2."""
+    try:
+        run()
+    except ConfigurationError as error:
+        log.critical("cannot start: %s", error)
+        sys.exit(2)

@@ -10,6 +10,7 @@ from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
+from cryptocast_inference.artifact import LstmPredictor, artifact_dir, load_artifact
 from cryptocast_inference.handlers import InferenceDeps, handle
 from cryptocast_inference.history import CandleHistory, GatewayCandleHistory
 from cryptocast_inference.predictors import NaivePredictor, Predictor
@@ -17,8 +18,13 @@ from cryptocast_inference.settings import InferenceSettings
 from cryptocast_inference.windows import CandleWindows
 
 
-def build_predictor(settings: InferenceSettings) -> Predictor:
-    return {"naive": NaivePredictor}[settings.predictor]()
+def build_predictor(settings: InferenceSettings, interval: str) -> Predictor:
+    """The configured model, loaded once; raises ArtifactError if it does not fit."""
+    if settings.model == "naive":
+        return NaivePredictor()
+    artifact = load_artifact(artifact_dir(settings.artifacts_dir, settings.model))
+    artifact.check_fits(settings.window, interval)
+    return LstmPredictor(artifact)
 
 
 @dataclass
@@ -55,7 +61,7 @@ async def bootstrap(
 ) -> Inference:
     common = common or CommonSettings()
     settings = settings or InferenceSettings()
-    predictor = predictor or build_predictor(settings)
+    predictor = predictor or build_predictor(settings, common.interval)
     http = None
     if history is None:
         http = httpx.AsyncClient(base_url=settings.gateway_url, timeout=10)

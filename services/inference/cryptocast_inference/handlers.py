@@ -57,7 +57,7 @@ async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list
             symbol=candle.symbol, interval=candle.interval,
             based_on=BasedOn(close_time=candle.close_time, close=candle.close),
             target_time=candle.close_time + interval_delta(candle.interval),
-            predicted_close=close, model=deps.predictor.model))
+            predicted_close=close, model=deps.predictor.model, skill=deps.predictor.skill))
     return predictions
 
 

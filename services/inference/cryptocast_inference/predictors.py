@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from cryptocast_common.events import Candle, ModelRef
+from cryptocast_common.events import Candle, ModelRef, ModelSkill
 
 
 class Predictor(Protocol):
     model: ModelRef
+    skill: ModelSkill | None  # held-out quality, sent with each prediction
     window: int  # candles each prediction needs, oldest first, the last one just closed
 
     def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
@@ -21,6 +22,7 @@ class NaivePredictor:
     """No change: the next close equals the last one. The baseline every model must beat."""
 
     model = ModelRef(name="naive", version="1")
+    skill = None
     window = 1
 
     def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:

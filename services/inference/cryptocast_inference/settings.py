@@ -1,15 +1,26 @@
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cryptocast_inference.artifact import BUNDLED_ARTIFACTS
+
+SHIPPED_MODEL = "lstm-4h@20261125-f64027e9"
 
 
 class InferenceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRYPTOCAST_INFERENCE_", extra="ignore")
 
-    predictor: Literal["naive"] = Field(default="naive", description="Which predictor serves.")
+    model: str = Field(
+        default=SHIPPED_MODEL,
+        description="The artifact that serves, as name@version under artifacts_dir, "
+                    "or 'naive' for the no-change baseline.")
+    artifacts_dir: Path = Field(default=BUNDLED_ARTIFACTS,
+                                description="Folder holding <name>/<version>/ artifacts.")
+    window: int = Field(default=12, ge=2,
+                        description="Candles per model input; must match the artifact.")
     gateway_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Where to fetch candle history when a window is incomplete (after a restart).")

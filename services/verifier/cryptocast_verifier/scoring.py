@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from cryptocast_common.events import Prediction, Verification
-
-
-def error_pct(predicted: float, actual: float) -> float:
-    return abs(predicted - actual) / actual * 100
-
-
-def _sign(x: float) -> int:
-    return (x > 0) - (x < 0)
+from cryptocast_common.metrics import direction_correct, error_pct
 
 
 def verify(prediction: Prediction, actual_close: float, tolerance_pct: float) -> Verification:
     base = prediction.based_on.close
-    predicted_move = _sign(prediction.predicted_close - base)
-    actual_move = _sign(actual_close - base)
     error = error_pct(prediction.predicted_close, actual_close)
     return Verification(
         symbol=prediction.symbol,
@@ -31,7 +22,6 @@ def verify(prediction: Prediction, actual_close: float, tolerance_pct: float) ->
         error_pct=error,
         tolerance_pct=tolerance_pct,
         within_tolerance=error <= tolerance_pct,
-        direction_correct=None if 0 in (predicted_move, actual_move)
-        else predicted_move == actual_move,
+        direction_correct=direction_correct(prediction.predicted_close, actual_close, base),
         naive_error_pct=error_pct(base, actual_close),
     )

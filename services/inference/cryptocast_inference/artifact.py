@@ -1,0 +1,129 @@
+"""Versioned model artifacts: one folder per version, chosen by configuration.
+
+A folder ``<artifacts>/<name>/<version>/`` holds ``model.keras`` (the trained Keras model),
+``network.npz`` (its weights for the NumPy forward pass), ``scaler.json``, ``metadata.json``,
+and the training and evaluation reports. Serving reads only the NumPy weights, the scaler
+and the metadata, and checks them against the hashes the trainer recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryptocast_common.events import Candle, ModelRef, ModelSkill
+from cryptocast_common.runtime import ConfigurationError
+from cryptocast_inference.features import (
+    CLOSE,
+    FEATURES,
+    WARMUP,
+    FeatureScaler,
+    compute_features,
+)
+from cryptocast_inference.network import NumpyNetwork
+
+BUNDLED_ARTIFACTS = Path(__file__).parent / "models"
+SERVED_FILES = ("network.npz", "scaler.json")
+
+
+class ArtifactError(ConfigurationError):
+    """The artifact is missing, damaged, or does not fit this service's configuration."""
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Forecaster:
+    scaler: FeatureScaler
+    network: NumpyNetwork
+
+    def log_returns(self, inputs: np.ndarray) -> np.ndarray:
+        """Unscaled feature windows (n, window, features) → predicted next log returns (n,)."""
+        return self.network(self.scaler.transform(inputs)) * self.scaler.target_scale
+
+    def closes(self, inputs: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        return previous * np.exp(self.log_returns(inputs))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    metadata: dict[str, Any]
+    forecaster: Forecaster
+
+    @property
+    def model(self) -> ModelRef:
+        return ModelRef(name=self.metadata["name"], version=self.metadata["version"])
+
+    @property
+    def window(self) -> int:
+        return int(self.metadata["window"])
+
+    @property
+    def skill(self) -> ModelSkill:
+        test = self.metadata["metrics"]["test"]["model"]
+        return ModelSkill(mase=test["mase"], directional_accuracy=test["directional_accuracy"],
+                          beats_naive=self.metadata["beats_naive"])
+
+    def check_fits(self, window: int, interval: str) -> None:
+        """Refuse an artifact whose inputs differ from what this service would feed it."""
+        expected = {"features": list(FEATURES), "warmup": WARMUP, "window": window,
+                    "interval": interval}
+        wrong = [f"{key}: artifact has {self.metadata.get(key)!r}, service uses {value!r}"
+                 for key, value in expected.items() if self.metadata.get(key) != value]
+        if wrong:
+            raise ArtifactError(f"model artifact {self.path} does not fit this service: "
+                                + "; ".join(wrong))
+
+
+def artifact_dir(root: Path, model: str) -> Path:
+    name, _, version = model.partition("@")
+    if not version:
+        raise ArtifactError(f"model {model!r} must be given as name@version")
+    return root / name / version
+
+
+def load_artifact(path: Path) -> Artifact:
+    metadata_file = path / "metadata.json"
+    if not metadata_file.is_file():
+        available = sorted(f"{p.parent.name}@{p.name}" for p in path.parent.parent.glob("*/*")
+                           if (p / "metadata.json").is_file())
+        raise ArtifactError(f"no model artifact at {path}; available: "
+                            f"{', '.join(available) or 'none'}")
+    metadata = json.loads(metadata_file.read_text())
+    for name in SERVED_FILES:
+        if sha256_of(path / name) != metadata["files"][name]:
+            raise ArtifactError(f"{path / name} does not match the hash in metadata.json")
+    forecaster = Forecaster(FeatureScaler.load(path / "scaler.json"),
+                            NumpyNetwork.load(path / "network.npz"))
+    return Artifact(path, metadata, forecaster)
+
+
+def candles_to_array(windows: Sequence[Sequence[Candle]]) -> np.ndarray:
+    return np.array([[(c.open, c.high, c.low, c.close, c.volume) for c in window]
+                     for window in windows], dtype=np.float64)
+
+
+class LstmPredictor:
+    """Serves an artifact: one vectorised forward pass for all windows of a batch."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.model = artifact.model
+        self.skill: ModelSkill | None = artifact.skill
+        self.window = artifact.window + WARMUP
+
+    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+        ohlcv = candles_to_array(windows)
+        closes = self.artifact.forecaster.closes(compute_features(ohlcv), ohlcv[:, -1, CLOSE])
+        # Ten significant digits: well past any price precision, and the same digits
+        # whichever batch a window was computed in.
+        return [float(f"{close:.10g}") for close in closes]

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 INSTALLED := .venv/.installed
 
-.PHONY: install up test lint build-data
+.PHONY: install up test lint build-data train evaluate bench
 .DEFAULT_GOAL := up
 
 .tools/bin/uv:
@@ -28,3 +28,13 @@ lint: install
 
 build-data: install  ## rebuild the bundled candles from ../shared/data and report what was dropped
 	.venv/bin/cryptocast-build-data --shared ../shared/data
+
+train: install  ## retrain the global LSTM on the bundled candles; writes a new artifact version
+	.venv/bin/cryptocast-train
+
+evaluate: install  ## make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]
+	@test -n "$(DATA)" -a -n "$(SYMBOL)" || { echo "usage: make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]"; exit 2; }
+	.venv/bin/cryptocast-evaluate --data "$(DATA)" --symbol "$(SYMBOL)" $(if $(MODEL),--model "$(MODEL)")
+
+bench: install  ## per-prediction cost of the shipped model (NumPy serving path and Keras)
+	.venv/bin/python bench/inference.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from pymongo import AsyncMongoClient
 
 from cryptocast_common.amqp import REASON_HEADER, AmqpBus
@@ -29,6 +30,17 @@ MARKERS = ("ZZA", "ZZB")
 async def snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
     return {name: await db[name].find({"symbol": {"$nin": MARKERS}}).sort("_id", 1).to_list()
             for name in COLLECTIONS}
+
+
+def recomputed_alike(value: Any) -> Any:
+    """A redelivered candle is predicted again under the same id; float32 matrix products
+    can differ in the 7th significant digit with the batch the window came in."""
+    if isinstance(value, dict):
+        return {key: pytest.approx(item, rel=1e-6) if key == "predicted_close"
+                else recomputed_alike(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [recomputed_alike(item) for item in value]
+    return value
 
 
 async def barrier(bus: AmqpBus, db: Any, marker: str) -> None:
@@ -97,7 +109,7 @@ async def test_replayed_candles_become_predictions_and_verifications(
         assert second.task is not None
         await second.task
         await barrier(producer, db, MARKERS[1])
-        assert await snapshot(db) == before  # the replay changed nothing
+        assert await snapshot(db) == recomputed_alike(before)  # the replay changed nothing
 
         reader = await AmqpBus.connect(url, common)
         try:

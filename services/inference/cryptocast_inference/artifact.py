@@ -12,6 +12,8 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +109,14 @@ def load_artifact(path: Path) -> Artifact:
     return Artifact(path, metadata, forecaster)
 
 
+_OHLCV = attrgetter("open", "high", "low", "close", "volume")
+
+
 def candles_to_array(windows: Sequence[Sequence[Candle]]) -> np.ndarray:
-    return np.array([[(c.open, c.high, c.low, c.close, c.volume) for c in window]
-                     for window in windows], dtype=np.float64)
+    """(windows, candles, 5); windows must be of equal length."""
+    values = chain.from_iterable(map(_OHLCV, chain.from_iterable(windows)))
+    count = 5 * sum(map(len, windows))
+    return np.fromiter(values, dtype=np.float64, count=count).reshape(len(windows), -1, 5)
 
 
 class LstmPredictor:
@@ -124,6 +131,4 @@ class LstmPredictor:
     def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
         ohlcv = candles_to_array(windows)
         closes = self.artifact.forecaster.closes(compute_features(ohlcv), ohlcv[:, -1, CLOSE])
-        # Ten significant digits: well past any price precision, and the same digits
-        # whichever batch a window was computed in.
-        return [float(f"{close:.10g}") for close in closes]
+        return closes.tolist()

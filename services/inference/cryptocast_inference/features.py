@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 FEATURES = (
     "log_return",  # log(close / previous close)
@@ -29,37 +28,38 @@ _TINY = 1e-12
 OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
 
 
-def _rolling(x: np.ndarray, size: int) -> np.ndarray:
-    """Windows of the last ``size`` values along the last axis: shape (..., T - size + 1, size)."""
-    return sliding_window_view(x, size, axis=-1)
-
-
 def compute_features(ohlcv: np.ndarray) -> np.ndarray:
-    """Features for candles WARMUP .. T-1: shape (..., T - WARMUP, len(FEATURES))."""
-    ohlcv = np.asarray(ohlcv, dtype=np.float64)
-    log_close = np.log(ohlcv[..., CLOSE])
-    returns = np.diff(log_close, axis=-1)  # returns[..., t - 1] belongs to candle t
-    volume = ohlcv[..., VOLUME] + _TINY
-    volume_change = np.clip(np.diff(np.log(volume), axis=-1), -_VOLUME_CLIP, _VOLUME_CLIP)
+    """Features for candles WARMUP .. T-1: shape (..., T - WARMUP, len(FEATURES)).
 
-    gains, losses = _rolling(np.maximum(returns, 0), 14).mean(-1), \
-        _rolling(np.maximum(-returns, 0), 14).mean(-1)
+    Rolling sums come from differences of running sums: a handful of NumPy calls whatever
+    the window, which is what makes a single-window call cheap.
+    """
+    ohlcv = np.asarray(ohlcv, dtype=np.float64)
+    logs = np.log(ohlcv[..., :4])
+    log_close = logs[..., CLOSE]
+    returns = np.diff(log_close, axis=-1, prepend=log_close[..., :1])  # candle t's; [0] is 0
+    running = np.cumsum(np.stack([np.maximum(returns, 0), np.maximum(-returns, 0), returns,
+                                  returns * returns, ohlcv[..., CLOSE]]), axis=-1)
+
+    def last(size: int) -> np.ndarray:
+        """Sums over the ``size`` candles ending at each candle from WARMUP on."""
+        return running[..., WARMUP:] - running[..., WARMUP - size:-size]
+
+    (gains, losses, *_), (_, _, sum12, squares12, closes12) = last(14), last(12)
     moved = gains + losses
     rsi = np.divide(gains, moved, out=np.full_like(moved, 0.5), where=moved > 0) - 0.5
-    sma_gap = log_close[..., 11:] - np.log(_rolling(ohlcv[..., CLOSE], 12).mean(-1))
-    volatility = _rolling(returns, 12).std(-1)
-
+    mean12 = sum12 / 12
+    volume_change = np.diff(np.log(ohlcv[..., VOLUME] + _TINY), axis=-1)[..., WARMUP - 1:]
     t = slice(WARMUP, None)  # candles that have a full look-back
-    columns = [
-        returns[..., WARMUP - 1:],
-        np.log(ohlcv[..., HIGH] / ohlcv[..., LOW])[..., t],
-        (log_close - np.log(ohlcv[..., OPEN]))[..., t],
-        volume_change[..., WARMUP - 1:],
+    return np.stack([
+        returns[..., t],
+        (logs[..., HIGH] - logs[..., LOW])[..., t],
+        (log_close - logs[..., OPEN])[..., t],
+        np.clip(volume_change, -_VOLUME_CLIP, _VOLUME_CLIP),
         rsi,
-        sma_gap[..., WARMUP - 11:],
-        volatility[..., WARMUP - 12:],
-    ]
-    return np.stack(columns, axis=-1)
+        log_close[..., t] - np.log(closes12 / 12),
+        np.sqrt(np.maximum(squares12 / 12 - mean12 * mean12, 0)),
+    ], axis=-1)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,30 @@ from cryptocast_common.bus import Bus
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_ingestor.handlers import replay
+from cryptocast_ingestor.live import LiveIngestor, LivePolicy
 from cryptocast_ingestor.settings import IngestorSettings
+from cryptocast_ingestor.sources import CandleSource
+from cryptocast_ingestor.sources.coingecko import CoinGeckoSource
+from cryptocast_ingestor.sources.exchange import ExchangeSource
 from cryptocast_ingestor.sources.replay import load_timeline
+
+
+def build_source(settings: IngestorSettings) -> CandleSource:
+    if settings.source == "exchange":
+        return ExchangeSource.connect(settings.exchange, settings.quote, settings.markets,
+                                      settings.page_limit)
+    key = settings.coingecko_api_key
+    return CoinGeckoSource.connect(settings.coingecko_url,
+                                   key.get_secret_value() if key else None,
+                                   settings.coingecko_ids)
+
+
+def live_policy(settings: IngestorSettings) -> LivePolicy:
+    return LivePolicy(backfill=settings.backfill, settle_seconds=settings.settle_seconds,
+                      lag_retry_seconds=settings.lag_retry_seconds,
+                      max_backoff_seconds=settings.max_backoff_seconds,
+                      jump_sigmas=settings.jump_sigmas,
+                      volatility_window=settings.volatility_window)
 
 
 @dataclass
@@ -20,20 +42,31 @@ class Ingestor:
     common: CommonSettings
     settings: IngestorSettings
     owns_bus: bool
+    source: CandleSource | None = None
     name: str = "ingestor"
     task: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
-        steps = load_timeline(self.settings.replay_dir, self.common.symbols, self.common.interval)
-        self.task = asyncio.create_task(replay(
-            steps, self.bus.publish, backfill=self.settings.backfill,
-            live=self.settings.replay_live, pace_seconds=self.settings.pace_seconds))
+        if self.source is None:
+            steps = load_timeline(self.settings.replay_dir, self.common.symbols,
+                                  self.common.interval)
+            self.task = asyncio.create_task(replay(
+                steps, self.bus.publish, backfill=self.settings.backfill,
+                live=self.settings.replay_live, pace_seconds=self.settings.pace_seconds))
+            return
+        live = LiveIngestor(self.source, self.bus.publish, live_policy(self.settings))
+        for interval in self.settings.intervals or [self.common.interval]:
+            for symbol in self.common.symbols:
+                live.add(symbol, interval)
+        self.task = asyncio.create_task(live.run())
 
     async def stop(self) -> None:
         if self.task:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        if self.source:
+            await self.source.close()
         if self.owns_bus:
             await self.bus.close()
 
@@ -42,7 +75,11 @@ async def bootstrap(
     common: CommonSettings | None = None,
     settings: IngestorSettings | None = None,
     bus: Bus | None = None,
+    source: CandleSource | None = None,
 ) -> Ingestor:
     common = common or CommonSettings()
-    return Ingestor(bus or await connect_bus(common), common, settings or IngestorSettings(),
-                    owns_bus=bus is None)
+    settings = settings or IngestorSettings()
+    if source is None and settings.source != "replay":
+        source = build_source(settings)
+    return Ingestor(bus or await connect_bus(common), common, settings,
+                    owns_bus=bus is None, source=source)

@@ -58,7 +58,7 @@ class CleaningReport:
                 f"zero-volume bars kept; {self.gaps} gaps (longest {self.longest_gap})")
 
 
-def _consistent(bar: Bar) -> str | None:
+def consistency_problem(bar: Bar) -> str | None:
     prices = (bar.open, bar.high, bar.low, bar.close)
     if min(prices) <= 0:
         return "non-positive price"
@@ -89,7 +89,7 @@ def _finish(bars: Iterable[Bar], step: timedelta, report: CleaningReport) -> lis
     Run again on resampled bars, it describes the result at the new interval."""
     valid = []
     for bar in bars:
-        problem = _consistent(bar)
+        problem = consistency_problem(bar)
         if problem:
             report.dropped[problem] += 1
         else:

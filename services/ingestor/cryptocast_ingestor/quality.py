@@ -1,0 +1,99 @@
+"""Checks every candle passes before it is published.
+
+A candle is rejected, with its reason logged and counted, if its open time is not on the
+interval grid, its prices are not positive, its volume is negative, or high and low do not
+bracket open and close. A close that jumps more than ``jump_sigmas`` times the recent
+volatility of log returns is held until the next candle: if the price stays near the new
+level the jump was real and both are published; if it falls back more than half way, the
+jump was a bad print and is rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptocast_common.events import Candle, floor_to_interval, interval_delta
+from cryptocast_ingestor.datasets import Bar, consistency_problem
+
+log = logging.getLogger(__name__)
+MIN_RETURNS_FOR_JUMPS = 10  # too little history: no volatility to measure jumps against
+
+
+@dataclass
+class QualityGate:
+    """One per symbol and interval; remembers recent closes and a held jump."""
+
+    symbol: str
+    interval: str
+    source: str
+    jump_sigmas: float
+    volatility_window: int
+    rejected: Counter[str] = field(default_factory=Counter)
+    _returns: deque[float] = field(init=False)
+    _last_close: float | None = field(default=None, init=False)
+    _held: Bar | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._returns = deque(maxlen=self.volatility_window)
+
+    def _reject(self, bar: Bar, reason: str, **details: object) -> None:
+        self.rejected[reason] += 1
+        log.warning("candle rejected: %s", reason, extra={
+            "symbol": self.symbol, "interval": self.interval,
+            "open_time": bar.open_time.isoformat(), "reason": reason, **details})
+
+    def _accept(self, bar: Bar) -> Candle:
+        if self._last_close is not None:
+            self._returns.append(math.log(bar.close / self._last_close))
+        self._last_close = bar.close
+        return Candle(symbol=self.symbol, interval=self.interval, open_time=bar.open_time,
+                      close_time=bar.open_time + interval_delta(self.interval),
+                      open=bar.open, high=bar.high, low=bar.low, close=bar.close,
+                      volume=bar.volume, source=self.source)
+
+    def _jump(self, bar: Bar) -> float | None:
+        """The log return in units of recent volatility, if there is enough history."""
+        if self._last_close is None or len(self._returns) < MIN_RETURNS_FOR_JUMPS:
+            return None
+        volatility = statistics.pstdev(self._returns)
+        return abs(math.log(bar.close / self._last_close)) / volatility if volatility else None
+
+    def admit(self, bars: Sequence[Bar]) -> list[Candle]:
+        """The candles that pass, in time order; a suspected jump waits for its successor."""
+        accepted = []
+        for bar in bars:
+            problem = consistency_problem(bar)
+            if problem is None and bar.open_time != floor_to_interval(bar.open_time,
+                                                                      self.interval):
+                problem = f"open time not aligned to {self.interval}"
+            if problem:
+                self._reject(bar, problem)
+                continue
+            if self._held is not None:
+                held, self._held = self._held, None
+                previous = self._last_close or held.close
+                jump = math.log(held.close / previous)
+                back = math.log(bar.close / held.close)
+                if -back / jump > 0.5:  # retraced more than half: the jump was a bad print
+                    self._reject(held, "price jump not confirmed by the next candle",
+                                 log_return=round(jump, 4), next_log_return=round(back, 4))
+                else:
+                    accepted.append(self._accept(held))
+            jump_size = self._jump(bar)
+            if jump_size is not None and jump_size > self.jump_sigmas:
+                self._held = bar
+                log.info("price jump held for confirmation by the next candle",
+                         extra={"symbol": self.symbol, "open_time": bar.open_time.isoformat(),
+                                "sigmas": round(jump_size, 1)})
+                continue
+            accepted.append(self._accept(bar))
+        return accepted
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None

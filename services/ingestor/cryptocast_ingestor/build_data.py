@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptocast_ingestor.datasets import load_binance_hourly, load_coingecko, resample, write_bundle
@@ -16,19 +18,25 @@ COINGECKO_IDS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "XRP": "x
 BINANCE_SYMBOLS = ("BTC", "ETH", "ADA", "BNB")
 
 
-def build(shared: Path, out: Path) -> list[str]:
-    lines = []
+def _rate(rows: int, started: float) -> str:
+    seconds = time.perf_counter() - started
+    return f"[{rows:,} rows in {seconds:.2f} s, {rows / max(seconds, 1e-9):,.0f} rows/s]"
+
+
+def build(shared: Path, out: Path) -> Iterator[str]:
+    """Convert file by file, yielding each file's report as soon as it is written."""
     for symbol, coin in COINGECKO_IDS.items():
+        started = time.perf_counter()
         bars, report = load_coingecko(shared / "coingecko_4h" / f"{coin}.csv")
         write_bundle(bars, out / "coingecko" / f"{symbol}_4h.csv.gz")
-        lines.append(f"coingecko {symbol} 4h <- {report.summary()}")
+        yield f"coingecko {symbol} 4h <- {report.summary()} {_rate(report.read, started)}"
     for symbol in BINANCE_SYMBOLS:
+        started = time.perf_counter()
         hourly, report = load_binance_hourly(shared / "binance_1h" / f"{symbol}USDT_1h.csv")
-        lines.append(f"binance {symbol} 1h <- {report.summary()}")
+        yield f"binance {symbol} 1h <- {report.summary()} {_rate(report.read, started)}"
         bars = resample(hourly, "4h", report)
         write_bundle(bars, out / "binance" / f"{symbol}_4h.csv.gz")
-        lines.append(f"binance {symbol} 4h <- {report.summary()}")
-    return lines
+        yield f"binance {symbol} 4h <- {report.summary()}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.shared.is_dir():
         sys.exit(f"error: {args.shared} is not a folder with the raw market data")
     for line in build(args.shared, args.out):
-        print(line)
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -116,14 +116,15 @@ class AmqpBus:
         await self._exchange.publish(message, routing_key=routing_key)
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1
+        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
+        exclusive: bool = False,
     ) -> None:
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=max(self._settings.prefetch, batch_size))
         exchange = await channel.declare_exchange(
             self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         declared = await channel.declare_queue(
-            queue, durable=True,
+            queue, durable=not exclusive, exclusive=exclusive, auto_delete=exclusive,
             arguments={"x-dead-letter-exchange": self._settings.dead_letter_exchange})
         for binding in bindings:
             await declared.bind(exchange, binding)
@@ -148,5 +149,6 @@ class AmqpBus:
         self._consumers.clear()
         await self._connection.close()
 
-    async def ping(self) -> bool:
-        return not self._connection.is_closed
+    async def ping(self) -> None:
+        if self._connection.is_closed:
+            raise ConnectionError("not connected to RabbitMQ (reconnecting)")

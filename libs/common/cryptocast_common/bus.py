@@ -33,14 +33,23 @@ class Bus(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1
+        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
+        exclusive: bool = False,
     ) -> None:
         """Declare ``queue`` bound to ``bindings`` and start feeding ``handler`` in the
-        background; returns once the queue is ready to receive."""
+        background; returns once the queue is ready to receive.
+
+        A shared queue is durable and its consumers compete for messages. An ``exclusive``
+        queue belongs to this connection and is deleted with it: give each replica its own
+        name to have every replica see every message."""
         ...
 
     async def close(self) -> None:
         """Stop consuming, let in-flight batches finish, release connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the broker cannot be reached right now."""
         ...
 
 
@@ -231,7 +240,8 @@ class InMemoryBus:
                 queue.inbox.put_nowait(_MemoryDelivery(self, name, routing_key, body, message_id))
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1
+        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
+        exclusive: bool = False,
     ) -> None:
         declared = self._queues.setdefault(queue, _MemoryQueue(set()))
         declared.bindings.update(bindings)
@@ -253,3 +263,6 @@ class InMemoryBus:
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers.clear()
+
+    async def ping(self) -> None:
+        return None  # in this process: always reachable

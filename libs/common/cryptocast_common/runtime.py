@@ -11,6 +11,7 @@ from typing import Protocol
 
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.bus import Bus, InMemoryBus
+from cryptocast_common.health import HealthServer
 from cryptocast_common.logging import configure_logging
 from cryptocast_common.settings import CommonSettings
 
@@ -25,6 +26,10 @@ class Service(Protocol):
     name: str
 
     async def start(self) -> None: ...
+
+    async def check_ready(self) -> None:
+        """Raise if a dependency (broker, database) cannot be reached."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -62,7 +67,18 @@ def run_service(build: Callable[[], Awaitable[Service]]) -> None:
     configure_logging(CommonSettings().log_level)
 
     async def main() -> None:
-        await serve_until_signalled([await build()])
+        settings = CommonSettings()
+        service = await build()
+        health = None
+        if settings.health_port is not None:
+            health = HealthServer(settings.health_host, settings.health_port,
+                                  service.check_ready)
+            await health.start()
+        try:
+            await serve_until_signalled([service])
+        finally:
+            if health:
+                await health.stop()
 
     exit_on_configuration_error(lambda: asyncio.run(main()))
 

@@ -40,6 +40,11 @@ class CommonSettings(BaseSettings):
         default=5, ge=1, description="Deliveries of a failing message before it is dead-lettered."
     )
     log_level: str = "INFO"
+    health_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Serve /healthz and /readyz on this port (consumers; the gateway's API "
+                    "has its own). Unset: no health server.")
+    health_host: str = "0.0.0.0"
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +16,9 @@ from cryptocast_common.events import Event
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.api.app import create_app
-from cryptocast_gateway.api.deps import GatewayState
+from cryptocast_gateway.api.deps import GatewayState, check_ready
 from cryptocast_gateway.cache import LatestPredictions
-from cryptocast_gateway.handlers import persist
+from cryptocast_gateway.handlers import persist, remember_latest
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.store import EventStore, MongoEventStore
 
@@ -39,18 +40,29 @@ class Gateway:
         assert self._server is not None and self._server.servers
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
+    async def check_ready(self) -> None:
+        await check_ready(self.state)
+
     async def start(self) -> None:
         state = self.state
+
+        async def store_all(events: list[Event]) -> list[Event]:
+            return await persist(events, state.store)
+
+        async def cache_latest(events: list[Event]) -> list[Event]:
+            return await remember_latest(events, state.latest)
+
+        await state.bus.consume(state.common.queue_for("gateway"), ["#"], store_all,
+                                batch_size=state.settings.batch_size)
+        replica = f"{state.common.queue_for('gateway')}.live.{uuid.uuid4().hex[:12]}"
+        await state.bus.consume(replica, [f"prediction.*.{state.common.interval}"],
+                                cache_latest, batch_size=state.settings.batch_size,
+                                exclusive=True)
+        # Subscribed first, then loaded: a prediction stored in between is not missed.
         for symbol in state.common.symbols:
             found = await state.store.latest_prediction(symbol, state.common.interval)
             if found:
                 state.latest.update(found)
-
-        async def handler(events: list[Event]) -> list[Event]:
-            return await persist(events, state.store, state.latest)
-
-        await state.bus.consume(state.common.queue_for("gateway"), ["#"], handler,
-                                batch_size=state.settings.batch_size)
         if self.serve_http:
             config = uvicorn.Config(self.app, host=state.settings.host, port=state.settings.port,
                                     log_config=None, access_log=False, lifespan="off")

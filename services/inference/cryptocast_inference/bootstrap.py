@@ -45,6 +45,9 @@ class Inference:
                                [f"candle.*.{self.common.interval}"], handler,
                                batch_size=self.settings.batch_size)
 
+    async def check_ready(self) -> None:
+        await self.bus.ping()
+
     async def stop(self) -> None:
         if self.owns_bus:
             await self.bus.close()

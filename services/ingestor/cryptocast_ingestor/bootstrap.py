@@ -60,6 +60,9 @@ class Ingestor:
                 live.add(symbol, interval)
         self.task = asyncio.create_task(live.run())
 
+    async def check_ready(self) -> None:
+        await self.bus.ping()
+
     async def stop(self) -> None:
         if self.task:
             self.task.cancel()

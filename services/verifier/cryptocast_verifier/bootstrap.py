@@ -33,6 +33,10 @@ class Verifier:
         await self.bus.consume(self.common.queue_for("verifier"),
                                [f"prediction.*.{interval}", f"candle.*.{interval}"], handler)
 
+    async def check_ready(self) -> None:
+        await self.bus.ping()
+        await self.deps.store.ping()
+
     async def stop(self) -> None:
         if self.owns_bus:
             await self.bus.close()

@@ -27,6 +27,10 @@ class VerifierStore(Protocol):
 
     async def forget_before(self, symbol: str, interval: str, cutoff: datetime) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        ...
+
 
 class InMemoryVerifierStore:
     def __init__(self) -> None:
@@ -52,11 +56,18 @@ class InMemoryVerifierStore:
         self.pending = {k: p for k, p in self.pending.items()
                         if (p.symbol, p.interval) != (symbol, interval) or p.target_time >= cutoff}
 
+    async def ping(self) -> None:
+        return None
+
 
 class MongoVerifierStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._db = db
         self._closes = db["verifier_closes"]
         self._pending = db["verifier_pending"]
+
+    async def ping(self) -> None:
+        await self._db.command("ping")
 
     async def ensure_indexes(self) -> None:
         await self._closes.create_index([("symbol", 1), ("interval", 1), ("close_time", 1)])

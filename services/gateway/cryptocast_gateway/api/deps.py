@@ -36,6 +36,12 @@ class GatewayState:
         return [symbol.lower() for symbol in self.common.symbols]
 
 
+async def check_ready(state: GatewayState) -> None:
+    """Broker and database reachable."""
+    await state.bus.ping()
+    await state.store.ping()
+
+
 def get_state(request: Request) -> GatewayState:
     return request.app.state.gateway  # type: ignore[no-any-return]
 

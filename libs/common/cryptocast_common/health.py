@@ -1,0 +1,66 @@
+"""``/healthz`` and ``/readyz`` over plain HTTP for services that have no API of their own.
+
+Container and Kubernetes probes need something to ask: ``/healthz`` answers while the event
+loop runs (liveness); ``/readyz`` answers 200 only if the service's readiness check passes,
+that is its broker and database can be reached, and 503 with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT = 3.0
+
+
+async def readiness(check: Callable[[], Awaitable[None]]) -> tuple[int, dict[str, str]]:
+    """Run one readiness check: (HTTP status, JSON body)."""
+    try:
+        await asyncio.wait_for(check(), READY_TIMEOUT)
+    except Exception as error:  # any failure means "not ready"; the reason goes back
+        return 503, {"status": "unavailable", "reason": str(error) or type(error).__name__}
+    return 200, {"status": "ready"}
+
+
+class HealthServer:
+    def __init__(self, host: str, port: int, check_ready: Callable[[], Awaitable[None]]):
+        self.host, self.port, self.check_ready = host, port, check_ready
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._answer, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("health endpoints listening", extra={"port": self.port})
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), READY_TIMEOUT)
+            while (await asyncio.wait_for(reader.readline(), READY_TIMEOUT)) not in (b"\r\n",
+                                                                                     b"\n", b""):
+                pass  # headers: nothing in them matters here
+            method, path, *_ = request.decode("latin-1").split() or ["", ""]
+            if method != "GET":
+                status, body = 405, {"status": "error", "message": "only GET"}
+            elif path == "/healthz":
+                status, body = 200, {"status": "ok"}
+            elif path == "/readyz":
+                status, body = await readiness(self.check_ready)
+            else:
+                status, body = 404, {"status": "error", "message": "try /healthz or /readyz"}
+            payload = json.dumps(body).encode()
+            writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                         "Connection: close\r\n\r\n".encode() + payload)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, ValueError):
+            pass  # a client that goes away or sends garbage gets nothing
+        finally:
+            writer.close()

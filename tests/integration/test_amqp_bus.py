@@ -1,10 +1,14 @@
 """The bus contract against the real RabbitMQ, with dead letters read from ``<ns>.dead``."""
 
+import asyncio
+
 import aio_pika
 import pytest
 
 from cryptocast_common.amqp import QUEUE_HEADER, REASON_HEADER, AmqpBus
+from cryptocast_common.events import Event
 from cryptocast_common.settings import CommonSettings
+from tests.factories import candle
 from tests.integration.bus_contract import CONTRACT
 
 
@@ -31,8 +35,6 @@ async def test_amqp_bus_contract(scenario, common: CommonSettings) -> None:  # t
 
 
 async def test_messages_carry_the_amqp_metadata(common: CommonSettings) -> None:
-    from tests.factories import candle
-
     bus = await AmqpBus.connect(common.amqp_url or "", common)
     connection = await aio_pika.connect(common.amqp_url or "")
     try:
@@ -53,4 +55,32 @@ async def test_messages_carry_the_amqp_metadata(common: CommonSettings) -> None:
         assert message.routing_key == "candle.BTC.4h"
     finally:
         await bus.close()
+        await connection.close()
+
+
+async def test_close_lets_the_batch_in_hand_finish_and_be_acked(common: CommonSettings) -> None:
+    """What SIGTERM does in every service: stop deliveries, finish, ack, disconnect."""
+    bus = await AmqpBus.connect(common.amqp_url or "", common)
+    started, handled = asyncio.Event(), []
+
+    async def slow(events: list[Event]) -> list[Event]:
+        started.set()
+        await asyncio.sleep(0.5)
+        handled.extend(events)
+        return []
+
+    await bus.consume(common.queue_for("contract"), ["candle.#"], slow, batch_size=10)
+    await bus.publish([candle(i) for i in range(3)])
+    await asyncio.wait_for(started.wait(), 10)
+    await bus.close()  # while the handler is still sleeping
+    assert len(handled) >= 1  # the batch in hand was finished, not dropped
+
+    connection = await aio_pika.connect(common.amqp_url or "")
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(common.queue_for("contract"), durable=True,
+                                            passive=True)
+        remaining = queue.declaration_result.message_count
+        assert remaining == 3 - len(handled)  # acked ones are gone; the rest wait, none lost
+    finally:
         await connection.close()

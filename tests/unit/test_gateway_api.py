@@ -4,11 +4,13 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from cryptocast_common.bus import InMemoryBus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.legacy import display_time, flask_json, money
+from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.store import InMemoryEventStore
 from cryptocast_verifier.scoring import verify
 from tests.factories import candle, prediction
@@ -29,10 +31,14 @@ def test_flask_jsonify_bytes() -> None:
     assert flask_json({"b": "▲", "a": 1.5}) == b'{"a":1.5,"b":"\\u25b2"}\n'
 
 
+KEY = {"X-API-Key": "test-key-5b1f"}
+
+
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     bus = InMemoryBus()
-    app = await bootstrap(CommonSettings(), bus=bus, store=InMemoryEventStore(),
+    settings = GatewaySettings(api_keys=[SecretStr(KEY["X-API-Key"])])
+    app = await bootstrap(CommonSettings(), settings, bus=bus, store=InMemoryEventStore(),
                           serve_http=False)
     await app.start()
     yield app
@@ -114,8 +120,19 @@ async def test_cors_preflight_for_json_posts(client: httpx.AsyncClient) -> None:
     assert "POST" in response.headers["access-control-allow-methods"]
 
 
+async def test_record_needs_an_api_key(client: httpx.AsyncClient) -> None:
+    body = {"last_actual_close": 100.0, "predicted_close": 102.0}
+    for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}):
+        refused = await client.post("/record/btc", json=body, headers=headers)
+        assert refused.status_code == 401
+        assert refused.json() == {"status": "error",
+                                  "message": "a valid X-API-Key header is required"}
+    assert (await client.get("/btc")).content == b"null\n"  # nothing stored
+
+
 async def test_record_validates_stores_and_publishes(
         gateway: Gateway, client: httpx.AsyncClient) -> None:
+    client.headers.update(KEY)
     bad = await client.post("/record/btc", json={"last_actual_close": -5, "predicted_close": 1})
     assert bad.status_code == 400
     assert bad.json()["status"] == "error" and "last_actual_close" in bad.json()["message"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[list[Event]], Awaitable[Sequence[Event]]]
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+DEAD_LETTERED: Counter[str] = Counter()  # messages this process dead-lettered, per queue
 
 
 class Bus(Protocol):
@@ -152,7 +156,7 @@ class BatchConsumer:
                     extra={"queue": self.queue, "message_id": delivery.message_id,
                            "reason": str(exc)},
                 )
-                await delivery.dead_letter(f"invalid event: {exc}")
+                await self._dead_letter(delivery, f"invalid event: {exc}")
         if not accepted:
             return
         try:
@@ -172,6 +176,10 @@ class BatchConsumer:
             self._attempts.pop(_attempt_key(delivery, event), None)
             await delivery.ack()
 
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        await delivery.dead_letter(reason)
+        DEAD_LETTERED[self.queue] += 1
+
     async def _failed(self, delivery: Delivery, event: Event, exc: Exception) -> None:
         key = _attempt_key(delivery, event)
         attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
@@ -182,7 +190,7 @@ class BatchConsumer:
         )
         if attempt >= self._max_attempts:
             del self._attempts[key]
-            await delivery.dead_letter(f"handler failed {attempt} times: {exc!r}")
+            await self._dead_letter(delivery, f"handler failed {attempt} times: {exc!r}")
             return
         await asyncio.sleep(retry_backoff(attempt))
         await delivery.retry()

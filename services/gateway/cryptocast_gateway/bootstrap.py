@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +16,17 @@ from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
+from cryptocast_gateway.alerts import AlertStore, InMemoryAlertStore, MongoAlertStore, SmtpMailer
 from cryptocast_gateway.api.app import create_app
-from cryptocast_gateway.api.deps import GatewayState, check_ready
 from cryptocast_gateway.cache import LatestPredictions
-from cryptocast_gateway.handlers import persist, remember_latest
+from cryptocast_gateway.handlers import follow_live, persist
+from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.settings import GatewaySettings
+from cryptocast_gateway.state import GatewayState, check_ready
 from cryptocast_gateway.store import EventStore, MongoEventStore
+from cryptocast_gateway.stream import StreamHub
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,17 +53,16 @@ class Gateway:
         state = self.state
 
         async def store_all(events: list[Event]) -> list[Event]:
-            return await persist(events, state.store)
+            return await persist(events, state)
 
-        async def cache_latest(events: list[Event]) -> list[Event]:
-            return await remember_latest(events, state.latest)
+        async def live(events: list[Event]) -> list[Event]:
+            return await follow_live(events, state)
 
         await state.bus.consume(state.common.queue_for("gateway"), ["#"], store_all,
                                 batch_size=state.settings.batch_size)
         replica = f"{state.common.queue_for('gateway')}.live.{uuid.uuid4().hex[:12]}"
-        await state.bus.consume(replica, [f"prediction.*.{state.common.interval}"],
-                                cache_latest, batch_size=state.settings.batch_size,
-                                exclusive=True)
+        await state.bus.consume(replica, ["prediction.#", "verification.#"], live,
+                                batch_size=state.settings.batch_size, exclusive=True)
         # Subscribed first, then loaded: a prediction stored in between is not missed.
         for symbol in state.common.symbols:
             found = await state.store.latest_prediction(symbol, state.common.interval)
@@ -89,6 +94,7 @@ async def bootstrap(
     settings: GatewaySettings | None = None,
     bus: Bus | None = None,
     store: EventStore | None = None,
+    alerts: AlertStore | None = None,
     serve_http: bool = True,
 ) -> Gateway:
     common = common or CommonSettings()
@@ -99,6 +105,16 @@ async def bootstrap(
         mongo_store = MongoEventStore(mongo[common.mongo_db])
         await mongo_store.ensure_indexes()
         store = mongo_store
-    state = GatewayState(store, LatestPredictions(common.interval),
-                         bus or await connect_bus(common), common, settings)
+        mongo_alerts = MongoAlertStore(mongo[common.mongo_db])
+        await mongo_alerts.ensure_indexes()
+        alerts = alerts or mongo_alerts
+    mailer = SmtpMailer(settings) if settings.smtp_host else None
+    if mailer is None:
+        log.warning("CRYPTOCAST_GATEWAY_SMTP_HOST is not set: price alerts are accepted "
+                    "but not checked")
+    metrics = GatewayMetrics()
+    hub = StreamHub(metrics, settings.stream_queue_size, settings.stream_heartbeat_seconds)
+    state = GatewayState(store, alerts or InMemoryAlertStore(), mailer,
+                         LatestPredictions(common.interval), bus or await connect_bus(common),
+                         common, settings, metrics, hub)
     return Gateway(state, create_app(state), mongo, owns_bus=bus is None, serve_http=serve_http)

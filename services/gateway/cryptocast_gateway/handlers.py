@@ -1,23 +1,40 @@
-"""Every event is persisted once (the replicas share that queue); every replica sees every
-prediction on a queue of its own, to keep the latest per coin in memory."""
+"""Every event is persisted once (the replicas share that queue), and candles are checked
+against price alerts there; every replica sees every prediction and verification on a queue
+of its own, to keep the latest per coin in memory and feed its WebSocket clients."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from cryptocast_common.events import Event, Prediction
-from cryptocast_gateway.cache import LatestPredictions
-from cryptocast_gateway.store import EventStore
+from cryptocast_common.events import Event, Prediction, Verification
+from cryptocast_gateway.accuracy import accuracy
+from cryptocast_gateway.alerts import check_alerts
+from cryptocast_gateway.state import GatewayState
 
 
-async def persist(events: Sequence[Event], store: EventStore) -> list[Event]:
+async def persist(events: Sequence[Event], state: GatewayState) -> list[Event]:
     """One bulk upsert per batch; the bus acks the batch only after it returns."""
-    await store.upsert(events)
+    state.metrics.count(state.metrics.consumed, events)
+    await state.store.upsert(events)
+    state.metrics.count(state.metrics.persisted, events)
+    if state.mailer is not None:
+        state.metrics.alerts_sent.inc(await check_alerts(events, state.alerts, state.mailer))
+    verified = {(e.symbol, e.interval) for e in events if isinstance(e, Verification)}
+    for symbol, interval in verified:
+        now = datetime.now(UTC)
+        for model, stats in (await accuracy(state.store, symbol, interval, "30d", now)).items():
+            for metric in ("within_2pct", "mase", "directional_accuracy"):
+                value = stats[metric]  # type: ignore[literal-required]
+                if value is not None:
+                    state.metrics.accuracy.labels(symbol, model, metric).set(value)
     return []
 
 
-async def remember_latest(events: Sequence[Event], latest: LatestPredictions) -> list[Event]:
+async def follow_live(events: Sequence[Event], state: GatewayState) -> list[Event]:
+    """This replica's own view: the newest prediction per coin, and the stream."""
     for event in events:
         if isinstance(event, Prediction):
-            latest.update(event)
+            state.latest.update(event)
+    state.hub.publish(events)
     return []

@@ -14,6 +14,7 @@ from cryptocast_common.documents import from_document, to_document
 from cryptocast_common.events import Candle, Event, Prediction, Verification
 
 COLLECTIONS = {"candle": "candles", "prediction": "predictions", "verification": "verifications"}
+Position = tuple[datetime, str]  # (time, event id): where a page ends, for the next one
 # The time each collection is ordered by for "latest" and range queries.
 TIME_FIELD = {"candles": "close_time", "predictions": "target_time",
               "verifications": "target_time"}
@@ -30,6 +31,12 @@ class EventStore(Protocol):
 
     async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
         """The newest ``limit`` candles closing at or before ``end``, oldest first."""
+        ...
+
+    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
+                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+        """Newest first by time then id, times in [start, end], strictly after ``before``
+        in that order (keyset pagination: stable while new events arrive)."""
         ...
 
     async def ping(self) -> None: ...
@@ -62,6 +69,20 @@ class MongoEventStore:
             query[time_field] = time_filter
         cursor = self._db[collection].find(query).sort(time_field, -1).limit(limit)
         return [from_document(doc) async for doc in cursor]
+
+    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
+                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+        time_field = TIME_FIELD[collection]
+        query: dict[str, Any] = {"symbol": symbol, "interval": interval}
+        bounds = {op: value for op, value in (("$gte", start), ("$lte", end)) if value}
+        if bounds:
+            query[time_field] = bounds
+        if before is not None:
+            at, event_id = before
+            query = {"$and": [query, {"$or": [{time_field: {"$lt": at}},
+                                               {time_field: at, "_id": {"$lt": event_id}}]}]}
+        cursor = self._db[collection].find(query).sort([(time_field, -1), ("_id", -1)])
+        return [from_document(doc) async for doc in cursor.limit(limit)]
 
     async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
         found = await self._newest("predictions", symbol, interval, 1)
@@ -103,6 +124,20 @@ class InMemoryEventStore:
     async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
         newest = [c for c in self._newest("candles", symbol, interval) if c.close_time <= end]
         return list(reversed(newest[:limit]))
+
+    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
+                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+        time_field = TIME_FIELD[collection]
+
+        def key(event: Event) -> Position:
+            return getattr(event, time_field), event.event_id
+
+        found = sorted((e for e in self.collections[collection].values()
+                        if (e.symbol, e.interval) == (symbol, interval)
+                        and (start is None or getattr(e, time_field) >= start)
+                        and (end is None or getattr(e, time_field) <= end)
+                        and (before is None or key(e) < before)), key=key, reverse=True)
+        return found[:limit]
 
     async def ping(self) -> None:
         return None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from cryptocast_common.health import readiness
-from cryptocast_gateway.api.deps import GatewayState, check_ready
 from cryptocast_gateway.api.errors import install_error_handlers
-from cryptocast_gateway.api.routes import legacy, v1
+from cryptocast_gateway.api.middleware import BodyLimit, Observe, RateLimit
+from cryptocast_gateway.api.routes import alerts, legacy, v1
+from cryptocast_gateway.state import GatewayState, check_ready
 
 
 def create_app(state: GatewayState) -> FastAPI:
@@ -29,9 +31,20 @@ def create_app(state: GatewayState) -> FastAPI:
         status, body = await readiness(lambda: check_ready(state))
         return JSONResponse(body, status_code=status)
 
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics of this replica."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(v1.router)
+    app.include_router(alerts.router)
     app.include_router(legacy.router)  # last: its /{coin} route matches any single segment
     install_error_handlers(app)
-    app.add_middleware(CORSMiddleware, allow_origins=state.settings.cors_origins,
+    # Added innermost first: Observe sees every answer, CORS decorates the limits' answers.
+    settings = state.settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(Observe, metrics=state.metrics, access_log=settings.access_log)
     return app

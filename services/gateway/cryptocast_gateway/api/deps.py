@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
-from cryptocast_common.bus import Bus
-from cryptocast_common.settings import CommonSettings
-from cryptocast_gateway.cache import LatestPredictions
-from cryptocast_gateway.settings import GatewaySettings
-from cryptocast_gateway.store import EventStore
+from cryptocast_gateway.state import GatewayState
 
 
 class ApiError(Exception):
@@ -21,25 +17,6 @@ class ApiError(Exception):
         super().__init__(payload)
         self.status_code = status_code
         self.payload = payload
-
-
-@dataclass
-class GatewayState:
-    store: EventStore
-    latest: LatestPredictions
-    bus: Bus
-    common: CommonSettings
-    settings: GatewaySettings
-
-    @property
-    def coins(self) -> list[str]:
-        return [symbol.lower() for symbol in self.common.symbols]
-
-
-async def check_ready(state: GatewayState) -> None:
-    """Broker and database reachable."""
-    await state.bus.ping()
-    await state.store.ping()
 
 
 def get_state(request: Request) -> GatewayState:
@@ -58,3 +35,20 @@ def known_symbol(coin: str, state: State) -> str:
 
 
 Symbol = Annotated[str, Depends(known_symbol)]
+
+
+def require_api_key(
+    state: State,
+    key: Annotated[str | None, Header(alias="X-API-Key", description="A key from "
+                                      "CRYPTOCAST_GATEWAY_API_KEYS")] = None,
+) -> None:
+    """401 unless ``X-API-Key`` is one of the configured keys (compared in constant time)."""
+    offered = (key or "").encode()
+    valid = [hmac.compare_digest(offered, k.get_secret_value().encode())
+             for k in state.settings.api_keys]  # every key compared: no timing shortcut
+    if not key or not any(valid):
+        raise ApiError(401, {"status": "error", "message": "a valid X-API-Key header is "
+                                                           "required"})
+
+
+ApiKey = Depends(require_api_key)

@@ -20,15 +20,13 @@ from typing import Any
 
 import httpx
 
+from cryptocast_common.coins import COINGECKO_IDS
 from cryptocast_common.events import interval_delta
 from cryptocast_ingestor.datasets import Bar
 from cryptocast_ingestor.sources import SourceError, UnsupportedInterval
 
 log = logging.getLogger(__name__)
 
-COIN_IDS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "XRP": "ripple",
-            "ADA": "cardano", "BNB": "binancecoin", "DOGE": "dogecoin", "DOT": "polkadot",
-            "LTC": "litecoin", "AVAX": "avalanche-2", "LINK": "chainlink", "TRX": "tron"}
 OHLC_DAYS = (7, 14, 30)  # the values of ``days`` that give 4-hour candles
 DEMO_KEY_HEADER = "x-cg-demo-api-key"
 MAX_429_RETRIES = 4
@@ -41,7 +39,7 @@ class CoinGeckoSource:
                  vs_currency: str = "usd", max_wait: float = 60.0,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.client = client
-        self.coin_ids = {**COIN_IDS, **coin_ids}
+        self.coin_ids = {**COINGECKO_IDS, **coin_ids}
         self.vs_currency = vs_currency
         self.max_wait = max_wait
         self.sleep = sleep

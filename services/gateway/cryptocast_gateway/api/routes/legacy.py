@@ -18,7 +18,7 @@ from cryptocast_common.events import (
     interval_delta,
 )
 from cryptocast_gateway import legacy
-from cryptocast_gateway.api.deps import ApiError, State, Symbol
+from cryptocast_gateway.api.deps import ApiError, ApiKey, State, Symbol
 
 router = APIRouter(tags=["original API"])
 MANUAL_MODEL = ModelRef(name="manual", version="1")
@@ -48,7 +48,8 @@ async def home() -> str:
     return "CryptoCast API is running"
 
 
-@router.post("/record/{coin}", response_class=FlaskJSONResponse)
+@router.post("/record/{coin}", response_class=FlaskJSONResponse, dependencies=[ApiKey],
+             responses={401: {"description": "missing or wrong X-API-Key"}})
 async def record(symbol: Symbol, state: State, body: RecordRequest | None = None) -> Any:
     interval = state.common.interval
     if body is None:

@@ -1,0 +1,33 @@
+"""Accuracy of verified predictions per model over rolling windows, with the shared metrics."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from cryptocast_common.events import Verification
+from cryptocast_common.metrics import ForecastMetrics, forecast_metrics
+from cryptocast_gateway.store import EventStore
+
+WINDOWS: dict[str, timedelta | None] = {"24h": timedelta(hours=24), "7d": timedelta(days=7),
+                                        "30d": timedelta(days=30), "all": None}
+MAX_VERIFICATIONS = 100_000
+
+
+def by_model(verifications: list[Verification]) -> dict[str, ForecastMetrics]:
+    grouped: dict[str, list[Verification]] = defaultdict(list)
+    for verification in verifications:
+        grouped[str(verification.model)].append(verification)
+    return {model: forecast_metrics([v.predicted_close for v in group],
+                                    [v.actual_close for v in group],
+                                    [v.based_on_close for v in group])
+            for model, group in sorted(grouped.items())}
+
+
+async def accuracy(store: EventStore, symbol: str, interval: str, window: str,
+                   now: datetime) -> dict[str, ForecastMetrics]:
+    """Metrics per model over verifications whose target closed within ``window`` of now."""
+    span = WINDOWS[window]
+    found = await store.page("verifications", symbol, interval, now - span if span else None,
+                             now, None, MAX_VERIFICATIONS)
+    return by_model(found)  # type: ignore[arg-type]

@@ -1,0 +1,146 @@
+"""Plain ASGI middleware for the public API: body size, rate limit, metrics and access log.
+
+Written against ASGI directly rather than Starlette's BaseHTTPMiddleware, which costs a
+task and a stream per request: these run on every request of the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cryptocast_gateway.observability import GatewayMetrics
+
+log = logging.getLogger("cryptocast.access")
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+async def send_json(send: Send, status: int, body: dict[str, str],
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class BodyLimit:
+    """413 for a body larger than ``max_bytes``, declared or streamed, before any handler
+    sees it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await send_json(send, 413, {"status": "error", "message":
+                                        f"request body larger than {self.max_bytes} bytes"})
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            await send_json(send, 413, {"status": "error", "message":
+                                        f"request body larger than {self.max_bytes} bytes"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimit:
+    """A token bucket per client address: ``per_minute`` requests a minute, bursts up to
+    as many; 429 with Retry-After beyond that."""
+
+    MAX_CLIENTS = 10_000  # forget idle, refilled buckets past this many
+
+    def __init__(self, app: ASGIApp, per_minute: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.capacity, self.clock = app, float(per_minute), clock
+        self.rate = per_minute / 60.0
+        self.buckets: dict[str, _Bucket] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.capacity or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        now = self.clock()
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        bucket = self.buckets.get(client)
+        if bucket is None:
+            if len(self.buckets) >= self.MAX_CLIENTS:
+                self._forget_idle(now)
+            bucket = self.buckets[client] = _Bucket(self.capacity, now)
+        bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            wait = math.ceil((1 - bucket.tokens) / self.rate)
+            await send_json(send, 429, {"status": "error", "message":
+                                        f"rate limit exceeded; retry after {wait} s"},
+                            [(b"retry-after", str(wait).encode())])
+            return
+        bucket.tokens -= 1
+        await self.app(scope, receive, send)
+
+    def _forget_idle(self, now: float) -> None:
+        full = now - self.capacity / self.rate
+        self.buckets = {k: b for k, b in self.buckets.items() if b.updated > full}
+
+
+class Observe:
+    """Request latency by route into Prometheus, and one structured access-log line."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, access_log: bool) -> None:
+        self.app, self.metrics, self.access_log = app, metrics, access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.observe_request(scope["method"], template, status, elapsed)
+            if self.access_log:
+                client = scope.get("client")
+                log.info("request", extra={
+                    "method": scope["method"], "path": scope["path"], "route": template,
+                    "status": status, "duration_ms": round(elapsed * 1000, 3),
+                    "client": client[0] if client else None})

@@ -1,0 +1,55 @@
+"""Prometheus metrics of the gateway, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from cryptocast_common import bus
+from cryptocast_common.events import Event
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _DeadLetters(Collector):
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily("cryptocast_dead_lettered", "Messages this process sent "
+                                     "to the dead-letter queue", labels=["queue"])
+        for queue, count in sorted(bus.DEAD_LETTERED.items()):
+            family.add_metric([queue], count)
+        yield family
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "cryptocast_http_request_duration_seconds", "HTTP request latency by route",
+            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.consumed = Counter("cryptocast_events_consumed", "Events delivered to the "
+                                "gateway, by type", ["type"], registry=self.registry)
+        self.persisted = Counter("cryptocast_events_persisted", "Events written to MongoDB, "
+                                 "by type", ["type"], registry=self.registry)
+        self.stream_clients = Gauge("cryptocast_stream_clients", "Connected WebSocket clients",
+                                    registry=self.registry)
+        self.stream_dropped = Counter("cryptocast_stream_clients_dropped", "WebSocket clients "
+                                      "disconnected for falling behind", registry=self.registry)
+        self.alerts_sent = Counter("cryptocast_alerts_sent", "Price alert emails sent",
+                                   registry=self.registry)
+        self.accuracy = Gauge("cryptocast_accuracy", "Accuracy of verified predictions over "
+                              "the last 30 days", ["symbol", "model", "metric"],
+                              registry=self.registry)
+        self.registry.register(_DeadLetters())
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).observe(seconds)
+
+    def count(self, counter: Counter, events: Sequence[Event]) -> None:
+        for event in events:
+            counter.labels(event.type).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,37 @@
+"""Everything a gateway replica shares between its consumers and its routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptocast_common.bus import Bus
+from cryptocast_common.settings import CommonSettings
+from cryptocast_gateway.alerts import AlertStore, Mailer
+from cryptocast_gateway.cache import LatestPredictions
+from cryptocast_gateway.observability import GatewayMetrics
+from cryptocast_gateway.settings import GatewaySettings
+from cryptocast_gateway.store import EventStore
+from cryptocast_gateway.stream import StreamHub
+
+
+@dataclass
+class GatewayState:
+    store: EventStore
+    alerts: AlertStore
+    mailer: Mailer | None  # None: no SMTP configured, alerts are kept but not checked
+    latest: LatestPredictions
+    bus: Bus
+    common: CommonSettings
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    hub: StreamHub
+
+    @property
+    def coins(self) -> list[str]:
+        return [symbol.lower() for symbol in self.common.symbols]
+
+
+async def check_ready(state: GatewayState) -> None:
+    """Broker and database reachable."""
+    await state.bus.ping()
+    await state.store.ping()

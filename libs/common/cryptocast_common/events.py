@@ -226,11 +226,50 @@ class Verification(EventBase):
         return f"verification:{self.prediction_id}"
 
 
-Event = Candle | Prediction | Verification
-EVENT_TYPES: dict[str, type[Candle] | type[Prediction] | type[Verification]] = {
+class ForecastScore(_Frozen):
+    """One forecast's held-out metrics (see cryptocast_common.metrics)."""
+
+    n: int
+    mae: float | None
+    rmse: float | None
+    mape: float | None
+    mase: float | None
+    directional_accuracy: float | None
+    direction_ties: int
+    within_2pct: float | None
+
+
+class ModelCard(EventBase):
+    """The model that serves a symbol and interval, and how it did on held-out data.
+
+    Inference publishes one per symbol when it starts, so the gateway can say which model
+    is active and what its evaluation was.
+    """
+
+    type: Literal["model"] = "model"
+    model: ModelRef
+    trained_at: UtcDatetime
+    features: list[str]
+    window: int = Field(ge=1, description="Candles per input, after the features' warm-up")
+    horizon: int = Field(default=1, ge=1)
+    trained_from: UtcDatetime
+    trained_to: UtcDatetime
+    evaluation: dict[str, ForecastScore] = Field(
+        description="Held-out test metrics of the model and of each baseline")
+    beats_naive: bool
+
+    _occurred_at_from: ClassVar[str] = "trained_at"
+
+    def derive_id(self) -> str:
+        return f"model:{self.model}:{self.symbol}:{self.interval}"
+
+
+Event = Candle | Prediction | Verification | ModelCard
+EVENT_TYPES: dict[str, type[Candle] | type[Prediction] | type[Verification] | type[ModelCard]] = {
     "candle": Candle,
     "prediction": Prediction,
     "verification": Verification,
+    "model": ModelCard,
 }
 
 

@@ -11,7 +11,8 @@ from cryptocast_gateway.legacy import flask_json, prediction_view
 @dataclass(frozen=True)
 class Latest:
     prediction: Prediction
-    legacy_body: bytes
+    legacy_body: bytes  # GET /<coin>
+    v1_body: bytes  # GET /api/v1/predictions/<symbol>/latest
 
 
 class LatestPredictions:
@@ -25,7 +26,7 @@ class LatestPredictions:
         current = self._latest.get(prediction.symbol)
         if current is None or prediction.target_time >= current.prediction.target_time:
             self._latest[prediction.symbol] = Latest(
-                prediction, flask_json(prediction_view(prediction)))
+                prediction, flask_json(prediction_view(prediction)), prediction.to_json())
 
     def get(self, symbol: str) -> Latest | None:
         return self._latest.get(symbol)

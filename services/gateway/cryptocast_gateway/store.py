@@ -13,11 +13,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from cryptocast_common.documents import from_document, to_document
 from cryptocast_common.events import Candle, Event, Prediction, Verification
 
-COLLECTIONS = {"candle": "candles", "prediction": "predictions", "verification": "verifications"}
+COLLECTIONS = {"candle": "candles", "prediction": "predictions", "verification": "verifications",
+               "model": "models"}
 Position = tuple[datetime, str]  # (time, event id): where a page ends, for the next one
 # The time each collection is ordered by for "latest" and range queries.
 TIME_FIELD = {"candles": "close_time", "predictions": "target_time",
-              "verifications": "target_time"}
+              "verifications": "target_time", "models": "trained_at"}
 
 
 class EventStore(Protocol):

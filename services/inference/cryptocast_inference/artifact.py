@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cryptocast_common.events import Candle, ModelRef, ModelSkill
+from cryptocast_common.events import Candle, ForecastScore, ModelCard, ModelRef, ModelSkill
 from cryptocast_common.runtime import ConfigurationError
 from cryptocast_inference.features import (
     CLOSE,
@@ -74,6 +74,20 @@ class Artifact:
         test = self.metadata["metrics"]["test"]["model"]
         return ModelSkill(mase=test["mase"], directional_accuracy=test["directional_accuracy"],
                           beats_naive=self.metadata["beats_naive"])
+
+    def cards(self, symbols: Sequence[str], interval: str) -> list[ModelCard]:
+        """What this model is and how it did, for each symbol it serves."""
+        metadata = self.metadata
+        scores = {name: ForecastScore(**{k: v for k, v in metrics.items()
+                                        if k in ForecastScore.model_fields})
+                  for name, metrics in metadata["metrics"]["test"].items()}
+        return [ModelCard(symbol=symbol, interval=interval, model=self.model,
+                          trained_at=metadata["created_at"], features=metadata["features"],
+                          window=self.window, horizon=metadata["horizon"],
+                          trained_from=metadata["data"]["range"]["first"],
+                          trained_to=metadata["data"]["range"]["last"],
+                          evaluation=scores, beats_naive=metadata["beats_naive"])
+                for symbol in symbols]
 
     def check_fits(self, window: int, interval: str) -> None:
         """Refuse an artifact whose inputs differ from what this service would feed it."""

@@ -44,6 +44,10 @@ class Inference:
         await self.bus.consume(self.common.queue_for("inference"),
                                [f"candle.*.{self.common.interval}"], handler,
                                batch_size=self.settings.batch_size)
+        predictor = self.deps.predictor
+        if isinstance(predictor, LstmPredictor):  # the baseline has no card to show
+            await self.bus.publish(predictor.artifact.cards(self.common.symbols,
+                                                            self.common.interval))
 
     async def check_ready(self) -> None:
         await self.bus.ping()

@@ -1,18 +1,61 @@
-"""The versioned API: typed models, plain numbers, ISO 8601 UTC times."""
+"""The versioned API: typed models, plain numbers, ISO 8601 UTC times, cursor pages."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket
+from pydantic import AwareDatetime, BaseModel, Field
 
-from cryptocast_common.events import Candle, Interval
-from cryptocast_gateway.api.deps import State
+from cryptocast_common.events import (
+    Candle,
+    ForecastScore,
+    Interval,
+    ModelCard,
+    Prediction,
+    Verification,
+)
+from cryptocast_gateway.accuracy import accuracy
+from cryptocast_gateway.api.deps import ApiError, State
+from cryptocast_gateway.store import Position
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
-SymbolPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])]
+NOT_FOUND = {404: {"description": "unknown symbol, or nothing stored yet"}}
+
+
+def v1_symbol(symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
+              state: State) -> str:
+    if symbol.upper() not in state.common.symbols:
+        raise ApiError(404, {"status": "error", "message": f"unknown symbol {symbol!r}; known: "
+                                                          f"{', '.join(state.common.symbols)}"})
+    return symbol.upper()
+
+
+Symbol = Annotated[str, Depends(v1_symbol)]
+Start = Annotated[AwareDatetime | None, Query(description="Earliest target time, ISO 8601")]
+End = Annotated[AwareDatetime | None, Query(description="Latest target time, ISO 8601")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+class Symbols(BaseModel):
+    interval: str = Field(examples=["4h"])
+    symbols: list[str] = Field(examples=[["BTC", "ETH", "SOL", "XRP"]])
+
+
+class PredictionPage(BaseModel):
+    data: list[Prediction]
+    next_cursor: str | None = Field(description="Pass as cursor for older items; null at "
+                                    "the end")
+
+
+class VerificationPage(BaseModel):
+    data: list[Verification]
+    next_cursor: str | None
 
 
 class CandlesPublic(BaseModel):
@@ -20,9 +63,101 @@ class CandlesPublic(BaseModel):
     count: int
 
 
+class Accuracy(BaseModel):
+    symbol: str
+    interval: str
+    window: Literal["24h", "7d", "30d", "all"]
+    models: dict[str, ForecastScore] = Field(description="Per model@version: count (n), "
+                                               "within_2pct, mae, mape, mase (vs the naive "
+                                               "forecast), directional_accuracy")
+
+
+def encode_cursor(position: Position) -> str:
+    raw = json.dumps([position[0].isoformat(), position[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Position | None:
+    if cursor is None:
+        return None
+    try:
+        at, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(at), str(event_id)
+    except (binascii.Error, ValueError, TypeError):
+        raise ApiError(400, {"status": "error", "message": "cursor: not a cursor this API "
+                                                          "returned"}) from None
+
+
+async def _page(state: State, collection: str, symbol: str, start: datetime | None,
+                end: datetime | None, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    found = await state.store.page(collection, symbol, state.common.interval, start, end,
+                                   decode_cursor(cursor), limit + 1)
+    more = len(found) > limit
+    found = found[:limit]
+    last = found[-1] if found else None
+    next_cursor = encode_cursor((last.target_time, last.event_id)) if more and last else None
+    return found, next_cursor
+
+
+@router.get("/symbols", response_model=Symbols)
+async def symbols(state: State) -> Symbols:
+    """The coins served, and their candle interval."""
+    return Symbols(interval=state.common.interval, symbols=state.common.symbols)
+
+
+@router.get("/predictions/{symbol}/latest", response_model=Prediction, responses=NOT_FOUND)
+async def latest_prediction(symbol: Symbol, state: State) -> Response:
+    """The newest prediction, from memory."""
+    latest = state.latest.get(symbol)
+    if latest is None:
+        raise ApiError(404, {"status": "error", "message": f"no prediction for {symbol} yet"})
+    return Response(latest.v1_body, media_type="application/json")
+
+
+@router.get("/predictions/{symbol}", response_model=PredictionPage, responses=NOT_FOUND)
+async def predictions(symbol: Symbol, state: State, start: Start = None, end: End = None,
+                      cursor: Cursor = None, limit: Limit = 100) -> PredictionPage:
+    """Predictions, newest target first, optionally within [start, end]."""
+    found, next_cursor = await _page(state, "predictions", symbol, start, end, cursor, limit)
+    return PredictionPage(data=found, next_cursor=next_cursor)
+
+
+@router.get("/verifications/{symbol}", response_model=VerificationPage, responses=NOT_FOUND)
+async def verifications(symbol: Symbol, state: State, start: Start = None, end: End = None,
+                        cursor: Cursor = None, limit: Limit = 100) -> VerificationPage:
+    """Verdicts on predictions, newest target first, optionally within [start, end]."""
+    found, next_cursor = await _page(state, "verifications", symbol, start, end, cursor, limit)
+    return VerificationPage(data=found, next_cursor=next_cursor)
+
+
+@router.get("/accuracy/{symbol}", response_model=Accuracy, responses=NOT_FOUND)
+async def accuracy_stats(
+    symbol: Symbol, state: State,
+    window: Annotated[Literal["24h", "7d", "30d", "all"], Query()] = "7d",
+) -> Accuracy:
+    """How the predictions whose target closed within ``window`` did, per model version."""
+    models = await accuracy(state.store, symbol, state.common.interval, window,
+                            datetime.now(UTC))
+    return Accuracy(symbol=symbol, interval=state.common.interval, window=window,
+                    models={name: ForecastScore(**stats) for name, stats in models.items()})
+
+
+@router.get("/model/{symbol}", response_model=ModelCard, responses=NOT_FOUND)
+async def active_model(symbol: Symbol, state: State) -> ModelCard:
+    """The model serving ``symbol`` (the one of its latest prediction) and its held-out
+    evaluation against the baselines."""
+    cards = await state.store.page("models", symbol, state.common.interval, None, None, None,
+                                   100)
+    latest = state.latest.get(symbol)
+    active = [c for c in cards if latest is not None and c.model == latest.prediction.model]
+    if not (active or cards):
+        raise ApiError(404, {"status": "error", "message": f"no model card for {symbol} yet"})
+    return (active or cards)[0]  # type: ignore[return-value]
+
+
 @router.get("/candles/{symbol}", response_model=CandlesPublic)
 async def candles(
-    symbol: SymbolPath,
+    symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
     state: State,
     interval: Annotated[Interval | None, Query(description="Default: the configured one")] = None,
     end: Annotated[AwareDatetime | None, Query(description="Newest close time to include")] = None,
@@ -32,3 +167,19 @@ async def candles(
     found = await state.store.candles(symbol.upper(), interval or state.common.interval,
                                       end or datetime.now(UTC), limit)
     return CandlesPublic(data=found, count=len(found))
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket, symbols: Annotated[str | None, Query(
+        description="Comma-separated symbols; all when absent")] = None) -> None:
+    """Predictions and verifications as JSON events as they arrive, a
+    ``{"type":"heartbeat"}`` when idle; a client that falls behind is closed with 1013."""
+    state = websocket.app.state.gateway
+    wanted = None
+    if symbols:
+        wanted = frozenset(s.strip().upper() for s in symbols.split(",") if s.strip())
+        unknown = wanted - set(state.common.symbols)
+        if unknown:
+            await websocket.close(1008, f"unknown symbols: {', '.join(sorted(unknown))}")
+            return
+    await state.hub.serve(websocket, wanted)

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from cryptocast.embedded_mongo import free_port
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.settings import InferenceSettings
@@ -159,12 +159,6 @@ def test_kustomize_overlay_renders_and_validates(overlay: str, tmp_path: Path) -
     else:
         assert {("RabbitmqCluster", "rabbitmq"), ("MongoDBCommunity", "mongodb")} <= kinds
         assert not any(kind == "Secret" for kind, _ in kinds)  # created from a secret store
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def image_environment(service: str, compose: dict[str, Any]) -> tuple[list[str], dict[str, str]]:

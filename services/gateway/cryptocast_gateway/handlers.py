@@ -5,12 +5,13 @@ of its own, to keep the latest per coin in memory and feed its WebSocket clients
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from cryptocast_common.events import Event, Prediction, Verification
-from cryptocast_gateway.accuracy import accuracy
+from cryptocast_gateway.accuracy import by_model
 from cryptocast_gateway.alerts import check_alerts
 from cryptocast_gateway.state import GatewayState
+
+RECENT_VERIFICATIONS = 100  # the accuracy gauges cover this many latest verdicts per symbol
 
 
 async def persist(events: Sequence[Event], state: GatewayState) -> list[Event]:
@@ -22,8 +23,9 @@ async def persist(events: Sequence[Event], state: GatewayState) -> list[Event]:
         state.metrics.alerts_sent.inc(await check_alerts(events, state.alerts, state.mailer))
     verified = {(e.symbol, e.interval) for e in events if isinstance(e, Verification)}
     for symbol, interval in verified:
-        now = datetime.now(UTC)
-        for model, stats in (await accuracy(state.store, symbol, interval, "30d", now)).items():
+        recent = await state.store.page("verifications", symbol, interval, None, None, None,
+                                        RECENT_VERIFICATIONS)
+        for model, stats in by_model(recent).items():  # type: ignore[arg-type]
             for metric in ("within_2pct", "mase", "directional_accuracy"):
                 value = stats[metric]  # type: ignore[literal-required]
                 if value is not None:

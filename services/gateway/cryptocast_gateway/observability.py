@@ -39,8 +39,8 @@ class GatewayMetrics:
                                       "disconnected for falling behind", registry=self.registry)
         self.alerts_sent = Counter("cryptocast_alerts_sent", "Price alert emails sent",
                                    registry=self.registry)
-        self.accuracy = Gauge("cryptocast_accuracy", "Accuracy of verified predictions over "
-                              "the last 30 days", ["symbol", "model", "metric"],
+        self.accuracy = Gauge("cryptocast_accuracy", "Accuracy over the latest 100 verified "
+                              "predictions", ["symbol", "model", "metric"],
                               registry=self.registry)
         self.registry.register(_DeadLetters())
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from cryptocast_common.asyncapi import asyncapi_document
 from cryptocast_common.health import readiness
 from cryptocast_gateway.api.errors import install_error_handlers
 from cryptocast_gateway.api.middleware import BodyLimit, Observe, RateLimit
@@ -30,6 +33,13 @@ def create_app(state: GatewayState) -> FastAPI:
         """RabbitMQ and MongoDB are reachable; 503 with the reason if not."""
         status, body = await readiness(lambda: check_ready(state))
         return JSONResponse(body, status_code=status)
+
+    events_document = asyncapi_document(state.common)
+
+    @app.get("/asyncapi.json", tags=["operations"])
+    async def asyncapi() -> dict[str, Any]:
+        """The AsyncAPI 3 document of the event exchange, for services that subscribe."""
+        return events_document
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.bus import Bus, InMemoryBus
@@ -80,7 +80,17 @@ def run_service(build: Callable[[], Awaitable[Service]]) -> None:
             if health:
                 await health.stop()
 
-    exit_on_configuration_error(lambda: asyncio.run(main()))
+    exit_on_configuration_error(lambda: run_loop(main()))
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, on uvloop where it is installed (it is, with the gateway's uvicorn)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def exit_on_configuration_error(run: Callable[[], None]) -> None:

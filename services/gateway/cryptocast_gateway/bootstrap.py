@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class Gateway:
                     self._server_task.result()  # re-raises why it could not start
                     raise RuntimeError("HTTP server stopped before it started")
                 await asyncio.sleep(0.02)
+        # Everything allocated so far lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise stall requests by tens of milliseconds.
+        gc.freeze()
 
     async def stop(self) -> None:
         if self._server and self._server_task:

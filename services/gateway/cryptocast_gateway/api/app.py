@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cryptocast_common.asyncapi import asyncapi_document
 from cryptocast_common.health import readiness
 from cryptocast_gateway.api.errors import install_error_handlers
-from cryptocast_gateway.api.middleware import BodyLimit, Observe, RateLimit
+from cryptocast_gateway.api.middleware import BodyLimit, LatestFastPath, Observe, RateLimit
 from cryptocast_gateway.api.routes import alerts, legacy, v1
 from cryptocast_gateway.state import GatewayState, check_ready
 
@@ -49,6 +49,7 @@ def create_app(state: GatewayState) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(alerts.router)
     app.include_router(legacy.router)  # last: its /{coin} route matches any single segment
+    app.add_middleware(LatestFastPath, latest=state.latest, coins=state.common.symbols)
     install_error_handlers(app)
     # Added innermost first: Observe sees every answer, CORS decorates the limits' answers.
     settings = state.settings

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cryptocast_gateway.cache import LatestPredictions
 from cryptocast_gateway.observability import GatewayMetrics
 
 log = logging.getLogger("cryptocast.access")
@@ -144,3 +146,49 @@ class Observe:
                     "method": scope["method"], "path": scope["path"], "route": template,
                     "status": status, "duration_ms": round(elapsed * 1000, 3),
                     "client": client[0] if client else None})
+
+
+@dataclass(frozen=True)
+class _HotRoute:
+    path: str  # the route template, as FastAPI's routes have it, for metrics and logs
+
+
+COIN_ROUTE = _HotRoute("/{coin}")
+LATEST_ROUTE = _HotRoute("/api/v1/predictions/{symbol}/latest")
+V1_LATEST = re.compile(r"^/api/v1/predictions/([A-Za-z0-9]{2,15})/latest$")
+
+
+class LatestFastPath:
+    """Answers ``GET /<coin>`` and ``GET /api/v1/predictions/<symbol>/latest`` from the
+    in-memory cache before FastAPI routes the request: the bodies are already serialized,
+    and routing through every registered route costs more than the answer. The FastAPI
+    routes of the same paths stay for the OpenAPI document and for everything this does
+    not answer (unknown coins, nothing cached yet)."""
+
+    def __init__(self, app: ASGIApp, latest: LatestPredictions, coins: Sequence[str]) -> None:
+        self.app, self.latest = app, latest
+        self.coins = {f"/{coin.lower()}": coin.upper() for coin in coins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path = scope["path"]
+            symbol = self.coins.get(path)
+            if symbol is not None:
+                cached = self.latest.get(symbol)
+                if cached is not None:
+                    scope["route"] = COIN_ROUTE
+                    await _send_bytes(send, cached.legacy_body)
+                    return
+            elif (match := V1_LATEST.match(path)) and \
+                    (cached := self.latest.get(match.group(1).upper())) is not None:
+                scope["route"] = LATEST_ROUTE
+                await _send_bytes(send, cached.v1_body)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _send_bytes(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 NOT_FOUND = {404: {"description": "unknown symbol, or nothing stored yet"}}
 
 
-def v1_symbol(symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
+async def v1_symbol(symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
               state: State) -> str:
     if symbol.upper() not in state.common.symbols:
         raise ApiError(404, {"status": "error", "message": f"unknown symbol {symbol!r}; known: "

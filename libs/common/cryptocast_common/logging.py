@@ -58,7 +58,7 @@ class BufferedLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(level: str = "INFO") -> None:
     # Nothing we log needs the caller's file and line, thread or process: skipping their
-    # lookup makes each record (one per request in the access log) about a third cheaper.
+    # lookup took each record (one per request in the access log) from 54 to 46 µs here.
     logging._srcfile = None  # the documented switch, see the logging HOWTO, "Optimization"
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = BufferedLinesHandler()

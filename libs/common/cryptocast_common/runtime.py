@@ -64,10 +64,10 @@ async def serve_until_signalled(services: Sequence[Service]) -> None:
 
 def run_service(build: Callable[[], Awaitable[Service]]) -> None:
     """Entry point body of ``python -m cryptocast_<service>``."""
-    configure_logging(CommonSettings().log_level)
+    settings = CommonSettings()
+    configure_logging(settings.log_level)
 
     async def main() -> None:
-        settings = CommonSettings()
         service = await build()
         health = None
         if settings.health_port is not None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cryptocast_common.events import Verification
 from cryptocast_common.metrics import ForecastMetrics, forecast_metrics
 from cryptocast_gateway.store import EventStore
 
-WINDOWS: dict[str, timedelta | None] = {"24h": timedelta(hours=24), "7d": timedelta(days=7),
+Window = Literal["24h", "7d", "30d", "all"]
+WINDOWS: dict[Window, timedelta | None] = {"24h": timedelta(hours=24), "7d": timedelta(days=7),
                                         "30d": timedelta(days=30), "all": None}
 MAX_VERIFICATIONS = 100_000
 
@@ -24,7 +26,7 @@ def by_model(verifications: list[Verification]) -> dict[str, ForecastMetrics]:
             for model, group in sorted(grouped.items())}
 
 
-async def accuracy(store: EventStore, symbol: str, interval: str, window: str,
+async def accuracy(store: EventStore, symbol: str, interval: str, window: Window,
                    now: datetime) -> dict[str, ForecastMetrics]:
     """Metrics per model over verifications whose target closed within ``window`` of now."""
     span = WINDOWS[window]

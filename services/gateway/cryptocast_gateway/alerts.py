@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
@@ -67,8 +67,7 @@ class InMemoryAlertStore:
         return [a for a in self.alerts.values() if a.symbol == symbol and a.active]
 
     def _set(self, alert_id: str, active: bool) -> None:
-        alert = self.alerts[alert_id]
-        self.alerts[alert_id] = Alert(**{**asdict(alert), "active": active})
+        self.alerts[alert_id] = replace(self.alerts[alert_id], active=active)
 
     async def deactivate(self, email: str, symbol: str) -> int:
         matching = [a.id for a in await self.active_for(symbol) if a.email == email]
@@ -99,9 +98,12 @@ class MongoAlertStore:
         await self._alerts.insert_one(document)
 
     async def active_for(self, symbol: str) -> list[Alert]:
-        found = self._alerts.find({"symbol": symbol, "active": True})
-        return [Alert(**{**{k: v for k, v in doc.items() if k != "_id"}, "id": doc["_id"],
-                         "active": bool(doc["active"])}) async for doc in found]
+        alerts = []
+        async for doc in self._alerts.find({"symbol": symbol, "active": True}):
+            doc["id"] = doc.pop("_id")
+            doc["active"] = bool(doc["active"])  # some servers hand back stored booleans as 0/1
+            alerts.append(Alert(**doc))
+        return alerts
 
     async def deactivate(self, email: str, symbol: str) -> int:
         result = await self._alerts.update_many(

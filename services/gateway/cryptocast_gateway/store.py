@@ -43,7 +43,26 @@ class EventStore(Protocol):
     async def ping(self) -> None: ...
 
 
-class MongoEventStore:
+class _Queries:
+    """The reads every store answers through its own ``page``."""
+
+    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
+                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+        raise NotImplementedError
+
+    async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
+        found = await self.page("predictions", symbol, interval, None, None, None, 1)
+        return found[0] if found else None  # type: ignore[return-value]
+
+    async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
+        return await self.page("verifications", symbol, interval, None, None, None, limit)  # type: ignore[return-value]
+
+    async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        newest = await self.page("candles", symbol, interval, None, end, None, limit)
+        return list(reversed(newest))  # type: ignore[arg-type]
+
+
+class MongoEventStore(_Queries):
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._db = db
 
@@ -62,15 +81,6 @@ class MongoEventStore:
         for collection, operations in grouped.items():
             await self._db[collection].bulk_write(operations, ordered=False)
 
-    async def _newest(self, collection: str, symbol: str, interval: str,
-                      limit: int, **time_filter: Any) -> list[Event]:
-        time_field = TIME_FIELD[collection]
-        query: dict[str, Any] = {"symbol": symbol, "interval": interval}
-        if time_filter:
-            query[time_field] = time_filter
-        cursor = self._db[collection].find(query).sort(time_field, -1).limit(limit)
-        return [from_document(doc) async for doc in cursor]
-
     async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
                    end: datetime | None, before: Position | None, limit: int) -> list[Event]:
         time_field = TIME_FIELD[collection]
@@ -85,22 +95,11 @@ class MongoEventStore:
         cursor = self._db[collection].find(query).sort([(time_field, -1), ("_id", -1)])
         return [from_document(doc) async for doc in cursor.limit(limit)]
 
-    async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
-        found = await self._newest("predictions", symbol, interval, 1)
-        return found[0] if found else None  # type: ignore[return-value]
-
-    async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
-        return await self._newest("verifications", symbol, interval, limit)  # type: ignore[return-value]
-
-    async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
-        newest = await self._newest("candles", symbol, interval, limit, **{"$lte": end})
-        return list(reversed(newest))  # type: ignore[arg-type]
-
     async def ping(self) -> None:
         await self._db.command("ping")
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(_Queries):
     """The same contract over dicts, for unit tests."""
 
     def __init__(self) -> None:
@@ -109,22 +108,6 @@ class InMemoryEventStore:
     async def upsert(self, events: Sequence[Event]) -> None:
         for event in events:
             self.collections[COLLECTIONS[event.type]][event.event_id] = event
-
-    def _newest(self, collection: str, symbol: str, interval: str) -> list[Any]:
-        time_field = TIME_FIELD[collection]
-        matching = [e for e in self.collections[collection].values()
-                    if (e.symbol, e.interval) == (symbol, interval)]
-        return sorted(matching, key=lambda e: getattr(e, time_field), reverse=True)
-
-    async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
-        return next(iter(self._newest("predictions", symbol, interval)), None)
-
-    async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
-        return self._newest("verifications", symbol, interval)[:limit]
-
-    async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
-        newest = [c for c in self._newest("candles", symbol, interval) if c.close_time <= end]
-        return list(reversed(newest[:limit]))
 
     async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
                    end: datetime | None, before: Position | None, limit: int) -> list[Event]:

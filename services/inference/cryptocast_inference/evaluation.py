@@ -81,14 +81,20 @@ def verdict(results: dict[str, Any]) -> str:
             "better than the last close.")
 
 
-def write_report(folder: Path, stem: str, title: str, results: dict[str, Any],
-                 samples: Samples, predicted: np.ndarray, notes: str = "") -> Path:
-    """Write ``<stem>.md`` and ``<stem>.png`` (predicted vs actual closes) into ``folder``."""
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing off-screen; imported only when a report is written."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    return plt
+
+
+def write_report(folder: Path, stem: str, title: str, results: dict[str, Any],
+                 samples: Samples, predicted: np.ndarray, notes: str = "") -> Path:
+    """Write ``<stem>.md`` and ``<stem>.png`` (predicted vs actual closes) into ``folder``."""
+    plt = pyplot()
     folder.mkdir(parents=True, exist_ok=True)
     shown = slice(-min(len(samples), 300), None)
     times = [datetime.fromtimestamp(t, UTC) for t in samples.target_times[shown]]

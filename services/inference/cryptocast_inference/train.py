@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cryptocast_common.events import iso_utc
 from cryptocast_inference.artifact import (
     BUNDLED_ARTIFACTS,
     SERVED_FILES,
@@ -29,7 +30,13 @@ from cryptocast_inference.artifact import (
     Forecaster,
     sha256_of,
 )
-from cryptocast_inference.evaluation import markdown_table, score, verdict, write_report
+from cryptocast_inference.evaluation import (
+    markdown_table,
+    pyplot,
+    score,
+    verdict,
+    write_report,
+)
 from cryptocast_inference.features import FEATURES, WARMUP, FeatureScaler
 from cryptocast_inference.network import Dense, Lstm, NumpyNetwork
 from cryptocast_inference.samples import Samples, make_samples
@@ -111,7 +118,7 @@ def _load(specs: list[str]) -> tuple[list[Series], list[dict[str, Any]]]:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(float(seconds), UTC).isoformat().replace("+00:00", "Z")
+    return iso_utc(datetime.fromtimestamp(float(seconds), UTC))
 
 
 def _library_versions() -> dict[str, str]:
@@ -130,11 +137,7 @@ def _per_symbol(artifact: Artifact, test: Samples, symbols: np.ndarray) -> dict[
 
 
 def _plot_history(history: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 4))
     axis.plot(history["loss"], label="training loss")
     axis.plot(history["val_loss"], label="validation loss")
@@ -209,7 +212,7 @@ def train(data: list[str], hp: Hyperparameters, interval: str, name: str, versio
         and (test_results["model"]["directional_accuracy"] or 0) > 0.5
 
     metadata = {
-        "name": name, "version": version, "created_at": _iso(datetime.now(UTC).timestamp()),
+        "name": name, "version": version, "created_at": iso_utc(datetime.now(UTC)),
         "features": list(FEATURES), "warmup": WARMUP, "window": hp.window,
         "interval": interval, "horizon": 1,
         "target": "log(next close / last close), divided by scaler.json target_scale",

@@ -23,13 +23,18 @@ log = logging.getLogger("cryptocast.access")
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-async def send_json(send: Send, status: int, body: dict[str, str],
-                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    payload = json.dumps(body).encode()
+async def send_body(send: Send, body: bytes, status: int = 200,
+                    headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """A complete JSON response in two ASGI messages."""
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": payload})
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, body: dict[str, str],
+                    headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    await send_body(send, json.dumps(body).encode(), status, headers)
 
 
 class BodyLimit:
@@ -45,8 +50,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_json(send, 413, {"status": "error", "message":
-                                        f"request body larger than {self.max_bytes} bytes"})
+            await self._refuse(send)
             return
         received = 0
 
@@ -61,8 +65,11 @@ class BodyLimit:
         try:
             await self.app(scope, counting_receive, send)
         except BodyTooLarge:
-            await send_json(send, 413, {"status": "error", "message":
-                                        f"request body larger than {self.max_bytes} bytes"})
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        await send_json(send, 413, {"status": "error", "message":
+                                    f"request body larger than {self.max_bytes} bytes"})
 
 
 class BodyTooLarge(Exception):
@@ -177,18 +184,12 @@ class LatestFastPath:
                 cached = self.latest.get(symbol)
                 if cached is not None:
                     scope["route"] = COIN_ROUTE
-                    await _send_bytes(send, cached.legacy_body)
+                    await send_body(send, cached.legacy_body)
                     return
             elif (match := V1_LATEST.match(path)) and \
                     (cached := self.latest.get(match.group(1).upper())) is not None:
                 scope["route"] = LATEST_ROUTE
-                await _send_bytes(send, cached.v1_body)
+                await send_body(send, cached.v1_body)
                 return
         await self.app(scope, receive, send)
 
-
-async def _send_bytes(send: Send, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

@@ -14,6 +14,7 @@ from cryptocast_gateway.api.deps import ApiError, ApiKey, State
 from cryptocast_gateway.api.routes.legacy import FlaskJSONResponse
 
 router = APIRouter(tags=["original API"])
+SYMBOL_BY_COINGECKO_ID = {coin_id: symbol for symbol, coin_id in COINGECKO_IDS.items()}
 BODY_EXAMPLE = {"email": "you@example.com", "coin": "btc", "threshold": 70000,
                 "direction": "above"}
 
@@ -42,8 +43,7 @@ def _email(value: Any) -> str:
 def _symbol(value: Any, state: State) -> str:
     """``btc``, ``BTC`` or the original's CoinGecko id (``bitcoin``) of a configured coin."""
     coin = str(value).strip().lower()
-    by_id = {coin_id: symbol for symbol, coin_id in COINGECKO_IDS.items()}
-    symbol = by_id.get(coin, coin).upper()
+    symbol = SYMBOL_BY_COINGECKO_ID.get(coin, coin).upper()
     if symbol not in state.common.symbols:
         raise _refuse(f"unknown coin {coin!r}; known coins: {', '.join(state.coins)}")
     return symbol

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket
 from pydantic import AwareDatetime, BaseModel, Field
@@ -19,7 +19,7 @@ from cryptocast_common.events import (
     Prediction,
     Verification,
 )
-from cryptocast_gateway.accuracy import accuracy
+from cryptocast_gateway.accuracy import Window, accuracy
 from cryptocast_gateway.api.deps import ApiError, State
 from cryptocast_gateway.store import Position
 
@@ -66,7 +66,7 @@ class CandlesPublic(BaseModel):
 class Accuracy(BaseModel):
     symbol: str
     interval: str
-    window: Literal["24h", "7d", "30d", "all"]
+    window: Window
     models: dict[str, ForecastScore] = Field(description="Per model@version: count (n), "
                                                "within_2pct, mae, mape, mase (vs the naive "
                                                "forecast), directional_accuracy")
@@ -133,7 +133,7 @@ async def verifications(symbol: Symbol, state: State, start: Start = None, end: 
 @router.get("/accuracy/{symbol}", response_model=Accuracy, responses=NOT_FOUND)
 async def accuracy_stats(
     symbol: Symbol, state: State,
-    window: Annotated[Literal["24h", "7d", "30d", "all"], Query()] = "7d",
+    window: Annotated[Window, Query()] = "7d",
 ) -> Accuracy:
     """How the predictions whose target closed within ``window`` did, per model version."""
     models = await accuracy(state.store, symbol, state.common.interval, window,

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 INSTALLED := .venv/.installed
 
-.PHONY: install up test lint build-data train evaluate bench
+.PHONY: install up test chaos lint build-data train evaluate bench
 .DEFAULT_GOAL := up
 
 .tools/bin/uv:
@@ -22,6 +22,9 @@ test: install  ## lint, then unit, integration and end-to-end tests (starts Rabb
 	scripts/ensure-rabbitmq.sh
 	.venv/bin/ruff check .
 	.venv/bin/pytest
+
+chaos: install  ## fault injection on a throwaway RabbitMQ node (not part of test); results in .chaos/table.md
+	.venv/bin/pytest tests/chaos -m chaos
 
 lint: install
 	.venv/bin/ruff check .

@@ -170,9 +170,16 @@ async def test_alerts_mail_once_and_validate_like_the_original(
         subjects = sorted(m["Subject"] for m in inbox.messages)
         assert subjects == ["CryptoCast Alert: BTC is above $105.00",
                             "CryptoCast Alert: ETH is below $50.00"]
-        await producer.publish([candle(3, close=120)])
-        await asyncio.sleep(1)
-        assert len(inbox.messages) == 2  # fired once, then switched off
+        await http.post("/alert", json={"email": "c@example.com", "coin": "btc",
+                                        "threshold": 110, "direction": "above"})
+        await producer.publish([candle(3, close=120), candle(4, close=121)])
+
+        async def mailed_the_new_one() -> bool:
+            return len(inbox.messages) >= 3
+
+        await eventually(mailed_the_new_one, within=20)  # candles 3 and 4 have been checked
+        # and the first two alerts stayed switched off after firing once
+        assert [m["To"] for m in inbox.messages[2:]] == ["c@example.com"]
 
         body = {"email": "b@example.com", "coin": "eth"}
         assert (await http.request("DELETE", "/alert", json=body)).status_code == 401

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
 from cryptocast_common.events import Verification
 from cryptocast_common.metrics import ForecastMetrics, forecast_metrics
+from cryptocast_gateway.observability import AccuracyValues
 from cryptocast_gateway.store import EventStore
 
 Window = Literal["24h", "7d", "30d", "all"]
 WINDOWS: dict[Window, timedelta | None] = {"24h": timedelta(hours=24), "7d": timedelta(days=7),
                                         "30d": timedelta(days=30), "all": None}
 MAX_VERIFICATIONS = 100_000
+RECENT_VERIFICATIONS = 100  # the accuracy gauges cover this many latest verdicts per symbol
+GAUGED_METRICS = ("within_2pct", "mase", "directional_accuracy")
 
 
 def by_model(verifications: list[Verification]) -> dict[str, ForecastMetrics]:
@@ -33,3 +37,18 @@ async def accuracy(store: EventStore, symbol: str, interval: str, window: Window
     found = await store.page("verifications", symbol, interval, now - span if span else None,
                              now, None, MAX_VERIFICATIONS)
     return by_model(found)  # type: ignore[arg-type]
+
+
+async def recent_accuracy(store: EventStore, symbols: Sequence[str],
+                          interval: str) -> AccuracyValues:
+    """The gauges' values: per symbol and model over the latest verdicts, one bounded read
+    per symbol."""
+    values: AccuracyValues = {}
+    for symbol in symbols:
+        recent = await store.verifications(symbol, interval, RECENT_VERIFICATIONS)
+        for model, stats in by_model(recent).items():
+            for metric in GAUGED_METRICS:
+                value = stats[metric]  # type: ignore[literal-required]
+                if value is not None:
+                    values[symbol, model, metric] = value
+    return values

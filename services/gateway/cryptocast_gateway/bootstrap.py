@@ -20,7 +20,7 @@ from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.alerts import AlertStore, InMemoryAlertStore, MongoAlertStore, SmtpMailer
 from cryptocast_gateway.api.app import create_app
 from cryptocast_gateway.cache import LatestPredictions
-from cryptocast_gateway.handlers import follow_live, persist
+from cryptocast_gateway.handlers import follow_live, mail_alerts, persist
 from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.state import GatewayState, check_ready
@@ -61,6 +61,14 @@ class Gateway:
 
         await state.bus.consume(state.common.queue_for("gateway"), ["#"], store_all,
                                 batch_size=state.settings.batch_size)
+        if state.mailer is not None:
+            mailer = state.mailer
+
+            async def alert(events: list[Event]) -> list[Event]:
+                return await mail_alerts(events, state.alerts, mailer, state.metrics)
+
+            await state.bus.consume(state.common.queue_for("gateway.alerts"), ["candle.#"],
+                                    alert, batch_size=state.settings.batch_size)
         replica = f"{state.common.queue_for('gateway')}.live.{uuid.uuid4().hex[:12]}"
         await state.bus.consume(replica, ["prediction.#", "verification.#"], live,
                                 batch_size=state.settings.batch_size, exclusive=True)

@@ -1,17 +1,16 @@
-"""Every event is persisted once (the replicas share that queue), and candles are checked
-against price alerts there; every replica sees every prediction and verification on a queue
-of its own, to keep the latest per coin in memory and feed its WebSocket clients."""
+"""Every event is persisted once (the replicas share that queue); candles are checked
+against price alerts on a queue of their own, so a slow mail server never holds up storing
+events; every replica sees every prediction and verification on a queue of its own, to keep
+the latest per coin in memory and feed its WebSocket clients."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cryptocast_common.events import Event, Prediction, Verification
-from cryptocast_gateway.accuracy import by_model
-from cryptocast_gateway.alerts import check_alerts
+from cryptocast_common.events import Event, Prediction
+from cryptocast_gateway.alerts import AlertStore, Mailer, check_alerts
+from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.state import GatewayState
-
-RECENT_VERIFICATIONS = 100  # the accuracy gauges cover this many latest verdicts per symbol
 
 
 async def persist(events: Sequence[Event], state: GatewayState) -> list[Event]:
@@ -19,17 +18,13 @@ async def persist(events: Sequence[Event], state: GatewayState) -> list[Event]:
     state.metrics.count(state.metrics.consumed, events)
     await state.store.upsert(events)
     state.metrics.count(state.metrics.persisted, events)
-    if state.mailer is not None:
-        state.metrics.alerts_sent.inc(await check_alerts(events, state.alerts, state.mailer))
-    verified = {(e.symbol, e.interval) for e in events if isinstance(e, Verification)}
-    for symbol, interval in verified:
-        recent = await state.store.page("verifications", symbol, interval, None, None, None,
-                                        RECENT_VERIFICATIONS)
-        for model, stats in by_model(recent).items():  # type: ignore[arg-type]
-            for metric in ("within_2pct", "mase", "directional_accuracy"):
-                value = stats[metric]  # type: ignore[literal-required]
-                if value is not None:
-                    state.metrics.accuracy.labels(symbol, model, metric).set(value)
+    return []
+
+
+async def mail_alerts(events: Sequence[Event], alerts: AlertStore, mailer: Mailer,
+                      metrics: GatewayMetrics) -> list[Event]:
+    """A mail failure raises: the bus retries these candles, and only on this queue."""
+    await check_alerts(events, alerts, mailer, metrics.alerts_sent.inc)
     return []
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cryptocast_common import bus
 from cryptocast_common.events import Event
 
+log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -20,6 +24,40 @@ class _DeadLetters(Collector):
                                      "to the dead-letter queue", labels=["queue"])
         for queue, count in sorted(bus.DEAD_LETTERED.items()):
             family.add_metric([queue], count)
+        yield family
+
+
+AccuracyValues = dict[tuple[str, str, str], float]  # (symbol, model, metric) -> value
+
+
+class AccuracyGauges(Collector):
+    """``cryptocast_accuracy``, read from the store when ``/metrics`` is scraped rather than
+    on the consumer's path; at most one read every ``max_age`` seconds, however often it
+    is scraped."""
+
+    def __init__(self, max_age: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age, self.clock = max_age, clock
+        self.values: AccuracyValues = {}
+        self._refreshed = -math.inf
+
+    async def refresh(self, compute: Callable[[], Awaitable[AccuracyValues]]) -> None:
+        """Recompute unless fresh; on a failed read the last values stay (and it is logged),
+        so the other metrics are still served while the database is away."""
+        now = self.clock()
+        if now - self._refreshed < self.max_age:
+            return
+        self._refreshed = now
+        try:
+            self.values = await compute()
+        except Exception as error:
+            log.warning("accuracy gauges not refreshed", extra={"error": repr(error)})
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("cryptocast_accuracy", "Accuracy over the latest 100 "
+                                   "verified predictions", labels=["symbol", "model", "metric"])
+        for labels, value in sorted(self.values.items()):
+            family.add_metric(list(labels), value)
         yield family
 
 
@@ -39,9 +77,8 @@ class GatewayMetrics:
                                       "disconnected for falling behind", registry=self.registry)
         self.alerts_sent = Counter("cryptocast_alerts_sent", "Price alert emails sent",
                                    registry=self.registry)
-        self.accuracy = Gauge("cryptocast_accuracy", "Accuracy over the latest 100 verified "
-                              "predictions", ["symbol", "model", "metric"],
-                              registry=self.registry)
+        self.accuracy = AccuracyGauges()
+        self.registry.register(self.accuracy)
         self.registry.register(_DeadLetters())
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -11,9 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from cryptocast_common.asyncapi import asyncapi_document
 from cryptocast_common.health import readiness
+from cryptocast_gateway.accuracy import recent_accuracy
 from cryptocast_gateway.api.errors import install_error_handlers
 from cryptocast_gateway.api.middleware import BodyLimit, LatestFastPath, Observe, RateLimit
 from cryptocast_gateway.api.routes import alerts, legacy, v1
+from cryptocast_gateway.observability import AccuracyValues
 from cryptocast_gateway.state import GatewayState, check_ready
 
 
@@ -41,9 +43,13 @@ def create_app(state: GatewayState) -> FastAPI:
         """The AsyncAPI 3 document of the event exchange, for services that subscribe."""
         return events_document
 
+    async def accuracy_now() -> AccuracyValues:
+        return await recent_accuracy(state.store, state.common.symbols, state.common.interval)
+
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:
         """Prometheus metrics of this replica."""
+        await state.metrics.accuracy.refresh(accuracy_now)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router)

@@ -14,10 +14,12 @@ import aio_pika
 import pytest
 
 from cryptocast.embedded_mongo import EmbeddedMongo
+from cryptocast_common.amqp import delay_queue, retry_delays
 from cryptocast_common.settings import CommonSettings
 
 AMQP_URL = os.environ.get("CRYPTOCAST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-SERVICE_QUEUES = ("gateway", "inference", "verifier", "dead", "contract", "contract-b")
+SERVICE_QUEUES = ("gateway", "gateway.alerts", "inference", "verifier", "dead", "contract",
+                  "contract-b")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,14 +58,17 @@ async def common(amqp_url: str, mongo_url: str) -> AsyncIterator[CommonSettings]
     """Settings with a namespace of their own; what it declared is deleted afterwards."""
     namespace = f"cryptocast-test-{uuid.uuid4().hex[:12]}"
     settings = CommonSettings(amqp_url=amqp_url, namespace=namespace, mongo_url=mongo_url,
-                              mongo_db=namespace.replace(".", "_"), max_attempts=3)
+                              mongo_db=namespace.replace(".", "_"), max_attempts=3,
+                              retry_delay_seconds=0.5)
     yield settings
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         for name in SERVICE_QUEUES:
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):  # never declared
-                await channel.queue_delete(settings.queue_for(name))
+            queue = settings.queue_for(name)
+            for declared in [queue, *(delay_queue(queue, d) for d in retry_delays(settings))]:
+                channel = await connection.channel()
+                with contextlib.suppress(aio_pika.exceptions.ChannelClosed):  # never declared
+                    await channel.queue_delete(declared)
         channel = await connection.channel()
         for exchange in (settings.exchange, settings.dead_letter_exchange):
             await channel.exchange_delete(exchange)

@@ -111,6 +111,56 @@ async def one_bad_event_does_not_sink_its_batch(bus: Any, ns: str, dead: DeadRea
     assert "ETH is not supported" in reasons[0]
 
 
+async def a_retry_waits_without_holding_up_the_queue(
+        bus: Any, ns: str, dead: DeadReasons) -> None:
+    calls: list[str] = []
+
+    async def fails_once(events: list[Event]) -> list[Event]:
+        calls.extend(e.event_id for e in events)
+        if calls.count(candle(0).event_id) == 1 and events[0].event_id == candle(0).event_id:
+            raise RuntimeError("try again")
+        return []
+
+    await bus.consume(f"{ns}.contract", ["candle.#"], fails_once)
+    await bus.publish([candle(0)])
+    await eventually(lambda: _contains(calls, candle(0).event_id), TIMEOUT)
+    await bus.publish([candle(1)])
+    await eventually(lambda: _contains(calls[2:], candle(0).event_id), TIMEOUT)
+    assert calls == [candle(0).event_id, candle(1).event_id, candle(0).event_id]
+    assert await dead() == []
+
+
+async def crafted_bodies_are_dead_lettered_and_neighbours_handled(
+        bus: Any, ns: str, dead: DeadReasons) -> None:
+    good = Recorder(2)
+    await bus.consume(f"{ns}.contract", ["candle.#"], good, batch_size=10)
+    crafted = [
+        b'{"type": "candle", "schema_version": [], "symbol": "BTC"}',  # unhashable version
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than any recursion limit
+        b'{"type": "candle", "schema_version": 1, "interval": "99999999999999999999w"}',
+        b'{"type": "candle", "schema_version": 1, "volume": NaN}',
+        b'{"type": "candle", "schema_version": 1, "open": 1' + b"0" * 5000 + b"}",
+        b"\xff\xfe not utf-8",
+        b"",
+    ]
+    await bus.publish([candle(0)])
+    for i, body in enumerate(crafted):
+        await bus.publish_raw("candle.BTC.4h", body, f"crafted-{i}")
+    await bus.publish([candle(1)])
+    async with asyncio.timeout(TIMEOUT):
+        await good.done.wait()
+    reasons = await eventually(lambda: _all_dead(dead, len(crafted)), TIMEOUT)
+    assert all(reason.startswith("invalid event:") for reason in reasons)
+    assert [e.event_id for e in good.events] == [candle(0).event_id, candle(1).event_id]
+
+
+async def _all_dead(dead: DeadReasons, count: int) -> list[str] | None:
+    reasons = await dead()
+    return reasons if len(reasons) >= count else None
+
+
 CONTRACT = [routes_by_topic, handler_output_is_published,
             failing_handler_is_retried_then_dead_lettered,
-            malformed_message_is_dead_lettered_with_reason, one_bad_event_does_not_sink_its_batch]
+            malformed_message_is_dead_lettered_with_reason, one_bad_event_does_not_sink_its_batch,
+            a_retry_waits_without_holding_up_the_queue,
+            crafted_bodies_are_dead_lettered_and_neighbours_handled]

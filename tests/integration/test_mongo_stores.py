@@ -53,7 +53,9 @@ async def test_verifier_store_keeps_pending_and_closes(stores: Any) -> None:
     await store.save_close(candle(1, close=99.0))
     assert await store.close_at("BTC", "4h", candle(1).close_time) == 99.0
     assert await store.close_at("BTC", "4h", candle(5).close_time) is None
-    await store.forget_before("BTC", "4h", candle(3).close_time)
-    assert await store.pending_for("BTC", "4h", prediction(0).target_time) == []
+    assert await store.forget_closes_before("BTC", "4h", candle(3).close_time) == 1
     assert await store.close_at("BTC", "4h", candle(1).close_time) is None
+    assert await store.pending_for("BTC", "4h", prediction(0).target_time) == [prediction(0)]
+    assert await store.forget_pending_before("BTC", "4h", candle(3).close_time) == 1
+    assert await store.pending_for("BTC", "4h", prediction(0).target_time) == []
     assert await store.pending_for("ETH", "4h", prediction(0).target_time) != []

@@ -1,8 +1,13 @@
 """The consumers' /healthz and /readyz, over a real socket."""
 
-import httpx
+import asyncio
 
-from cryptocast_common.health import HealthServer
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from cryptocast_common.bus import InMemoryBus
+from cryptocast_common.events import Event
+from cryptocast_common.health import HealthServer, readiness
 
 
 async def test_health_and_readiness_answers() -> None:
@@ -25,7 +30,47 @@ async def test_health_and_readiness_answers() -> None:
             assert down.json() == {"status": "unavailable",
                                    "reason": "not connected to RabbitMQ (reconnecting)"}
             assert (await http.get("/healthz")).status_code == 200  # alive, just not ready
-            assert (await http.get("/metrics")).status_code == 404
+            assert (await http.get("/nowhere")).status_code == 404
             assert (await http.post("/healthz")).status_code == 405
     finally:
         await server.stop()
+
+
+async def test_metrics_count_dead_letters_by_queue_and_reason() -> None:
+    bus = InMemoryBus()
+
+    async def ignore(events: list[Event]) -> list[Event]:
+        return []
+
+    await bus.consume("health-test.queue", ["candle.#"], ignore)
+    await bus.publish_raw("candle.BTC.4h", b"not json", "m-1")
+    await asyncio.wait_for(bus.drain(), 5)
+    await bus.close()
+    server = HealthServer("127.0.0.1", 0, bus.ping)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            metrics = (await http.get("/metrics")).text
+    finally:
+        await server.stop()
+    [family] = [f for f in text_string_to_metric_families(metrics)
+                if f.name == "cryptocast_dead_lettered"]
+    samples = {(s.labels["queue"], s.labels["reason"]): s.value for s in family.samples}
+    assert samples[("health-test.queue", "invalid")] == 1
+
+
+async def test_not_ready_while_a_consume_loop_is_down() -> None:
+    bus = InMemoryBus()
+
+    async def ignore(events: list[Event]) -> list[Event]:
+        return []
+
+    await bus.consume("health-test.down", ["candle.#"], ignore)
+    await bus.ping()
+    for task in asyncio.all_tasks():
+        if task.get_name() == "consume:health-test.down":
+            task.cancel()
+    await asyncio.sleep(0)
+    status, body = await readiness(bus.ping)
+    assert status == 503 and "health-test.down is not running" in body["reason"]
+    await bus.close()

@@ -1,6 +1,7 @@
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
-from cryptocast_verifier.handlers import VerifierDeps, handle
+from cryptocast_verifier.handlers import GiveUps, VerifierDeps, handle
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore
 from tests.factories import candle, prediction
@@ -24,8 +25,17 @@ def test_a_tie_says_nothing_about_direction() -> None:
     assert naive.direction_correct is None and flat.direction_correct is None
 
 
-def deps() -> VerifierDeps:
-    return VerifierDeps(InMemoryVerifierStore(), tolerance_pct=2.0, retention_candles=10)
+def deps(max_closes: int = 1000) -> VerifierDeps:
+    registry = CollectorRegistry()
+    given_up = GiveUps(Counter("closes", "", registry=registry),
+                       Counter("predictions", "", registry=registry))
+    return VerifierDeps(InMemoryVerifierStore(), tolerance_pct=2.0, reorder_candles=10,
+                        max_closes=max_closes, given_up=given_up)
+
+
+def given_up(d: VerifierDeps, what: str) -> float:
+    counter = d.given_up.closes if what == "closes" else d.given_up.predictions
+    return counter.collect()[0].samples[0].value
 
 
 async def test_prediction_waits_for_its_target_candle() -> None:
@@ -51,8 +61,37 @@ async def test_redelivery_yields_the_same_verification() -> None:
     assert first == again
 
 
-async def test_old_entries_age_out() -> None:
+async def test_a_prediction_whose_target_never_comes_is_given_up_and_counted() -> None:
     d = deps()
-    await handle([prediction(0)], d)
-    await handle([candle(30)], d)
+    await handle([prediction(0)], d)  # targets candle(1)'s close
+    await handle([candle(30)], d)  # candle(1) never came, the series moved on
     assert await handle([candle(1)], d) == []
+    assert given_up(d, "predictions") == 1
+
+
+async def test_a_burst_of_candles_ahead_of_its_predictions_loses_no_verification() -> None:
+    """Candles run far ahead of the predictions made from them: every close is kept until
+    the predictions have passed it, however many candles came meanwhile."""
+    d = deps()
+    await handle([candle(i) for i in range(200)], d)
+    verdicts = await handle([prediction(i) for i in range(199)], d)
+    assert [v.prediction_id for v in verdicts] == [prediction(i).event_id for i in range(199)]
+    assert given_up(d, "closes") == given_up(d, "predictions") == 0
+
+
+async def test_closes_are_forgotten_once_predictions_have_passed_them() -> None:
+    d = deps()
+    await handle([prediction(100), candle(101)], d)
+    store = d.store
+    assert isinstance(store, InMemoryVerifierStore)
+    await handle([candle(i) for i in range(60, 101)], d)
+    kept = sorted(moment for (_, _, moment) in store.closes)
+    assert kept[0] == candle(100 - 10).close_time  # reorder_candles behind the frontier
+    assert given_up(d, "closes") == 0
+
+
+async def test_closes_are_given_up_and_counted_when_predictions_stop_coming() -> None:
+    d = deps(max_closes=20)
+    await handle([candle(i) for i in range(50)], d)
+    assert given_up(d, "closes") == 50 - 20
+    assert await handle([prediction(5)], d) == []  # its target close was given up

@@ -8,14 +8,18 @@ Semantics (identical for the in-memory bus and the RabbitMQ adapter in ``amqp.py
 - A handler gets a batch of decoded events and returns the events to publish. The messages
   are acknowledged only after those events are published (confirmed) and the handler returned.
 - A body that is not a valid event is dead-lettered at once with the reason. A failing
-  handler makes its messages come back (after a short backoff) until ``max_attempts``
-  deliveries, then they are dead-lettered with the last error as the reason.
+  handler makes its messages come back later (a delay that doubles, spent outside the
+  consumer, so the rest of the queue keeps flowing) until ``max_attempts`` deliveries, then
+  they are dead-lettered with the last error as the reason. Deliveries are counted by the
+  broker and in a message header, so the count survives restarts and is shared by replicas;
+  a message whose consumer keeps dying is dead-lettered after ``max_attempts`` deliveries too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,7 +34,10 @@ Handler = Callable[[list[Event]], Awaitable[Sequence[Event]]]
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
 
 
-DEAD_LETTERED: Counter[str] = Counter()  # messages this process dead-lettered, per queue
+# Messages this process dead-lettered, by queue and kind: "invalid" (not an event this
+# consumer knows), "failed" (the handler kept failing), "redelivered" (a consumer kept
+# stopping while handling it).
+DEAD_LETTERED: Counter[tuple[str, str]] = Counter()
 
 
 class Bus(Protocol):
@@ -75,24 +82,44 @@ class Delivery(Protocol):
 
     body: bytes
     message_id: str | None
+    content_type: str | None
+    previous_deliveries: int  # how often this message was delivered before, retries included
+
+    @property
+    def stale(self) -> bool:
+        """True when it can no longer be settled (its channel is gone): the broker will
+        deliver it again, so it is skipped."""
+        ...
 
     async def ack(self) -> None: ...
 
-    async def retry(self) -> None: ...
+    async def retry(self, deliveries: int) -> None:
+        """Deliver it again later, without holding up the queue; ``deliveries`` so far."""
+        ...
 
     async def dead_letter(self, reason: str) -> None: ...
 
 
-def retry_backoff(attempt: int) -> float:
-    return min(0.1 * 2 ** (attempt - 1), 5.0)
+RETRY_DELAY_CAP = 60.0
 
 
-def _attempt_key(delivery: Delivery, event: Event) -> str:
-    return delivery.message_id or event.event_id
+def retry_delay(base: float, deliveries: int) -> float:
+    """Wait before delivery ``deliveries + 1``: ``base``, doubling, capped."""
+    return min(base * 2 ** (deliveries - 1), RETRY_DELAY_CAP)
+
+
+def count_header(value: object) -> int:
+    """A delivery counter from a message header; any other type (a header anyone could set)
+    counts as zero."""
+    return value if type(value) is int and value > 0 else 0
 
 
 class BatchConsumer:
-    """Takes deliveries from ``inbox`` in batches and applies the semantics above."""
+    """Takes deliveries from ``inbox`` in batches and applies the semantics above.
+
+    The loop survives anything a batch can raise (the broker gone while a message is in hand
+    included: the broker delivers it again), and ``start`` restarts it should it ever end
+    otherwise, so a live process never stops reading."""
 
     def __init__(
         self,
@@ -110,7 +137,6 @@ class BatchConsumer:
         self._publish = publish
         self._batch_size = batch_size
         self._max_attempts = max_attempts
-        self._attempts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._idle = True
         self._stopping = False
@@ -119,20 +145,32 @@ class BatchConsumer:
     def idle(self) -> bool:
         return self._idle
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consume:{self.queue}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if self._stopping or task is not self._task or task.cancelled():
+            return  # stopped on purpose, or cancelled with the event loop
+        log.error("consume loop ended unexpectedly, restarting it", exc_info=task.exception(),
+                  extra={"queue": self.queue})
+        self.start()
 
     async def stop(self) -> None:
         """Finish the batch in hand, then stop; undelivered messages stay in the inbox."""
         if self._task is None:
             return
-        task, self._task = self._task, None
+        task = self._task
+        self._stopping = True
         if self._idle:
             task.cancel()
-        else:
-            self._stopping = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        self._task = None
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -141,22 +179,27 @@ class BatchConsumer:
             self._idle = False
             while len(batch) < self._batch_size and not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
-            await self._process(batch)
+            try:
+                await self._process([d for d in batch if not d.stale])
+            except Exception:
+                log.exception("batch failed outside its handler; unsettled messages will be "
+                              "delivered again", extra={"queue": self.queue})
 
     async def _process(self, batch: list[Delivery]) -> None:
         events: list[Event] = []
         accepted: list[Delivery] = []
         for delivery in batch:
+            if delivery.previous_deliveries >= self._max_attempts:
+                await self._dead_letter(
+                    delivery, "redelivered",
+                    f"delivered {delivery.previous_deliveries} times without being settled "
+                    "(its consumer stopped while handling it)")
+                continue
             try:
-                events.append(decode_event(delivery.body))
+                events.append(decode_event(delivery.body, delivery.content_type))
                 accepted.append(delivery)
             except InvalidEvent as exc:
-                log.warning(
-                    "dead-lettering invalid message",
-                    extra={"queue": self.queue, "message_id": delivery.message_id,
-                           "reason": str(exc)},
-                )
-                await self._dead_letter(delivery, f"invalid event: {exc}")
+                await self._dead_letter(delivery, "invalid", f"invalid event: {exc}")
         if not accepted:
             return
         try:
@@ -172,28 +215,43 @@ class BatchConsumer:
                 return
             await self._failed(accepted[0], events[0], exc)
             return
-        for delivery, event in zip(accepted, events, strict=True):
-            self._attempts.pop(_attempt_key(delivery, event), None)
-            await delivery.ack()
+        for delivery in accepted:
+            await self._settle(delivery.ack(), delivery)
 
-    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
-        await delivery.dead_letter(reason)
-        DEAD_LETTERED[self.queue] += 1
+    async def _settle(self, settling: Awaitable[None], delivery: Delivery) -> None:
+        """Ack, retry or dead-letter; if the broker has gone meanwhile, it delivers the
+        message again once it is back, so losing this settlement loses nothing."""
+        try:
+            await settling
+        except Exception as exc:
+            log.warning("could not settle a message, it will be delivered again",
+                        extra={"queue": self.queue, "message_id": delivery.message_id,
+                               "error": repr(exc)})
+
+    async def _dead_letter(self, delivery: Delivery, kind: str, reason: str) -> None:
+        log.warning("dead-lettering a message", extra={
+            "queue": self.queue, "message_id": delivery.message_id, "reason": reason[:500]})
+        await self._settle(delivery.dead_letter(reason), delivery)
+        DEAD_LETTERED[self.queue, kind] += 1
 
     async def _failed(self, delivery: Delivery, event: Event, exc: Exception) -> None:
-        key = _attempt_key(delivery, event)
-        attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+        deliveries = delivery.previous_deliveries + 1
         log.warning(
             "handler failed",
             exc_info=exc,
-            extra={"queue": self.queue, "event_id": event.event_id, "attempt": attempt},
+            extra={"queue": self.queue, "event_id": event.event_id, "attempt": deliveries},
         )
-        if attempt >= self._max_attempts:
-            del self._attempts[key]
-            await self._dead_letter(delivery, f"handler failed {attempt} times: {exc!r}")
+        if deliveries >= self._max_attempts:
+            await self._dead_letter(delivery, "failed",
+                                    f"handler failed {deliveries} times: {exc!r}")
             return
-        await asyncio.sleep(retry_backoff(attempt))
-        await delivery.retry()
+        await self._settle(delivery.retry(deliveries), delivery)
+
+
+def check_consumers(consumers: Sequence[BatchConsumer]) -> None:
+    for consumer in consumers:
+        if not consumer.running:
+            raise RuntimeError(f"the consume loop of {consumer.queue} is not running")
 
 
 @dataclass(frozen=True)
@@ -211,12 +269,15 @@ class _MemoryDelivery:
     routing_key: str
     body: bytes
     message_id: str | None
+    content_type: str | None = "application/json"
+    previous_deliveries: int = 0
+    stale: bool = False
 
     async def ack(self) -> None:
         return None
 
-    async def retry(self) -> None:
-        self.bus._queues[self.queue].inbox.put_nowait(self)
+    async def retry(self, deliveries: int) -> None:
+        self.bus._deliver_later(dataclasses.replace(self, previous_deliveries=deliveries))
 
     async def dead_letter(self, reason: str) -> None:
         self.bus.dead_letters.append(DeadLetter(self.queue, self.routing_key, self.body, reason))
@@ -231,8 +292,10 @@ class _MemoryQueue:
 class InMemoryBus:
     """The bus inside one process; messages travel as the same JSON bytes as on RabbitMQ."""
 
-    def __init__(self, *, max_attempts: int = 5) -> None:
+    def __init__(self, *, max_attempts: int = 5, retry_delay_seconds: float = 0.05) -> None:
         self._max_attempts = max_attempts
+        self.retry_delay_seconds = retry_delay_seconds
+        self._retries: set[asyncio.TimerHandle] = set()
         self._queues: dict[str, _MemoryQueue] = {}
         self._consumers: list[BatchConsumer] = []
         self.dead_letters: list[DeadLetter] = []
@@ -241,11 +304,13 @@ class InMemoryBus:
         for event in events:
             await self.publish_raw(event.routing_key, event.to_json(), event.event_id)
 
-    async def publish_raw(self, routing_key: str, body: bytes, message_id: str | None) -> None:
+    async def publish_raw(self, routing_key: str, body: bytes, message_id: str | None,
+                          content_type: str | None = "application/json") -> None:
         """Publish bytes as they are (tests use it to send malformed messages)."""
         for name, queue in self._queues.items():
             if any(topic_matches(b, routing_key) for b in queue.bindings):
-                queue.inbox.put_nowait(_MemoryDelivery(self, name, routing_key, body, message_id))
+                queue.inbox.put_nowait(_MemoryDelivery(self, name, routing_key, body, message_id,
+                                                       content_type))
 
     async def consume(
         self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
@@ -260,17 +325,32 @@ class InMemoryBus:
         consumer.start()
         self._consumers.append(consumer)
 
+    def _deliver_later(self, delivery: _MemoryDelivery) -> None:
+        """A retry waits on a timer, as on RabbitMQ it waits in a delay queue."""
+
+        def deliver() -> None:
+            self._retries.discard(timer)
+            self._queues[delivery.queue].inbox.put_nowait(delivery)
+
+        delay = retry_delay(self.retry_delay_seconds, delivery.previous_deliveries)
+        timer = asyncio.get_running_loop().call_later(delay, deliver)
+        self._retries.add(timer)
+
     async def drain(self) -> None:
-        """Wait until every queue is empty and every consumer idle (wrap in a timeout)."""
-        while any(not q.inbox.empty() for q in self._queues.values()) or any(  # noqa: ASYNC110
-            not c.idle for c in self._consumers
-        ):
+        """Wait until every queue is empty, every retry delivered and every consumer idle
+        (wrap in a timeout)."""
+        while (self._retries or any(not q.inbox.empty() for q in self._queues.values())  # noqa: ASYNC110
+               or any(not c.idle for c in self._consumers)):
             await asyncio.sleep(0.005)
 
     async def close(self) -> None:
+        for timer in self._retries:
+            timer.cancel()
+        self._retries.clear()
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers.clear()
 
     async def ping(self) -> None:
-        return None  # in this process: always reachable
+        """In this process the bus is always reachable; a consume loop may still be down."""
+        check_consumers(self._consumers)

@@ -30,12 +30,20 @@ _INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+_MAX_INTERVAL_SECONDS = 366 * 86400
+
+
 def interval_delta(interval: str) -> timedelta:
-    """``"4h"`` -> 4 hours. Raises ValueError for anything but ``<n><m|h|d|w>``."""
+    """``"4h"`` -> 4 hours. Raises ValueError for anything but ``<n><m|h|d|w>`` of a year at
+    most."""
     match = _INTERVAL_RE.match(interval)
     if not match:
         raise ValueError(f"interval {interval!r} is not of the form <n><m|h|d|w>, e.g. 4h")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    digits, unit = match.groups()
+    seconds = int(digits) * _UNIT_SECONDS[unit] if len(digits) <= 8 else _MAX_INTERVAL_SECONDS + 1
+    if seconds > _MAX_INTERVAL_SECONDS:
+        raise ValueError(f"interval {interval!r} is longer than a year")
+    return timedelta(seconds=seconds)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -285,24 +293,78 @@ def _describe(error: ValidationError, event_type: str) -> str:
     return "; ".join(parts)
 
 
-def decode_event(body: bytes) -> Event:
-    """Parse a message body into an event, or raise InvalidEvent naming what is wrong."""
+MAX_BODY_BYTES = 64 * 1024  # events are well under 2 KB
+MAX_NESTING = 16  # events nest three levels deep
+
+
+def _nesting_depth(body: bytes) -> int:
+    """Deepest ``[``/``{`` nesting outside JSON strings, computed without parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _parse_json(body: bytes) -> Any:
+    """``json.loads`` within bounds: size and nesting are checked before parsing, so no body
+    can exhaust memory or the recursion limit; NaN and Infinity are refused."""
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidEvent(f"body is {len(body)} bytes, more than the {MAX_BODY_BYTES} allowed")
+    # Counting brackets is C-speed; only a body with many of them gets the exact scan.
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING and _nesting_depth(body) > MAX_NESTING:
+        raise InvalidEvent(f"body nests deeper than {MAX_NESTING} levels")
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is one
         raise InvalidEvent(f"body is not JSON: {exc}") from exc
+
+
+def decode_event(body: bytes, content_type: str | None = None) -> Event:
+    """Parse a message body into an event, or raise InvalidEvent naming what is wrong.
+
+    Whatever the body, InvalidEvent is the only exception it raises."""
+    if content_type not in (None, "", "application/json"):
+        raise InvalidEvent(f"content type {content_type!r} is not application/json")
+    data = _parse_json(body)
     if not isinstance(data, dict):
         raise InvalidEvent("body is not a JSON object")
     event_type = data.get("type")
     model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if model is None:
-        raise InvalidEvent(f"type: unknown event type {event_type!r}, expected one of "
+        raise InvalidEvent(f"type: unknown event type {_shown(event_type)}, expected one of "
                            f"{sorted(EVENT_TYPES)}")
     version = data.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise InvalidEvent(f"{event_type}.schema_version: unsupported version {version!r}, "
-                           f"this consumer knows {sorted(SUPPORTED_SCHEMA_VERSIONS)}")
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise InvalidEvent(f"{event_type}.schema_version: unsupported version "
+                           f"{_shown(version)}, this consumer knows "
+                           f"{sorted(SUPPORTED_SCHEMA_VERSIONS)}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc, event_type)) from exc
+    except Exception as exc:  # a validator tripped over a value no rule foresaw
+        raise InvalidEvent(f"{event_type}: {type(exc).__name__}: {exc}") from exc
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short: the message goes into a header and a log."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

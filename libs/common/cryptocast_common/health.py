@@ -1,8 +1,10 @@
-"""``/healthz`` and ``/readyz`` over plain HTTP for services that have no API of their own.
+"""``/healthz``, ``/readyz`` and ``/metrics`` over plain HTTP for services that have no API of
+their own.
 
 Container and Kubernetes probes need something to ask: ``/healthz`` answers while the event
 loop runs (liveness); ``/readyz`` answers 200 only if the service's readiness check passes,
-that is its broker and database can be reached, and 503 with the reason otherwise.
+that is its broker and database can be reached and every consume loop runs, and 503 with the
+reason otherwise. ``/metrics`` is the Prometheus exposition of the process.
 """
 
 from __future__ import annotations
@@ -10,10 +12,37 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from cryptocast_common import bus
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 3.0
+
+
+class DeadLetterCollector(Collector):
+    """``cryptocast_dead_lettered_total{queue, reason}``: what this process dead-lettered."""
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "cryptocast_dead_lettered", "Messages this process sent to the dead-letter queue, "
+            "by queue and reason (invalid, failed, redelivered)", labels=["queue", "reason"])
+        for (queue, reason), count in sorted(bus.DEAD_LETTERED.items()):
+            family.add_metric([queue, reason], count)
+        yield family
+
+
+_DEAD_LETTERS = CollectorRegistry()
+_DEAD_LETTERS.register(DeadLetterCollector())
+
+
+def metrics_exposition() -> bytes:
+    """The process's default registry (a service's own metrics) and its dead letters."""
+    return generate_latest(REGISTRY) + generate_latest(_DEAD_LETTERS)
 
 
 async def readiness(check: Callable[[], Awaitable[None]]) -> tuple[int, dict[str, str]]:
@@ -53,11 +82,17 @@ class HealthServer:
                 status, body = 200, {"status": "ok"}
             elif path == "/readyz":
                 status, body = await readiness(self.check_ready)
+            elif path == "/metrics":
+                status, body = 200, None
             else:
-                status, body = 404, {"status": "error", "message": "try /healthz or /readyz"}
-            payload = json.dumps(body).encode()
+                status, body = 404, {"status": "error",
+                                     "message": "try /healthz, /readyz or /metrics"}
+            if body is None:
+                payload, content_type = metrics_exposition(), "text/plain; version=0.0.4"
+            else:
+                payload, content_type = json.dumps(body).encode(), "application/json"
             writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
-                         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                         f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
                          "Connection: close\r\n\r\n".encode() + payload)
             await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):

@@ -39,7 +39,8 @@ async def connect_bus(settings: CommonSettings) -> Bus:
         return await AmqpBus.connect(settings.amqp_url, settings)
     log.warning("CRYPTOCAST_AMQP_URL is not set: using the in-memory bus, which only reaches "
                 "services in this same process")
-    return InMemoryBus(max_attempts=settings.max_attempts)
+    return InMemoryBus(max_attempts=settings.max_attempts,
+                       retry_delay_seconds=settings.retry_delay_seconds)
 
 
 async def serve_until_signalled(services: Sequence[Service]) -> None:

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from cryptocast_common.bus import retry_backoff
+from cryptocast_common.bus import retry_delay
 from cryptocast_common.events import Candle, Event
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 BACKFILL_BATCH = 500
+REPUBLISH_DELAY = 0.1  # first wait after a failed publish; doubles, capped
 
 
 async def publish_until_done(publish: Publish, events: Sequence[Event], sleep: Sleep) -> None:
@@ -31,7 +32,7 @@ async def publish_until_done(publish: Publish, events: Sequence[Event], sleep: S
             if attempt == 1:
                 log.warning("publish failed, retrying until the broker is back",
                             extra={"error": repr(exc)})
-            await sleep(retry_backoff(attempt))
+            await sleep(min(retry_delay(REPUBLISH_DELAY, attempt), 5.0))
 
 
 async def replay(

@@ -5,15 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_verifier.handlers import VerifierDeps, handle
+from cryptocast_verifier.handlers import GiveUps, VerifierDeps, handle
 from cryptocast_verifier.settings import VerifierSettings
 from cryptocast_verifier.store import MongoVerifierStore, VerifierStore
+
+# Process-wide, as Prometheus scrapes one process (served by the health server's /metrics).
+GIVEN_UP = GiveUps(
+    Counter("cryptocast_verifier_closes_given_up", "Closes dropped before every prediction "
+            "that could need them came (predictions far behind: inference down for long)"),
+    Counter("cryptocast_verifier_predictions_given_up", "Pending predictions dropped because "
+            "their target candle never came"),
+)
 
 
 @dataclass
@@ -58,5 +67,6 @@ async def bootstrap(
         mongo_store = MongoVerifierStore(mongo[common.mongo_db])
         await mongo_store.ensure_indexes()
         store = mongo_store
-    deps = VerifierDeps(store, settings.tolerance_pct, settings.retention_candles)
+    deps = VerifierDeps(store, settings.tolerance_pct, settings.reorder_candles,
+                        settings.max_closes, GIVEN_UP)
     return Verifier(bus or await connect_bus(common), common, deps, mongo, owns_bus=bus is None)

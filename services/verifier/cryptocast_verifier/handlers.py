@@ -3,27 +3,63 @@
 A prediction whose target candle is already known is verified at once; otherwise it waits in
 the store until that candle arrives. Nothing is deleted when a verification is emitted (the
 handler's output is only published after it returns): a redelivered candle then re-emits the
-same verification id, which is harmless, and old entries age out after ``retention``.
+same verification id, which is harmless.
+
+What is kept follows what may still be needed, not a count of candles: in a burst, candles
+run far ahead of the predictions made from them, so a close is kept until the predictions
+of its series have moved ``reorder_candles`` intervals past it. Only when predictions fall
+more than ``max_closes`` intervals behind (inference down for long) are closes given up, and
+a pending prediction is given up once its series is ``reorder_candles`` intervals past its
+target without that candle having come (a gap in the data); both are logged and counted.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import Counter
 
 from cryptocast_common.events import Candle, Event, Prediction, interval_delta
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import VerifierStore
+
+log = logging.getLogger(__name__)
+Series = tuple[str, str]  # (symbol, interval)
+
+
+@dataclass
+class GiveUps:
+    """What the verifier dropped while it could still have been needed."""
+
+    closes: Counter
+    predictions: Counter
 
 
 @dataclass
 class VerifierDeps:
     store: VerifierStore
     tolerance_pct: float
-    retention_candles: int
+    reorder_candles: int
+    max_closes: int
+    given_up: GiveUps
+    # Newest based-on time of a prediction and newest candle seen, per series, by this
+    # process: lower bounds of the truth (after a restart, or beside replicas), so they can
+    # only make it keep more, never drop what is needed.
+    prediction_frontier: dict[Series, datetime] = field(default_factory=dict)
+    newest_candle: dict[Series, datetime] = field(default_factory=dict)
+
+
+def _advance(seen: dict[Series, datetime], series: Series, moment: datetime) -> None:
+    if series not in seen or moment > seen[series]:
+        seen[series] = moment
 
 
 async def handle_prediction(prediction: Prediction, deps: VerifierDeps) -> list[Event]:
+    series = (prediction.symbol, prediction.interval)
+    _advance(deps.prediction_frontier, series, prediction.based_on.close_time)
     actual = await deps.store.close_at(prediction.symbol, prediction.interval,
                                        prediction.target_time)
     if actual is None:
@@ -35,9 +71,32 @@ async def handle_prediction(prediction: Prediction, deps: VerifierDeps) -> list[
 async def handle_candle(candle: Candle, deps: VerifierDeps) -> list[Event]:
     await deps.store.save_close(candle)
     pending = await deps.store.pending_for(candle.symbol, candle.interval, candle.close_time)
-    cutoff = candle.close_time - deps.retention_candles * interval_delta(candle.interval)
-    await deps.store.forget_before(candle.symbol, candle.interval, cutoff)
+    await _forget(candle, deps)
     return [verify(p, candle.close, deps.tolerance_pct) for p in pending]
+
+
+async def _forget(candle: Candle, deps: VerifierDeps) -> None:
+    series = (candle.symbol, candle.interval)
+    _advance(deps.newest_candle, series, candle.close_time)
+    step = interval_delta(candle.interval)
+    newest = deps.newest_candle[series]
+    frontier = deps.prediction_frontier.get(series)
+    unneeded = None if frontier is None else frontier - deps.reorder_candles * step
+    too_old = newest - (deps.max_closes - 1) * step  # keeps max_closes of them
+    if unneeded is None or too_old > unneeded:
+        dropped = await deps.store.forget_closes_before(*series, too_old)
+        if dropped:
+            deps.given_up.closes.inc(dropped)
+            log.warning("closes given up before their predictions came", extra={
+                "symbol": candle.symbol, "interval": candle.interval, "count": dropped})
+    if unneeded is not None:
+        await deps.store.forget_closes_before(*series, unneeded)
+    unmatched = await deps.store.forget_pending_before(
+        *series, newest - deps.reorder_candles * step)
+    if unmatched:
+        deps.given_up.predictions.inc(unmatched)
+        log.warning("predictions given up: their target candle never came", extra={
+            "symbol": candle.symbol, "interval": candle.interval, "count": unmatched})
 
 
 async def handle(events: Sequence[Event], deps: VerifierDeps) -> list[Event]:

@@ -12,5 +12,12 @@ class VerifierSettings(BaseSettings):
     tolerance_pct: float = Field(
         default=TOLERANCE_PCT, gt=0,
         description="A prediction within this percentage of the actual close counts as correct.")
-    retention_candles: int = Field(default=50, ge=2, description="How many intervals back "
-                                   "pending predictions and closes are kept.")
+    reorder_candles: int = Field(
+        default=50, ge=2,
+        description="How far out of order a prediction may arrive: a close is kept until "
+        "predictions have moved this many intervals past it, and a prediction waits until "
+        "candles have moved this many intervals past its target.")
+    max_closes: int = Field(
+        default=10_000, ge=10,
+        description="Closes kept per series when predictions stop coming (inference down); "
+        "older ones are given up, logged and counted.")

@@ -25,7 +25,13 @@ class VerifierStore(Protocol):
     async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
         ...
 
-    async def forget_before(self, symbol: str, interval: str, cutoff: datetime) -> None: ...
+    async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
+        """Delete closes before ``cutoff``; returns how many."""
+        ...
+
+    async def forget_pending_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
+        """Delete pending predictions whose target is before ``cutoff``; returns how many."""
+        ...
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -50,11 +56,18 @@ class InMemoryVerifierStore:
         return [p for p in self.pending.values()
                 if (p.symbol, p.interval, p.target_time) == (symbol, interval, target)]
 
-    async def forget_before(self, symbol: str, interval: str, cutoff: datetime) -> None:
-        self.closes = {k: v for k, v in self.closes.items() if k[:2] != (symbol, interval)
-                       or k[2] >= cutoff}
-        self.pending = {k: p for k, p in self.pending.items()
-                        if (p.symbol, p.interval) != (symbol, interval) or p.target_time >= cutoff}
+    async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
+        old = [k for k in self.closes if k[:2] == (symbol, interval) and k[2] < cutoff]
+        for key in old:
+            del self.closes[key]
+        return len(old)
+
+    async def forget_pending_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
+        old = [k for k, p in self.pending.items()
+               if (p.symbol, p.interval) == (symbol, interval) and p.target_time < cutoff]
+        for key in old:
+            del self.pending[key]
+        return len(old)
 
     async def ping(self) -> None:
         return None
@@ -92,8 +105,12 @@ class MongoVerifierStore:
         cursor = self._pending.find({"symbol": symbol, "interval": interval, "target_time": target})
         return [from_document(doc) async for doc in cursor]  # type: ignore[misc]
 
-    async def forget_before(self, symbol: str, interval: str, cutoff: datetime) -> None:
-        await self._closes.delete_many(
+    async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
+        result = await self._closes.delete_many(
             {"symbol": symbol, "interval": interval, "close_time": {"$lt": cutoff}})
-        await self._pending.delete_many(
+        return result.deleted_count
+
+    async def forget_pending_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
+        result = await self._pending.delete_many(
             {"symbol": symbol, "interval": interval, "target_time": {"$lt": cutoff}})
+        return result.deleted_count

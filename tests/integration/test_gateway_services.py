@@ -114,7 +114,7 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
         assert [p["event_id"] for p in ranged["data"]] == [p.event_id for p in
                                                            reversed(predictions[3:6])]
         bad = await http.get("/api/v1/predictions/btc", params={"cursor": "nonsense!"})
-        assert bad.status_code == 400 and bad.json()["message"].startswith("cursor:")
+        assert bad.status_code == 400 and bad.json()["message"].startswith("query.cursor")
 
         stats = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
         expected = forecast_metrics([v.predicted_close for v in verdicts],

@@ -1,3 +1,4 @@
+import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -167,3 +168,42 @@ async def test_legacy_bodies_are_flask_bytes(gateway: Gateway, client: httpx.Asy
     await gateway.state.bus.drain()  # type: ignore[attr-defined]
     raw = (await client.get("/btc")).content
     assert raw == flask_json(json.loads(raw))  # sorted keys, compact, ASCII, trailing newline
+
+
+async def test_inputs_that_once_caused_500s_get_400s_naming_the_field(
+        client: httpx.AsyncClient) -> None:
+    huge_interval = await client.get("/api/v1/candles/btc",
+                                     params={"interval": "99999999999999999999w"})
+    nested_cursor = await client.get("/api/v1/predictions/btc", params={
+        "cursor": base64.urlsafe_b64encode(b"[" * 3000).decode()})
+    long_threshold = await client.post("/alert", content=(
+        '{"email": "a@example.com", "coin": "btc", "threshold": 1' + "0" * 400 + "}"))
+    nested_body = await client.post("/alert", content="[" * 8000 + "]" * 8000)
+    for response, field in [(huge_interval, "interval"), (nested_cursor, "cursor"),
+                            (long_threshold, "threshold"), (nested_body, "body")]:
+        assert response.status_code == 400, (field, response.text)
+        assert response.json()["status"] == "error" and field in response.json()["message"]
+
+
+async def test_cursors_page_through_everything_and_anything_else_is_refused(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await gateway.state.store.upsert([prediction(i) for i in range(5)])
+    seen, cursor = [], None
+    while True:
+        page = (await client.get("/api/v1/predictions/btc",
+                                 params={"limit": 2} | ({"cursor": cursor} if cursor else {}))
+                ).json()
+        seen += [p["event_id"] for p in page["data"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert seen == [prediction(i).event_id for i in reversed(range(5))]
+    refused = await client.get("/api/v1/predictions/btc", params={"cursor": "nonsense!"})
+    assert refused.status_code == 400 and refused.json()["message"].startswith("query.cursor")
+
+
+async def test_allow_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    for method, path, allow in [("GET", "/alert", "DELETE, POST"),
+                                ("PUT", "/verify/btc", "GET, POST"),
+                                ("DELETE", "/healthz", "GET")]:
+        response = await client.request(method, path)
+        assert (response.status_code, response.headers["allow"]) == (405, allow), path

@@ -12,8 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cryptocast_common.asyncapi import asyncapi_document
 from cryptocast_common.health import readiness
 from cryptocast_gateway.accuracy import recent_accuracy
-from cryptocast_gateway.api.errors import install_error_handlers
-from cryptocast_gateway.api.middleware import BodyLimit, LatestFastPath, Observe, RateLimit
+from cryptocast_gateway.api.errors import complete_openapi, install_error_handlers
+from cryptocast_gateway.api.middleware import (
+    AllowedMethods,
+    BodyLimit,
+    LatestFastPath,
+    Observe,
+    RateLimit,
+)
 from cryptocast_gateway.api.routes import alerts, legacy, v1
 from cryptocast_gateway.observability import AccuracyValues
 from cryptocast_gateway.state import GatewayState, check_ready
@@ -55,6 +61,8 @@ def create_app(state: GatewayState) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(alerts.router)
     app.include_router(legacy.router)  # last: its /{coin} route matches any single segment
+    complete_openapi(app, alerts.body_schemas(state.coins))
+    app.add_middleware(AllowedMethods, paths=app.openapi()["paths"])
     app.add_middleware(LatestFastPath, latest=state.latest, coins=state.common.symbols)
     install_error_handlers(app)
     # Added innermost first: Observe sees every answer, CORS decorates the limits' answers.

@@ -193,3 +193,35 @@ class LatestFastPath:
                 return
         await self.app(scope, receive, send)
 
+
+
+class AllowedMethods:
+    """405 with an ``Allow`` naming every method of the path, for a method the OpenAPI
+    document does not give it. Starlette would name only the first route's methods, and
+    ``GET /alert`` would fall through to the catch-all ``/{coin}`` ("unknown coin"): a
+    path matching several templates belongs to the one with the fewest parameters.
+    ``paths``: the document's paths and their operations."""
+
+    def __init__(self, app: ASGIApp, paths: dict[str, dict[str, object]]) -> None:
+        self.app = app
+        self.templates = [(re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"),
+                           path.count("{"), {method.upper() for method in operations})
+                          for path, operations in paths.items()]
+
+    def allowed(self, path: str) -> set[str] | None:
+        matching = [(params, methods) for template, params, methods in self.templates
+                    if template.match(path)]
+        if not matching:
+            return None
+        fewest = min(params for params, _ in matching)
+        return set().union(*(methods for params, methods in matching if params == fewest))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = self.allowed(scope["path"])
+            if allowed is not None and scope["method"] not in allowed:
+                await send_json(send, 405, {"status": "error", "message":
+                                            "Method Not Allowed"},
+                                [(b"allow", ", ".join(sorted(allowed)).encode())])
+                return
+        await self.app(scope, receive, send)

@@ -3,20 +3,68 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
 
 from cryptocast_common.coins import COINGECKO_IDS
 from cryptocast_gateway.alerts import Alert
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State
+from cryptocast_gateway.api.errors import ErrorBody
 from cryptocast_gateway.api.routes.legacy import FlaskJSONResponse
 
 router = APIRouter(tags=["original API"])
 SYMBOL_BY_COINGECKO_ID = {coin_id: symbol for symbol, coin_id in COINGECKO_IDS.items()}
 BODY_EXAMPLE = {"email": "you@example.com", "coin": "btc", "threshold": 70000,
                 "direction": "above"}
+# A threshold sent as text, as forms do: a positive decimal of at most 15 digits either side.
+THRESHOLD_TEXT = r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,15})?|0?\.[0-9]{0,14}[1-9][0-9]{0,15})$"
+LARGEST_FLOAT = 1.7976931348623157e308
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in name)
+
+
+# What the email check refuses beyond "format: email", said in the document: quoted local
+# parts, address literals, a domain without a dot or with a numeric top level, special-use
+# domains (.test, .local, ...).
+DELIVERABLE_EMAIL = (r'^[^@"]+@(?!(?:.*\.)?(?:{})$)[^@"\[\]]*\.[^@".\[\]0-9-][^@".\[\]]*$'.format(
+    "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)))
+REFUSED = {400: {"model": ErrorBody, "description": "a missing or invalid field"}}
+
+
+def coin_names(coins: Sequence[str]) -> list[str]:
+    """How a body may name a configured coin: ``btc``, ``BTC`` or its CoinGecko id."""
+    names = [*coins, *(coin.upper() for coin in coins)]
+    return names + [COINGECKO_IDS[c.upper()] for c in coins if c.upper() in COINGECKO_IDS]
+
+
+def body_schemas(coins: Sequence[str]) -> dict[str, Any]:
+    """JSON schemas of the alert bodies, for the OpenAPI document: they depend on the
+    configured coins, and the handlers check bodies by hand to keep the original's
+    messages."""
+    coin = {"type": "string", "enum": coin_names(coins)}
+    email = {"type": "string", "format": "email", "pattern": DELIVERABLE_EMAIL}
+    threshold = {"anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": LARGEST_FLOAT},
+        {"type": "string", "pattern": THRESHOLD_TEXT}]}
+    return {
+        "AlertRequest": {"type": "object", "required": ["email", "coin", "threshold"],
+                         "properties": {"email": email, "coin": coin, "threshold": threshold,
+                                        "direction": {"enum": ["above", "below"],
+                                                      "default": "above"}},
+                         "example": BODY_EXAMPLE},
+        "AlertDeletion": {"type": "object", "required": ["email", "coin"],
+                          "properties": {"email": email, "coin": coin}},
+    }
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
 
 
 def _refuse(message: str) -> ApiError:
@@ -26,7 +74,7 @@ def _refuse(message: str) -> ApiError:
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         raise _refuse("the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise _refuse("the body must be a JSON object")
@@ -34,34 +82,43 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 def _email(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _refuse("invalid email: it must be a string")
     try:
-        return validate_email(str(value).strip(), check_deliverability=False).normalized
+        return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as error:
         raise _refuse(f"invalid email: {error}") from None
 
 
 def _symbol(value: Any, state: State) -> str:
-    """``btc``, ``BTC`` or the original's CoinGecko id (``bitcoin``) of a configured coin."""
-    coin = str(value).strip().lower()
-    symbol = SYMBOL_BY_COINGECKO_ID.get(coin, coin).upper()
-    if symbol not in state.common.symbols:
-        raise _refuse(f"unknown coin {coin!r}; known coins: {', '.join(state.coins)}")
-    return symbol
+    """A name from ``coin_names`` of a configured coin."""
+    if not isinstance(value, str) or value not in coin_names(state.coins):
+        raise _refuse(f"unknown coin {value!r}; known coins: {', '.join(state.coins)}")
+    return SYMBOL_BY_COINGECKO_ID.get(value, value).upper()
 
 
-@router.post("/alert", response_class=FlaskJSONResponse, openapi_extra={"requestBody": {
-    "content": {"application/json": {"example": BODY_EXAMPLE}}}})
+def _threshold(value: Any) -> float:
+    """A JSON number, or a decimal string as THRESHOLD_TEXT; finite and above 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or (
+            isinstance(value, str) and not re.fullmatch(THRESHOLD_TEXT, value)):
+        raise _refuse("threshold must be a number")
+    try:
+        threshold = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise _refuse("threshold must be at most 1.8e308") from None
+    if not math.isfinite(threshold) or threshold <= 0:
+        raise _refuse("threshold must be greater than 0")
+    return threshold
+
+
+@router.post("/alert", response_class=FlaskJSONResponse, responses=REFUSED,
+             openapi_extra=_body("AlertRequest"))
 async def create_alert(request: Request, state: State) -> Any:
     """Email me once when ``coin`` closes at or ``above`` (or at or ``below``) ``threshold``."""
     body = await _json_object(request)
     if not body.get("email") or not body.get("coin") or body.get("threshold") is None:
         raise _refuse("Missing required fields")
-    try:
-        threshold = float(body["threshold"])
-    except (TypeError, ValueError):
-        raise _refuse("threshold must be a number") from None
-    if not math.isfinite(threshold) or threshold <= 0:
-        raise _refuse("threshold must be greater than 0")
+    threshold = _threshold(body["threshold"])
     direction = body.get("direction", "above")
     if direction not in ("above", "below"):
         raise _refuse("direction must be above or below")
@@ -72,7 +129,9 @@ async def create_alert(request: Request, state: State) -> Any:
 
 
 @router.delete("/alert", response_class=FlaskJSONResponse, dependencies=[ApiKey],
-               responses={401: {"description": "missing or wrong X-API-Key"}})
+               openapi_extra=_body("AlertDeletion"),
+               responses={**REFUSED, 401: {"model": ErrorBody,
+                                           "description": "missing or wrong X-API-Key"}})
 async def delete_alerts(request: Request, state: State) -> Any:
     """Switch off an email's active alerts for a coin; answers how many there were."""
     body = await _json_object(request)

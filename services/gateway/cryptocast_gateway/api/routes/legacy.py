@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import PlainTextResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cryptocast_common.events import (
     BasedOn,
@@ -19,16 +19,32 @@ from cryptocast_common.events import (
 )
 from cryptocast_gateway import legacy
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State, Symbol
+from cryptocast_gateway.api.errors import ErrorBody
 
 router = APIRouter(tags=["original API"])
 MANUAL_MODEL = ModelRef(name="manual", version="1")
 
 
-class FlaskJSONResponse(Response):
-    media_type = "application/json"
+class NothingYet(BaseModel):
+    """The original's answer when there is nothing to act on yet."""
 
+    status: str = Field(examples=["Failed"])
+    error: str
+
+
+UNKNOWN_COIN: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "unknown coin"}}
+NOTHING_YET: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody | NothingYet, "description": "unknown coin, or nothing yet"}}
+
+
+class FlaskJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return legacy.flask_json(content)
+
+
+# Bounded so that the change between the two stays a finite number.
+RecordedPrice = Annotated[Price, Field(le=1e12)]
 
 
 class RecordRequest(BaseModel):
@@ -38,8 +54,8 @@ class RecordRequest(BaseModel):
         {"last_actual_close": 64682.0, "predicted_close": 65120.5,
          "timestamp": "2026-08-15T08:00:00Z"}]})
 
-    last_actual_close: Price
-    predicted_close: Price
+    last_actual_close: RecordedPrice
+    predicted_close: RecordedPrice
     timestamp: AwareDatetime | None = None
 
 
@@ -49,7 +65,8 @@ async def home() -> str:
 
 
 @router.post("/record/{coin}", response_class=FlaskJSONResponse, dependencies=[ApiKey],
-             responses={401: {"description": "missing or wrong X-API-Key"}})
+             responses={**NOTHING_YET, 401: {"model": ErrorBody,
+                                             "description": "missing or wrong X-API-Key"}})
 async def record(symbol: Symbol, state: State, body: RecordRequest | None = None) -> Any:
     interval = state.common.interval
     if body is None:
@@ -70,7 +87,7 @@ async def record(symbol: Symbol, state: State, body: RecordRequest | None = None
             "data": legacy.prediction_view(prediction)}
 
 
-@router.post("/verify/{coin}", response_class=FlaskJSONResponse)
+@router.post("/verify/{coin}", response_class=FlaskJSONResponse, responses=NOTHING_YET)
 async def verify_latest(symbol: Symbol, state: State) -> Any:
     found = await state.store.verifications(symbol, state.common.interval, 1)
     if not found:
@@ -79,24 +96,24 @@ async def verify_latest(symbol: Symbol, state: State) -> Any:
     return {"status": "Success", "result": "Correct" if found[0].within_tolerance else "Wrong"}
 
 
-@router.get("/verify/{coin}", response_class=FlaskJSONResponse)
+@router.get("/verify/{coin}", response_class=FlaskJSONResponse, responses=UNKNOWN_COIN)
 async def latest_verification(symbol: Symbol, state: State) -> Any:
     found = await state.store.verifications(symbol, state.common.interval, 1)
     return legacy.verification_view(found[0]) if found else None
 
 
-@router.get("/history/{coin}", response_class=FlaskJSONResponse)
+@router.get("/history/{coin}", response_class=FlaskJSONResponse, responses=UNKNOWN_COIN)
 async def history(symbol: Symbol, state: State) -> Any:
     return legacy.history_view(await state.store.verifications(symbol, state.common.interval, 30))
 
 
-@router.get("/volatility/{coin}", response_class=FlaskJSONResponse)
+@router.get("/volatility/{coin}", response_class=FlaskJSONResponse, responses=UNKNOWN_COIN)
 async def volatility(symbol: Symbol, state: State) -> Any:
     recent = await state.store.verifications(symbol, state.common.interval, 10)
     return {"status": "Success", "average_error": legacy.average_error(recent)}
 
 
-@router.get("/{coin}")
+@router.get("/{coin}", responses=UNKNOWN_COIN)
 async def latest_prediction(symbol: Symbol, state: State) -> Response:
     """Served from memory, pre-serialized; ``null`` before the first prediction."""
     latest = state.latest.get(symbol)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from cryptocast_common.events import (
     Candle,
     ForecastScore,
-    Interval,
     ModelCard,
     Prediction,
     Verification,
@@ -36,9 +33,28 @@ async def v1_symbol(symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", 
 
 
 Symbol = Annotated[str, Depends(v1_symbol)]
-Start = Annotated[AwareDatetime | None, Query(description="Earliest target time, ISO 8601")]
-End = Annotated[AwareDatetime | None, Query(description="Latest target time, ISO 8601")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: object) -> object:
+    """Only what "format: date-time" allows; pydantic alone would also take unix seconds."""
+    if isinstance(value, str) and not RFC3339.fullmatch(value):
+        raise ValueError("not an RFC 3339 date-time such as 2026-08-01T04:00:00Z")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Start = Annotated[Moment | None, Query(description="Earliest target time, RFC 3339")]
+End = Annotated[Moment | None, Query(description="Latest target time, RFC 3339")]
+# A cursor is "<microseconds since 1970>~<event id>": every string of that shape is a valid
+# position, so the pattern alone tells a valid cursor from an invalid one.
+CURSOR_PATTERN = r"^[0-9]{1,16}~[A-Za-z0-9:@._+-]{1,300}$"
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page",
+                                     pattern=CURSOR_PATTERN)]
+# Any interval of at most four digits: one the gateway has no candles of answers an empty page.
+CandleInterval = Annotated[str | None, Query(
+    pattern=r"^[1-9][0-9]{0,3}[mhdw]$", examples=["4h"],
+    description="<n><m|h|d|w>, n up to 9999; default: the configured one")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -72,20 +88,20 @@ class Accuracy(BaseModel):
                                                "forecast), directional_accuracy")
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def encode_cursor(position: Position) -> str:
-    raw = json.dumps([position[0].isoformat(), position[1]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    at, event_id = position
+    return f"{(at - EPOCH) // timedelta(microseconds=1)}~{event_id}"
 
 
 def decode_cursor(cursor: str | None) -> Position | None:
+    """The position of a cursor that matched CURSOR_PATTERN."""
     if cursor is None:
         return None
-    try:
-        at, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(at), str(event_id)
-    except (binascii.Error, ValueError, TypeError):
-        raise ApiError(400, {"status": "error", "message": "cursor: not a cursor this API "
-                                                          "returned"}) from None
+    micros, event_id = cursor.split("~", 1)
+    return EPOCH + timedelta(microseconds=int(micros)), event_id
 
 
 async def _page(state: State, collection: str, symbol: str, start: datetime | None,
@@ -159,8 +175,8 @@ async def active_model(symbol: Symbol, state: State) -> ModelCard:
 async def candles(
     symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
     state: State,
-    interval: Annotated[Interval | None, Query(description="Default: the configured one")] = None,
-    end: Annotated[AwareDatetime | None, Query(description="Newest close time to include")] = None,
+    interval: CandleInterval = None,
+    end: Annotated[Moment | None, Query(description="Newest close time to include")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> CandlesPublic:
     """The newest ``limit`` candles closing at or before ``end``, oldest first."""

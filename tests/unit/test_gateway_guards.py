@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.store import InMemoryEventStore
-from cryptocast_gateway.stream import FELL_BEHIND, StreamHub
+from cryptocast_gateway.stream import TRY_AGAIN_LATER, StreamHub
 from tests.factories import candle, prediction
 
 
@@ -73,8 +74,10 @@ async def test_metrics_count_requests_by_route() -> None:
 class StuckSocket:
     """A client that never reads: every send waits forever."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "198.51.100.1") -> None:
+        self.client = Address(host)
         self.closed_with: int | None = None
+        self.reason = ""
 
     async def accept(self) -> None:
         pass
@@ -87,12 +90,64 @@ class StuckSocket:
         raise AssertionError
 
     async def close(self, code: int, reason: str = "") -> None:
-        self.closed_with = code
+        self.closed_with, self.reason = code, reason
+
+
+@dataclass
+class Address:
+    host: str
+
+
+async def test_stream_clients_are_capped_per_address_and_in_total() -> None:
+    metrics = GatewayMetrics()
+    hub = StreamHub(metrics, queue_size=3, heartbeat_seconds=60, max_clients=3,
+                    max_clients_per_address=2)
+    sockets = [StuckSocket("198.51.100.1") for _ in range(3)]
+    sockets += [StuckSocket("198.51.100.2"), StuckSocket("198.51.100.3")]
+    serving = [asyncio.create_task(hub.serve(s, None)) for s in sockets]  # type: ignore[arg-type]
+    await asyncio.wait(serving, timeout=0.2)
+    assert [s.closed_with for s in sockets] == [None, None, TRY_AGAIN_LATER, None,
+                                                TRY_AGAIN_LATER]
+    assert sockets[2].reason == "2 streams from this address already"
+    assert sockets[4].reason == "server busy: 3 stream clients already"
+    assert metrics.stream_refused._value.get() == 2
+    serving[0].cancel()  # one client of the first address leaves: room for another
+    await asyncio.wait([serving[0]])
+    again = StuckSocket("198.51.100.1")
+    serving.append(asyncio.create_task(hub.serve(again, None)))  # type: ignore[arg-type]
+    await asyncio.wait(serving[-1:], timeout=0.2)
+    assert again.closed_with is None and len(hub.subscribers) == 3
+    for task in serving:
+        task.cancel()
+    await asyncio.gather(*serving, return_exceptions=True)
+    assert hub.subscribers == set() and not hub.per_address
+
+
+async def test_behind_a_trusted_proxy_the_limit_counts_the_forwarded_client() -> None:
+    settings = GatewaySettings(rate_limit_per_minute=2, trusted_proxies=["203.0.113.0/24"])
+    async for http in started(settings):  # the connection comes from 203.0.113.7
+        def via(chain: str) -> dict[str, str]:
+            return {"X-Forwarded-For": chain}
+
+        statuses = [(await http.get("/btc", headers=via(f"192.0.2.{i}, 203.0.113.9"))
+                     ).status_code for i in (1, 1, 1, 2)]
+        assert statuses == [200, 200, 429, 200]  # 192.0.2.1 is limited, 192.0.2.2 is not
+        spoofed = [(await http.get("/btc", headers=via(f"10.9.9.{i}, 192.0.2.2"))).status_code
+                   for i in range(2)]
+        assert spoofed == [200, 429]  # the right-most untrusted hop, whatever precedes it
+
+
+async def test_without_trusted_proxies_forwarded_for_is_ignored() -> None:
+    async for http in started(GatewaySettings(rate_limit_per_minute=2)):
+        statuses = [(await http.get("/btc", headers={"X-Forwarded-For": f"192.0.2.{i}"})
+                     ).status_code for i in range(3)]
+        assert statuses == [200, 200, 429]
 
 
 async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone() -> None:
     metrics = GatewayMetrics()
-    hub = StreamHub(metrics, queue_size=3, heartbeat_seconds=60)
+    hub = StreamHub(metrics, queue_size=3, heartbeat_seconds=60, max_clients=10,
+                    max_clients_per_address=10)
     stuck = StuckSocket()
     serving = asyncio.create_task(hub.serve(stuck, None))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)
@@ -100,7 +155,7 @@ async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone() ->
     for i in range(10):
         hub.publish([prediction(i), candle(i)])  # returns at once however stuck the client
     await asyncio.wait_for(serving, 1)
-    assert stuck.closed_with == FELL_BEHIND
+    assert stuck.closed_with == TRY_AGAIN_LATER
     assert metrics.stream_clients._value.get() == 0
     assert metrics.stream_dropped._value.get() == 1
     assert hub.subscribers == set()

@@ -21,6 +21,7 @@ from cryptocast_gateway.alerts import AlertStore, InMemoryAlertStore, MongoAlert
 from cryptocast_gateway.api.app import create_app
 from cryptocast_gateway.cache import LatestPredictions
 from cryptocast_gateway.handlers import follow_live, mail_alerts, persist
+from cryptocast_gateway.http_server import guarded_http
 from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.state import GatewayState, check_ready
@@ -78,8 +79,12 @@ class Gateway:
             if found:
                 state.latest.update(found)
         if self.serve_http:
-            config = uvicorn.Config(self.app, host=state.settings.host, port=state.settings.port,
-                                    log_config=None, access_log=False, lifespan="off")
+            settings = state.settings
+            config = uvicorn.Config(
+                self.app, host=settings.host, port=settings.port, log_config=None,
+                access_log=False, lifespan="off",
+                http=guarded_http(settings.max_header_bytes, settings.header_timeout_seconds),
+                proxy_headers=False)  # the app decides whose X-Forwarded-For to believe
             self._server = uvicorn.Server(config)
             self._server_task = asyncio.create_task(self._server.serve())
             while not self._server.started:
@@ -125,7 +130,8 @@ async def bootstrap(
         log.warning("CRYPTOCAST_GATEWAY_SMTP_HOST is not set: price alerts are accepted "
                     "but not checked")
     metrics = GatewayMetrics()
-    hub = StreamHub(metrics, settings.stream_queue_size, settings.stream_heartbeat_seconds)
+    hub = StreamHub(metrics, settings.stream_queue_size, settings.stream_heartbeat_seconds,
+                    settings.stream_max_clients, settings.stream_max_clients_per_address)
     state = GatewayState(store, alerts or InMemoryAlertStore(), mailer,
                          LatestPredictions(common.interval), bus or await connect_bus(common),
                          common, settings, metrics, hub)

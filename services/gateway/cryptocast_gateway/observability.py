@@ -75,6 +75,8 @@ class GatewayMetrics:
                                     registry=self.registry)
         self.stream_dropped = Counter("cryptocast_stream_clients_dropped", "WebSocket clients "
                                       "disconnected for falling behind", registry=self.registry)
+        self.stream_refused = Counter("cryptocast_stream_clients_refused", "WebSocket clients "
+                                      "refused past a cap", registry=self.registry)
         self.alerts_sent = Counter("cryptocast_alerts_sent", "Price alert emails sent",
                                    registry=self.registry)
         self.accuracy = AccuracyGauges()

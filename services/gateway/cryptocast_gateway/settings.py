@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -26,6 +27,22 @@ class GatewaySettings(BaseSettings):
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     stream_queue_size: int = Field(default=256, ge=1, description="Messages a WebSocket "
                                    "client may fall behind by before it is disconnected.")
+    stream_max_clients: int = Field(default=1000, ge=1, description="WebSocket stream "
+                                    "clients this replica serves at once; more are refused "
+                                    "with close code 1013.")
+    stream_max_clients_per_address: int = Field(
+        default=20, ge=1, description="WebSocket stream clients one client address may have "
+        "open at once; more are refused with close code 1013.")
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default=[], description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For "
+        "is believed: the client is the right-most address in it that is not one of these. "
+        "Empty: the connecting address is the client.")
+    max_header_bytes: int = Field(default=32_768, ge=1024, description="Largest request "
+                                  "line plus headers; larger gets 431 and the connection closed.")
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request's line and "
+        "headers (from connecting, or from the first byte of a later request); a slower one "
+        "(slowloris) gets 408 and the connection closed.")
     smtp_host: str | None = Field(default=None, description="SMTP server for price alerts; "
                                   "unset: alerts are accepted but not checked.")
     smtp_port: int = 587
@@ -34,7 +51,7 @@ class GatewaySettings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_sender: str = "CryptoCast <alerts@cryptocast.invalid>"
 
-    @field_validator("cors_origins", "api_keys", mode="before")
+    @field_validator("cors_origins", "api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return comma_separated(value)

@@ -2,13 +2,15 @@
 
 The consumer hands each event to every interested client's bounded queue without waiting;
 a client whose queue is full has fallen behind and is disconnected (close code 1013, "try
-again later"), so one slow or dead client never slows the consumer or the others.
+again later"), so one slow or dead client never slows the consumer or the others. Clients
+are capped per replica and per client address; one past a cap is refused with 1013 too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +19,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from cryptocast_common.events import Event, Prediction, Verification
 from cryptocast_gateway.observability import GatewayMetrics
 
-FELL_BEHIND = 1013  # RFC 6455 "Try Again Later"
+TRY_AGAIN_LATER = 1013  # RFC 6455: a client that fell behind, or one past a cap
 STREAMED = (Prediction, Verification)
 
 
@@ -32,10 +34,20 @@ class Subscriber:
 
 
 class StreamHub:
-    def __init__(self, metrics: GatewayMetrics, queue_size: int, heartbeat_seconds: float):
+    def __init__(self, metrics: GatewayMetrics, queue_size: int, heartbeat_seconds: float,
+                 max_clients: int, max_clients_per_address: int):
         self.metrics, self.queue_size = metrics, queue_size
         self.heartbeat_seconds = heartbeat_seconds
+        self.max_clients, self.max_clients_per_address = max_clients, max_clients_per_address
         self.subscribers: set[Subscriber] = set()
+        self.per_address: Counter[str] = Counter()
+
+    def _refusal(self, address: str) -> str | None:
+        if len(self.subscribers) >= self.max_clients:
+            return f"server busy: {self.max_clients} stream clients already"
+        if self.per_address[address] >= self.max_clients_per_address:
+            return f"{self.max_clients_per_address} streams from this address already"
+        return None
 
     def publish(self, events: Sequence[Event]) -> None:
         """Called by the consumer: never blocks."""
@@ -53,9 +65,16 @@ class StreamHub:
                     self.metrics.stream_dropped.inc()
 
     async def serve(self, websocket: WebSocket, symbols: frozenset[str] | None) -> None:
-        await websocket.accept()
+        address = websocket.client.host if websocket.client else "unknown"
+        refusal = self._refusal(address)
+        await websocket.accept()  # a close code reaches the client only once accepted
+        if refusal is not None:
+            self.metrics.stream_refused.inc()
+            await websocket.close(TRY_AGAIN_LATER, refusal)
+            return
         subscriber = Subscriber(symbols, asyncio.Queue(self.queue_size))
         self.subscribers.add(subscriber)
+        self.per_address[address] += 1
         self.metrics.stream_clients.inc()
         sender = asyncio.create_task(self._send(websocket, subscriber))
         receiver = asyncio.create_task(self._receive(websocket))
@@ -65,12 +84,15 @@ class StreamHub:
             if dropped.done():
                 with contextlib.suppress(Exception):  # it may be gone already
                     await asyncio.wait_for(
-                        websocket.close(FELL_BEHIND, "client fell behind the stream"), 5)
+                        websocket.close(TRY_AGAIN_LATER, "client fell behind the stream"), 5)
         finally:
             for task in (sender, receiver, dropped):
                 task.cancel()
             await asyncio.gather(sender, receiver, dropped, return_exceptions=True)
             self.subscribers.discard(subscriber)
+            self.per_address[address] -= 1
+            if not self.per_address[address]:
+                del self.per_address[address]
             self.metrics.stream_clients.dec()
 
     async def _send(self, websocket: WebSocket, subscriber: Subscriber) -> None:

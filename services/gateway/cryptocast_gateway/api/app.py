@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cryptocast_common.asyncapi import asyncapi_document
 from cryptocast_common.health import readiness
@@ -72,4 +73,7 @@ def create_app(state: GatewayState) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(Observe, metrics=state.metrics, access_log=settings.access_log)
+    if settings.trusted_proxies:  # outermost: limits, stream caps and logs see the client
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=[str(proxy) for proxy in settings.trusted_proxies])
     return app

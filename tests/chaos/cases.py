@@ -50,14 +50,19 @@ def _per_collection(values: dict[str, int]) -> str:
 
 
 async def run_case(pipeline: Pipeline, name: str, fault: Fault | None = None, *,
-                   dead_expected: int | None = 0, recovery_within: float = 90.0) -> CaseResult:
+                   dead_expected: int | None = 0, recovery_within: float = 60.0,
+                   settle_within: float = 30.0, stall: float = 15.0) -> CaseResult:
     """``dead_expected``: messages the dead-letter queue must hold at the end (None: the
     caller checks them)."""
     row = Row(fault=name, expected=pipeline.expected.counts())
     RESULTS.rows.append(row)
     problems: list[str] = []
     await pipeline.start()
-    report = await fault(pipeline) if fault else FaultReport()
+    try:
+        report = await fault(pipeline) if fault else FaultReport()
+    except BaseException as exc:
+        row.note = f"the fault could not be injected: {str(exc).splitlines()[0][:200]}"
+        raise
     problems += report.problems
     row.note = report.note
     if report.ended_at is not None:
@@ -75,9 +80,10 @@ async def run_case(pipeline: Pipeline, name: str, fault: Fault | None = None, *,
     # The replay itself: backfill and paced steps, plus restarts; generous but bounded.
     if not await pipeline.wait_for_replay(pipeline.replay.paced_seconds + 120):
         problems.append("the ingestor never logged 'replay finished'")
-    done_at = await pipeline.wait_for_expected()
+    done_at = await pipeline.wait_for_expected(stall=stall)
     wall = done_at - pipeline.ingestor_started_at if done_at is not None else None
-    snapshot = await pipeline.settle()
+    # Stuck for long already: a short look at what is left is enough.
+    snapshot = await pipeline.settle(settle_within if done_at is not None else 8.0)
     problems += outcome_problems(pipeline, snapshot, row, dead_expected)
     row.outcome = "pass" if not problems else "FAIL"
     return CaseResult(row, snapshot, wall, problems)
@@ -169,21 +175,25 @@ async def wait_until_idle(pipeline: Pipeline, first: int) -> tuple[int, dict[str
 
 
 async def wait_until_busy(pipeline: Pipeline) -> dict[str, int | None]:
-    """During the backfill burst: predictions are being made and messages wait in a
-    service queue."""
-    async def busy() -> dict[str, int | None] | None:
-        stored = await pipeline.try_stored()
-        if stored is None or not stored.ids["predictions"]:
-            return None
-        depths = await pipeline.try_queue_depths()
-        if depths and sum(v or 0 for k, v in depths.items() if k != "dead") > 0:
-            return depths
-        return None
+    """During the backfill burst: the first predictions are stored, the backfill's
+    verifications are not all stored yet."""
+    backfill = {c.event_id for step in pipeline.replay.steps()[:pipeline.replay.backfill_steps]
+                for c in step}
+    last = [v for v in pipeline.expected.verifications
+            if any(v.endswith(c.split(":", 3)[3]) for c in backfill)]
 
-    depths = await poll(busy, 60.0, every=0.05)
-    if not depths:
-        raise AssertionError(f"never caught the consumers busy\n{pipeline.tails()}")
-    return depths  # type: ignore[no-any-return]
+    async def predicting() -> Stored | None:
+        stored = await pipeline.try_stored()
+        return stored if stored is not None and stored.ids["predictions"] else None
+
+    stored = await poll(predicting, 60.0, every=0.02)
+    if stored is None:
+        raise AssertionError(f"no prediction within 60s\n{pipeline.tails()}")
+    depths = await pipeline.try_queue_depths() or {}
+    if set(last) <= set(stored.ids["verifications"]):
+        raise AssertionError("the backfill was through before the consumers were caught busy: "
+                             "lengthen the backfill")
+    return depths
 
 
 def broker_outage(moment: str) -> Fault:

@@ -4,6 +4,7 @@ the results table printed at the end (and written to .chaos/table.md)."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from tests.chaos.harness import (
 )
 
 TABLE = ROOT / ".chaos" / "table.md"
+# The harness's own probes of a broker that is down on purpose: not worth a log line each.
+logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 
 
 @pytest.hookimpl(wrapper=True)

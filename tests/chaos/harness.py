@@ -184,6 +184,22 @@ class RabbitNode:
         return {q["name"]: int(q["messages_ready"]) + int(q["messages_unacknowledged"])
                 for q in json.loads(out) if q["name"].startswith(prefix)}
 
+    async def list_bindings(self, exchange: str) -> dict[str, list[str]]:
+        """Queue name -> binding keys, for the bindings of ``exchange``."""
+        process = await asyncio.create_subprocess_exec(
+            str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")), "-n", self.name, "-q",
+            "list_bindings", "source_name", "destination_name", "destination_kind",
+            "routing_key", "--formatter", "json", env=self.environment(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        if process.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl list_bindings: {err.decode(errors='replace')}")
+        bindings: dict[str, list[str]] = {}
+        for row in json.loads(out):
+            if row["source_name"] == exchange and row["destination_kind"] == "queue":
+                bindings.setdefault(row["destination_name"], []).append(row["routing_key"])
+        return bindings
+
     def kill(self) -> None:
         """SIGKILL the VM and everything in its process group (erl_child_setup)."""
         if self.process is None:
@@ -576,19 +592,30 @@ class Pipeline:
         except Exception:
             return None
 
-    async def drain_dead_letters(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        """Every message in <ns>.dead, taken off the queue."""
-        messages = []
+    async def drain_dead_letters(self, idle: float = 5.0
+                                 ) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Every message in <ns>.dead, taken off the queue (consumed until it is empty and
+        nothing has come for ``idle`` seconds)."""
+        messages: list[aio_pika.abc.AbstractIncomingMessage] = []
         connection = await aio_pika.connect(self.rabbit.url, timeout=5)
         async with connection:
             channel = await connection.channel()
+            await channel.set_qos(prefetch_count=1000)
             try:
                 queue = await channel.declare_queue(f"{self.namespace}.dead", passive=True)
             except aio_pika.exceptions.ChannelClosed:
                 return []
-            while (message := await queue.get(fail=False, no_ack=True)) is not None:
-                messages.append(message)
+            async with queue.iterator(no_ack=True) as incoming:
+                while True:
+                    try:
+                        messages.append(await asyncio.wait_for(anext(incoming), idle))
+                    except TimeoutError:
+                        break
         return messages
+
+    async def documents(self) -> dict[str, list[dict[str, Any]]]:
+        db = self.mongo_client[self.db_name]
+        return {c: await db[c].find({}).sort("_id", 1).to_list() for c in COLLECTIONS}
 
     def tails(self, lines: int = 30) -> str:
         parts = []
@@ -600,6 +627,7 @@ class Pipeline:
         return "\n".join(parts)
 
     def log_lines(self, needle: str, limit: int = 5) -> list[str]:
+        """The first ``limit`` log lines holding ``needle``, then how many more there are."""
         found = []
         for service in self.services.values():
             for log in service.logs():
@@ -608,7 +636,8 @@ class Pipeline:
                 for line in log.read_text(errors="replace").splitlines():
                     if needle in line:
                         found.append(f"{log.name}: {line[:400]}")
-        return found[:limit] + ([f"... {len(found) - limit} more"] if len(found) > limit else [])
+        more = [f"... and {len(found) - limit} more with {needle}"] if len(found) > limit else []
+        return found[:limit] + more
 
     # -- waiting for the outcome ------------------------------------------------------------
 
@@ -618,7 +647,7 @@ class Pipeline:
 
         return bool(await poll(finished, within, every=0.2))
 
-    async def wait_for_expected(self, cap: float = 120.0, stall: float = 20.0) -> float | None:
+    async def wait_for_expected(self, cap: float = 120.0, stall: float = 15.0) -> float | None:
         """Wait until the stored ids are exactly the expected ones; give up when nothing has
         changed for ``stall`` seconds or after ``cap``. The monotonic time it happened."""
         deadline = time.monotonic() + cap

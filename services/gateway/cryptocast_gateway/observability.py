@@ -8,23 +8,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from cryptocast_common import bus
 from cryptocast_common.events import Event
+from cryptocast_common.health import DeadLetterCollector
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-class _DeadLetters(Collector):
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily("cryptocast_dead_lettered", "Messages this process sent "
-                                     "to the dead-letter queue", labels=["queue"])
-        for queue, count in sorted(bus.DEAD_LETTERED.items()):
-            family.add_metric([queue], count)
-        yield family
 
 
 AccuracyValues = dict[tuple[str, str, str], float]  # (symbol, model, metric) -> value
@@ -81,7 +72,7 @@ class GatewayMetrics:
                                    registry=self.registry)
         self.accuracy = AccuracyGauges()
         self.registry.register(self.accuracy)
-        self.registry.register(_DeadLetters())
+        self.registry.register(DeadLetterCollector())
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)

@@ -88,7 +88,8 @@ def variants(candle: Candle) -> list[Malformed]:
             {"x-delivery-count": 2**62}, {"x-delivery-count": [1, 2]},
             {"x-death": "not a list"}, {"x-cryptocast-deliveries": "3"},
             {"x-cryptocast-deliveries": {"n": 1}}, {"x-cryptocast-reason": 42},
-            {"x-cryptocast-queue": ["a"]}, {"x-first-death-reason": b"\xff"})),
+            {"x-cryptocast-queue": ["a"]}, {"x-first-death-reason": 7},
+            {"x-delivery-count": 1.5})),
     ]
     for item in out:
         if not item.kind.startswith("wrong content type"):

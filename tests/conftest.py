@@ -14,7 +14,7 @@ import aio_pika
 import pytest
 
 from cryptocast.embedded_mongo import EmbeddedMongo
-from cryptocast_common.amqp import delay_queue, retry_delays
+from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
 from cryptocast_common.settings import CommonSettings
 
 AMQP_URL = os.environ.get("CRYPTOCAST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -65,7 +65,8 @@ async def common(amqp_url: str, mongo_url: str) -> AsyncIterator[CommonSettings]
     async with connection:
         for name in SERVICE_QUEUES:
             queue = settings.queue_for(name)
-            for declared in [queue, *(delay_queue(queue, d) for d in retry_delays(settings))]:
+            delays = [delay_queue(queue, d) for d in retry_delays(settings)]
+            for declared in [queue, isolation_queue(queue), *delays]:
                 channel = await connection.channel()
                 with contextlib.suppress(aio_pika.exceptions.ChannelClosed):  # never declared
                     await channel.queue_delete(declared)

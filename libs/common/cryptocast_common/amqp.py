@@ -1,22 +1,26 @@
 """The RabbitMQ adapter of the ``Bus`` protocol (aio-pika).
 
 Topology: one durable topic exchange ``<ns>.events``; each service's queue ``<ns>.<service>``
-is a quorum queue with a delivery limit (``max_attempts`` deliveries, counted by the broker
-across restarts and replicas) and ``<ns>.dlx`` as its dead-letter exchange; ``<ns>.dlx``
-routes every key to the durable queue ``<ns>.dead``. A message is dead-lettered by
-publishing it to ``<ns>.dlx`` with the reason in the ``x-cryptocast-reason`` header and then
-acking it, so the reason travels with it; the broker itself dead-letters a message whose
-consumers died ``max_attempts`` times while holding it (``x-first-death-reason:
-delivery_limit``).
+is a quorum queue with ``<ns>.dlx`` as its dead-letter exchange; ``<ns>.dlx`` routes every
+key to the durable queue ``<ns>.dead``. A message is dead-lettered by publishing it to
+``<ns>.dlx`` with the reason in the ``x-cryptocast-reason`` header and then acking it, so the
+reason travels with it.
 
-A retry waits in a delay queue ``<queue>.retry.<ms>ms`` (one per backoff step, its TTL the
-delay) that dead-letters back into the work queue, so the consumer goes on with other
-messages meanwhile; the delivery count so far travels in ``x-cryptocast-deliveries``.
+Deliveries are counted where no restart can lose them: the broker counts the deliveries of a
+quorum queue message whose consumer went away without settling it (``x-delivery-count``),
+and a message sent again carries the count so far in ``x-cryptocast-deliveries``. A retry
+waits in a delay queue ``<queue>.retry.<ms>ms`` (one per backoff step, its TTL the delay)
+that dead-letters back into the work queue, so the consumer goes on with other messages
+meanwhile. A message the broker returned is moved to ``<queue>.returned``, consumed one
+message at a time (see ``BatchConsumer``). The queues' delivery limits are the broker's
+backstop should a consumer die before it can act on the count (``x-first-death-reason:
+delivery_limit``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -50,7 +54,13 @@ log = logging.getLogger(__name__)
 REASON_HEADER = "x-cryptocast-reason"
 QUEUE_HEADER = "x-cryptocast-queue"
 DELIVERIES_HEADER = "x-cryptocast-deliveries"
+BROKER_COUNT = "x-delivery-count"
 MAX_IN_FLIGHT = 256
+PUBLISH_WAIT_SECONDS = 30.0
+
+
+def isolation_queue(queue: str) -> str:
+    return f"{queue}.returned"
 
 
 def delay_queue(queue: str, delay_seconds: float) -> str:
@@ -72,10 +82,10 @@ class _AmqpDelivery:
         self.message_id = message.message_id
         self.content_type = message.content_type
         headers = message.headers or {}
-        # Retries sent through a delay queue, plus the broker's count of deliveries whose
-        # consumer went away without settling them (quorum queues only).
-        self.previous_deliveries = (count_header(headers.get(DELIVERIES_HEADER))
-                                    + count_header(headers.get("x-delivery-count")))
+        # The broker counts deliveries whose consumer went away without settling them
+        # (quorum queues only); retries through a delay queue carry their count in a header.
+        self.returned = count_header(headers.get(BROKER_COUNT))
+        self.retried = count_header(headers.get(DELIVERIES_HEADER))
 
     @property
     def stale(self) -> bool:
@@ -89,6 +99,8 @@ class _AmqpDelivery:
         await self._message.ack()
 
     def _copy(self, **headers: Any) -> aio_pika.Message:
+        # The broker's count belongs to this delivery: the copy starts a count of its own.
+        kept = {k: v for k, v in (self._message.headers or {}).items() if k != BROKER_COUNT}
         return aio_pika.Message(
             self.body,
             content_type=self._message.content_type,
@@ -96,20 +108,33 @@ class _AmqpDelivery:
             message_id=self.message_id,
             type=self._message.type,
             timestamp=datetime.now(UTC),
-            headers={**(self._message.headers or {}), **headers},
+            headers={**kept, **headers},
         )
 
     async def retry(self, deliveries: int) -> None:
         delay = retry_delay(self._bus.retry_delay_seconds, deliveries)
-        await self._bus.default_exchange.publish(
-            self._copy(**{DELIVERIES_HEADER: deliveries}),
-            routing_key=delay_queue(self._queue, delay))
-        await self._message.ack()
+        await self._move(self._bus.default_exchange, delay_queue(self._queue, delay),
+                         self._copy(**{DELIVERIES_HEADER: deliveries}))
+
+    async def isolate(self, deliveries: int) -> None:
+        await self._move(self._bus.default_exchange, isolation_queue(self._queue),
+                         self._copy(**{DELIVERIES_HEADER: deliveries}))
 
     async def dead_letter(self, reason: str) -> None:
-        copy = self._copy(**{REASON_HEADER: reason[:2000], QUEUE_HEADER: self._queue})
-        await self._bus.dead_letter_exchange.publish(copy,
-                                                     routing_key=self._message.routing_key or "")
+        await self._move(self._bus.dead_letter_exchange, self._message.routing_key or "",
+                         self._copy(**{REASON_HEADER: reason[:2000], QUEUE_HEADER: self._queue}))
+
+    async def _move(self, exchange: AbstractExchange, routing_key: str,
+                    copy: aio_pika.Message) -> None:
+        """Publish the copy, then ack; if the copy cannot be published, give the message
+        back so that it is delivered again rather than held unsettled."""
+        try:
+            await self._bus.publishing_channel_open()
+            await exchange.publish(copy, routing_key=routing_key)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self._message.nack(requeue=True)
+            raise
         await self._message.ack()
 
 
@@ -122,7 +147,6 @@ class AmqpBus:
         self.retry_delay_seconds = settings.retry_delay_seconds
         self._channel: AbstractChannel
         self._exchange: AbstractExchange
-        self.default_exchange: AbstractExchange
         self.dead_letter_exchange: AbstractExchange
         self._consumers: list[tuple[BatchConsumer, AbstractQueue, str, AbstractChannel]] = []
 
@@ -136,13 +160,24 @@ class AmqpBus:
 
     async def _declare_topology(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
-        self.default_exchange = self._channel.default_exchange
         self._exchange = await self._channel.declare_exchange(
             self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         self.dead_letter_exchange = await self._channel.declare_exchange(
             self._settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         dead = await self._channel.declare_queue(self._settings.dead_letter_queue, durable=True)
         await dead.bind(self.dead_letter_exchange, "#")
+
+    async def publishing_channel_open(self) -> None:
+        """Wait (bounded) while the publishing channel reopens: after a reconnect the
+        consumers' channels can be back, delivering, before it is."""
+        async with asyncio.timeout(PUBLISH_WAIT_SECONDS):
+            while self._channel.is_closed:  # noqa: ASYNC110 (aio-pika has no event for it)
+                await asyncio.sleep(0.05)
+
+    @property
+    def default_exchange(self) -> AbstractExchange:
+        """Looked up on each use: the channel makes a new one each time it reopens."""
+        return self._channel.default_exchange
 
     async def publish(self, events: Sequence[Event]) -> None:
         """Publish with confirms, keeping up to MAX_IN_FLIGHT unconfirmed at once."""
@@ -157,6 +192,7 @@ class AmqpBus:
         self, routing_key: str, body: bytes, message_id: str | None, event_type: str | None = None,
         *, content_type: str | None = "application/json", headers: dict[str, Any] | None = None,
     ) -> None:
+        await self.publishing_channel_open()
         message = aio_pika.Message(
             body,
             content_type=content_type,
@@ -191,16 +227,41 @@ class AmqpBus:
         self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
         exclusive: bool = False,
     ) -> None:
+        dead_letters = {"x-dead-letter-exchange": self._settings.dead_letter_exchange}
         if exclusive:  # quorum queues cannot be exclusive: this one is classic and goes away
-            arguments: dict[str, Any] = {
-                "x-dead-letter-exchange": self._settings.dead_letter_exchange}
+            await self._consume(queue, bindings, handler, batch_size, exclusive=True,
+                                arguments=dead_letters)
         else:
-            arguments = self._quorum(**{
-                "x-delivery-limit": self._settings.max_attempts - 1,
-                "x-dead-letter-exchange": self._settings.dead_letter_exchange})
-            await self._declare_durable(queue, arguments, bindings)
+            # The broker's limits are backstops for a consumer that dies before it can act
+            # on the count: generous on the work queue, whose consumer holds many messages,
+            # where returns are mostly not the message's doing; exact on isolation.
+            limit = self._settings.max_attempts
+            work = self._quorum(**dead_letters, **{"x-delivery-limit": 4 * limit})
+            isolation = self._quorum(**dead_letters, **{"x-delivery-limit": limit})
+            await self._declare_durable(queue, work, bindings)
+            await self._declare_durable(isolation_queue(queue), isolation, [])
+            await self._consume(queue, bindings, handler, batch_size, arguments=work)
+            await self._consume(isolation_queue(queue), [], handler, 1, arguments=isolation,
+                                isolated=True, settles_for=queue)
+        for delay in retry_delays(self._settings):
+            back = {"x-message-ttl": round(delay * 1000), "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": queue}
+            if exclusive:
+                await self._channel.declare_queue(delay_queue(queue, delay), exclusive=True,
+                                                  arguments=back)
+            else:
+                await self._declare_durable(delay_queue(queue, delay), self._quorum(**back), [])
+
+    async def _consume(
+        self, queue: str, bindings: Sequence[str], handler: Handler, batch_size: int, *,
+        arguments: dict[str, Any], exclusive: bool = False, isolated: bool = False,
+        settles_for: str | None = None,
+    ) -> None:
+        """One consumer on a channel of its own; ``settles_for`` is the work queue whose
+        delay and isolation queues its retries go to."""
         channel = await self._connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=max(self._settings.prefetch, batch_size))
+        await channel.set_qos(prefetch_count=batch_size if isolated
+                              else max(self._settings.prefetch, batch_size))
         exchange = await channel.declare_exchange(
             self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         declared = await channel.declare_queue(
@@ -208,21 +269,14 @@ class AmqpBus:
             arguments=arguments)
         for binding in bindings:
             await declared.bind(exchange, binding)
-        for delay in retry_delays(self._settings):
-            back = {"x-message-ttl": round(delay * 1000), "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": queue}
-            if exclusive:
-                await channel.declare_queue(delay_queue(queue, delay), exclusive=True,
-                                            arguments=back)
-            else:
-                await self._declare_durable(delay_queue(queue, delay), self._quorum(**back), [])
         inbox: asyncio.Queue[Delivery] = asyncio.Queue()
-        consumer = BatchConsumer(queue, inbox, handler, self.publish,
-                                 batch_size=batch_size, max_attempts=self._settings.max_attempts)
+        consumer = BatchConsumer(queue, inbox, handler, self.publish, batch_size=batch_size,
+                                 max_attempts=self._settings.max_attempts, isolated=isolated)
         consumer.start()
+        work_queue = settles_for or queue
 
         async def receive(message: AbstractIncomingMessage) -> None:
-            inbox.put_nowait(_AmqpDelivery(self, queue, message))
+            inbox.put_nowait(_AmqpDelivery(self, work_queue, message))
 
         tag = await declared.consume(receive)
         self._consumers.append((consumer, declared, tag, channel))

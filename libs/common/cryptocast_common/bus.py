@@ -83,7 +83,8 @@ class Delivery(Protocol):
     body: bytes
     message_id: str | None
     content_type: str | None
-    previous_deliveries: int  # how often this message was delivered before, retries included
+    retried: int  # deliveries counted before this copy was sent again (see BatchConsumer)
+    returned: int  # times the broker gave it back after its consumer went away unsettled
 
     @property
     def stale(self) -> bool:
@@ -95,6 +96,10 @@ class Delivery(Protocol):
 
     async def retry(self, deliveries: int) -> None:
         """Deliver it again later, without holding up the queue; ``deliveries`` so far."""
+        ...
+
+    async def isolate(self, deliveries: int) -> None:
+        """Move it where it is handled on its own (see ``BatchConsumer``)."""
         ...
 
     async def dead_letter(self, reason: str) -> None: ...
@@ -119,7 +124,14 @@ class BatchConsumer:
 
     The loop survives anything a batch can raise (the broker gone while a message is in hand
     included: the broker delivers it again), and ``start`` restarts it should it ever end
-    otherwise, so a live process never stops reading."""
+    otherwise, so a live process never stops reading.
+
+    A message the broker returned after its consumer went away may have killed that
+    consumer, but the broker charged a delivery to every message the consumer held. So a
+    returned message is moved, charged one delivery, to an ``isolated`` consumer that holds
+    one message at a time: there every return is its own doing, a message that keeps killing
+    its consumer is dead-lettered after ``max_attempts`` deliveries in all, and the neighbours
+    it took down with it are handled."""
 
     def __init__(
         self,
@@ -130,8 +142,10 @@ class BatchConsumer:
         *,
         batch_size: int,
         max_attempts: int,
+        isolated: bool = False,
     ) -> None:
         self.queue = queue
+        self._isolated = isolated
         self.inbox = inbox
         self._handler = handler
         self._publish = publish
@@ -189,11 +203,14 @@ class BatchConsumer:
         events: list[Event] = []
         accepted: list[Delivery] = []
         for delivery in batch:
-            if delivery.previous_deliveries >= self._max_attempts:
+            if delivery.returned and not self._isolated:
+                await self._settle(delivery.isolate(delivery.retried + 1), delivery)
+                continue
+            delivered = self._delivered_before(delivery)
+            if delivered >= self._max_attempts:
                 await self._dead_letter(
-                    delivery, "redelivered",
-                    f"delivered {delivery.previous_deliveries} times without being settled "
-                    "(its consumer stopped while handling it)")
+                    delivery, "redelivered", f"delivered {delivered} times without being "
+                    "settled (its consumer stopped while handling it)")
                 continue
             try:
                 events.append(decode_event(delivery.body, delivery.content_type))
@@ -218,6 +235,10 @@ class BatchConsumer:
         for delivery in accepted:
             await self._settle(delivery.ack(), delivery)
 
+    def _delivered_before(self, delivery: Delivery) -> int:
+        # Only an isolated consumer's returns are charged in full: it held nothing else.
+        return delivery.retried + (delivery.returned if self._isolated else 0)
+
     async def _settle(self, settling: Awaitable[None], delivery: Delivery) -> None:
         """Ack, retry or dead-letter; if the broker has gone meanwhile, it delivers the
         message again once it is back, so losing this settlement loses nothing."""
@@ -235,7 +256,7 @@ class BatchConsumer:
         DEAD_LETTERED[self.queue, kind] += 1
 
     async def _failed(self, delivery: Delivery, event: Event, exc: Exception) -> None:
-        deliveries = delivery.previous_deliveries + 1
+        deliveries = self._delivered_before(delivery) + 1
         log.warning(
             "handler failed",
             exc_info=exc,
@@ -270,14 +291,18 @@ class _MemoryDelivery:
     body: bytes
     message_id: str | None
     content_type: str | None = "application/json"
-    previous_deliveries: int = 0
+    retried: int = 0
+    returned: int = 0
     stale: bool = False
 
     async def ack(self) -> None:
         return None
 
     async def retry(self, deliveries: int) -> None:
-        self.bus._deliver_later(dataclasses.replace(self, previous_deliveries=deliveries))
+        self.bus._deliver_later(dataclasses.replace(self, retried=deliveries))
+
+    async def isolate(self, deliveries: int) -> None:
+        raise NotImplementedError("nothing is returned by a broker inside one process")
 
     async def dead_letter(self, reason: str) -> None:
         self.bus.dead_letters.append(DeadLetter(self.queue, self.routing_key, self.body, reason))
@@ -332,7 +357,7 @@ class InMemoryBus:
             self._retries.discard(timer)
             self._queues[delivery.queue].inbox.put_nowait(delivery)
 
-        delay = retry_delay(self.retry_delay_seconds, delivery.previous_deliveries)
+        delay = retry_delay(self.retry_delay_seconds, delivery.retried)
         timer = asyncio.get_running_loop().call_later(delay, deliver)
         self._retries.add(timer)
 

@@ -5,6 +5,7 @@ import pytest
 
 from cryptocast_common.events import Event
 from cryptocast_ingestor.datasets import (
+    load_binance_4h,
     load_binance_hourly,
     load_coingecko,
     read_bundle,
@@ -50,6 +51,36 @@ def test_binance_loader_handles_every_documented_quirk(tmp_path: Path) -> None:
     assert four_hourly[0].open == 100 and four_hourly[0].close == 103
     assert four_hourly[0].high == 104 and four_hourly[0].low == 99
     assert four_hourly[0].volume == 4
+
+
+def test_binance_4h_loader_keeps_violent_moves_and_reports_gaps(tmp_path: Path) -> None:
+    rows = ["2021-01-28 16:00:00,0.01,0.011,0.009,0.01,5",
+            "2021-01-28 20:00:00,0.01,0.011,0.009,0.01,0",  # zero volume: kept
+            "2021-01-29 00:00:00,0.01,0.03,0.01,0.0229,9",  # +0.83 log return: a real move
+            "2021-01-29 00:00:00,0.01,0.03,0.01,0.0229,9",  # a duplicate row
+            "2021-01-29 02:00:00,0.02,0.03,0.01,0.02,1",  # off the 4-hour grid
+            "2021-01-29 16:00:00,0.02,0.03,0.02,0.025,1",  # after a 12-hour gap
+            "2021-01-29 20:00:00,0.02,0.019,0.01,0.02,1"]  # high below open
+    path = tmp_path / "DOGEUSDT_4h.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    bars, report = load_binance_4h(path)
+    assert [b.close for b in bars] == [0.01, 0.01, 0.0229, 0.025]
+    assert bars[0].open_time.tzinfo is not None and bars[0].open_time.hour == 16
+    assert report.read == 7 and report.kept == 4 and report.merged_duplicates == 1
+    assert report.zero_volume == 1 and report.gaps == 1
+    assert report.longest_gap.total_seconds() == 12 * 3600
+    assert report.dropped == {"open time off the 4-hour grid": 1,
+                              "high/low not bracketing open/close": 1}
+    assert report.largest_move == pytest.approx(0.8285, abs=1e-4)  # log(0.0229 / 0.01)
+    assert "largest move kept" in report.summary()
+
+
+def test_bundled_binance_4h_set_covers_twenty_coins_to_the_final_test_year() -> None:
+    folder = BUNDLED_REPLAY.parent / "binance_4h"
+    files = sorted(folder.glob("*_4h.csv.gz"))
+    assert len(files) == 20
+    candles = read_bundle(folder / "PAXG_4h.csv.gz", "PAXG", "4h", "binance")
+    assert candles[-1].open_time.isoformat() == "2025-10-23T20:00:00+00:00"
 
 
 def test_coingecko_loader_reads_ts_as_the_close_time(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from datetime import datetime
 from cryptocast_common.events import Candle, ModelRef
 from cryptocast_inference.handlers import InferenceDeps, handle_candles
 from cryptocast_inference.predictors import NaivePredictor
-from cryptocast_inference.windows import Added, CandleWindows
+from cryptocast_inference.windows import CandleWindows
 from tests.factories import candle
 
 
@@ -34,16 +34,20 @@ class FakeHistory:
         return found[-limit:]
 
 
-def test_windows_extend_replace_ignore_and_restart() -> None:
-    windows = CandleWindows(3)
-    assert windows.add(candle(0)) is Added.RESTARTED
-    assert windows.add(candle(1)) is Added.EXTENDED
-    assert windows.add(candle(1, close=101)) is Added.REPLACED
-    assert windows.add(candle(0)) is Added.STALE
-    assert windows.full(candle(1, close=101)) is None  # only two so far
-    assert windows.add(candle(2)) is Added.EXTENDED
+def test_windows_are_assembled_for_any_held_candle_in_any_order() -> None:
+    windows = CandleWindows(3, reorder=4)
+    windows.add(candle(1))
+    windows.add(candle(1, close=101))  # a redelivery replaces it
+    assert windows.full(candle(1, close=101)) is None  # only one so far
+    windows.add(candle(2))
+    windows.add(candle(0))  # late: it arrives after newer ones
     assert windows.full(candle(2)) == [candle(0), candle(1, close=101), candle(2)]
-    assert windows.add(candle(5)) is Added.RESTARTED  # a gap starts over
+    windows.add(candle(5))
+    assert windows.full(candle(5)) is None  # a gap before it
+    for i in range(6, 30):
+        windows.add(candle(i))
+    assert windows.full(candle(29)) == [candle(27), candle(28), candle(29)]
+    assert windows.full(candle(2)) is None  # long forgotten: read back from history
 
 
 async def test_naive_predicts_the_last_close_for_the_next_candle() -> None:
@@ -82,3 +86,13 @@ async def test_candles_closing_together_are_predicted_in_one_batch() -> None:
     predictions = await handle_candles([candle(2, symbol=s) for s in ("BTC", "ETH", "SOL")], deps)
     assert [p.symbol for p in predictions] == ["BTC", "ETH", "SOL"]
     assert predictor.batches == [3]
+
+
+async def test_a_candle_handled_after_newer_ones_is_still_predicted() -> None:
+    """After a crash a returned candle is handled after newer ones: it keeps its prediction."""
+    deps = InferenceDeps(MeanPredictor(), CandleWindows(3), FakeHistory([]))
+    for i in (0, 1, 2, 4, 5):
+        await handle_candles([candle(i, close=100 + i)], deps)
+    [late] = await handle_candles([candle(3, close=103)], deps)
+    assert late.based_on.close_time == candle(3).close_time
+    assert late.predicted_close == (101 + 102 + 103) / 3

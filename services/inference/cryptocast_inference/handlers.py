@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from cryptocast_common.events import BasedOn, Candle, Event, Prediction, interval_delta
 from cryptocast_inference.history import CandleHistory
 from cryptocast_inference.predictors import Predictor
-from cryptocast_inference.windows import Added, CandleWindows
+from cryptocast_inference.windows import CandleWindows
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,12 @@ class InferenceDeps:
 
 
 async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | None:
-    if deps.windows.add(candle) is Added.STALE:
-        return None
+    deps.windows.add(candle)
     window = deps.windows.full(candle)
     if window is None and deps.predictor.window > 1:
         older = await deps.history.before(
             candle.symbol, candle.interval, candle.open_time, deps.predictor.window - 1)
-        deps.windows.seed(older, candle)
+        deps.windows.seed(older)
         window = deps.windows.full(candle)
     return window
 
@@ -40,7 +39,7 @@ async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list
     for candle in sorted(candles, key=lambda c: c.open_time):
         window = await _window_for(candle, deps)
         if window is None:
-            log.info("no prediction yet: window incomplete or candle stale",
+            log.info("no prediction: the candles before it are missing",
                      extra={"symbol": candle.symbol, "open_time": candle.open_time.isoformat()})
         else:
             ready.append((candle, window))

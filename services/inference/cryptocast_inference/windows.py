@@ -1,54 +1,52 @@
-"""The last N contiguous candles per symbol and interval."""
+"""Recent candles per series, from which the window ending at any of them is assembled.
+
+Candles can come out of order (a message redelivered after a crash is handled after newer
+ones), so the window of an older candle must still be found: each series keeps its last
+``size + reorder`` candles by open time, and a window is the ``size`` contiguous candles
+ending at the one asked for.
+"""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from enum import Enum
+from datetime import datetime
 
-from cryptocast_common.events import Candle
+from cryptocast_common.events import Candle, interval_delta
 
-
-class Added(Enum):
-    EXTENDED = "extended"  # the next candle in sequence
-    REPLACED = "replaced"  # the same candle again (redelivery or republish)
-    STALE = "stale"  # older than the newest we hold: ignored
-    RESTARTED = "restarted"  # first candle seen, or one after a gap: the window starts over
+REORDER = 64  # how far behind the newest candle a late one still finds its window here
 
 
 class CandleWindows:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, reorder: int = REORDER) -> None:
         self.size = size
-        self._windows: dict[tuple[str, str], deque[Candle]] = {}
+        self._keep = size + reorder
+        self._series: dict[tuple[str, str], dict[datetime, Candle]] = {}
 
-    def add(self, candle: Candle) -> Added:
-        window = self._windows.get((candle.symbol, candle.interval))
-        if window is None or candle.open_time > window[-1].close_time:
-            self._windows[(candle.symbol, candle.interval)] = deque([candle], maxlen=self.size)
-            return Added.RESTARTED
-        last = window[-1]
-        if candle.open_time == last.close_time:
-            window.append(candle)
-            return Added.EXTENDED
-        if candle.open_time == last.open_time:
-            window[-1] = candle
-            return Added.REPLACED
-        return Added.STALE
+    def add(self, candle: Candle) -> None:
+        """Hold ``candle`` (the newer of two with the same open time replaces the other)."""
+        self._hold([candle])
 
-    def seed(self, history: Sequence[Candle], latest: Candle) -> None:
-        """Extend the window ending at ``latest`` backwards with older candles (oldest first)."""
-        held = self._windows.get((latest.symbol, latest.interval))
-        chain = list(reversed(held)) if held and held[-1] == latest else [latest]
-        for candle in reversed(history):
-            if candle.close_time == chain[-1].open_time:
-                chain.append(candle)
-            elif candle.close_time < chain[-1].open_time:
-                break
-        self._windows[(latest.symbol, latest.interval)] = deque(reversed(chain), maxlen=self.size)
+    def seed(self, history: Sequence[Candle]) -> None:
+        """Hold older candles read back after a restart."""
+        self._hold(history)
+
+    def _hold(self, candles: Sequence[Candle]) -> None:
+        for candle in candles:
+            held = self._series.setdefault((candle.symbol, candle.interval), {})
+            held[candle.open_time] = candle
+            if len(held) > self._keep + 16:  # trimmed in steps, not on every candle
+                for open_time in sorted(held)[: len(held) - self._keep]:
+                    del held[open_time]
 
     def full(self, candle: Candle) -> list[Candle] | None:
-        """The window ending at ``candle`` if it holds ``size`` candles."""
-        window = self._windows.get((candle.symbol, candle.interval))
-        if window is None or len(window) < self.size or window[-1] != candle:
-            return None
-        return list(window)
+        """The ``size`` contiguous candles ending at ``candle``, oldest first, if all held."""
+        held = self._series.get((candle.symbol, candle.interval), {})
+        step = interval_delta(candle.interval)
+        window = [candle]
+        while len(window) < self.size:
+            before = held.get(window[-1].open_time - step)
+            if before is None:
+                return None
+            window.append(before)
+        window.reverse()
+        return window

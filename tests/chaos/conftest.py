@@ -5,6 +5,8 @@ the results table printed at the end (and written to .chaos/table.md)."""
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,9 @@ from tests.chaos.harness import (
 )
 
 TABLE = ROOT / ".chaos" / "table.md"
+# Service logs of the last run, one folder per test (pytest's shared tmp folders are
+# rotated away by other test sessions on the same machine).
+LOGS = ROOT / ".chaos" / "logs"
 # The harness's own probes of a broker that is down on purpose: not worth a log line each.
 logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 
@@ -48,18 +53,28 @@ def rabbit() -> Iterator[RabbitNode]:
 
 
 @pytest.fixture(scope="session")
-def mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KillableMongo]:
-    server = KillableMongo(tmp_path_factory.mktemp("chaos-mongo"))
-    server.start()
+def mongo() -> Iterator[KillableMongo]:
+    data = Path(tempfile.mkdtemp(prefix="cryptocast-chaos-mongo-"))
+    server = KillableMongo(data)
     try:
+        server.start()
         yield server
     finally:
         server.kill()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def log_root() -> Path:
+    shutil.rmtree(LOGS, ignore_errors=True)
+    LOGS.mkdir(parents=True)
+    (LOGS.parent / ".gitignore").write_text("*\n")  # results of a run, never committed
+    return LOGS
 
 
 @pytest.fixture
 async def pipelines(rabbit: RabbitNode, mongo: KillableMongo, request: pytest.FixtureRequest,
-                    tmp_path: Path) -> AsyncIterator[Callable[[Replay], Pipeline]]:
+                    log_root: Path) -> AsyncIterator[Callable[[Replay], Pipeline]]:
     """Build pipelines for this test; every one is stopped and removed afterwards, with the
     tails of its logs printed if the test failed."""
     # A previous test may have ended with the broker or the database down.
@@ -70,7 +85,8 @@ async def pipelines(rabbit: RabbitNode, mongo: KillableMongo, request: pytest.Fi
     made: list[Pipeline] = []
 
     def make(replay: Replay) -> Pipeline:
-        pipeline = Pipeline(rabbit, mongo, replay, tmp_path / f"logs{len(made)}")
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        pipeline = Pipeline(rabbit, mongo, replay, log_root / f"{name}.{len(made)}")
         made.append(pipeline)
         return pipeline
 

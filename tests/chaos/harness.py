@@ -529,10 +529,15 @@ class Pipeline:
             await self.mongo_client.drop_database(self.db_name)
         await self.mongo_client.close()
         if self.rabbit.running():
+            # Every queue of the namespace (delay and other helper queues included), so that
+            # idle queues do not pile up on the node over the session.
+            queues = set(self.queue_names())
+            with contextlib.suppress(Exception):
+                queues |= set(await self.rabbit.list_queues(f"{self.namespace}."))
             with contextlib.suppress(Exception):
                 connection = await aio_pika.connect(self.rabbit.url, timeout=5)
                 async with connection:
-                    for queue in self.queue_names():
+                    for queue in sorted(queues):
                         channel = await connection.channel()
                         with contextlib.suppress(Exception):
                             await channel.queue_delete(queue)

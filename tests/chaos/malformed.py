@@ -33,6 +33,15 @@ class Malformed:
     content_type: str | None = "application/json"
     headers: dict[str, Any] | None = None
 
+    @property
+    def label(self) -> str:
+        """The kind, and for headers and content types which ones."""
+        if self.headers:
+            return f"{self.kind} {self.headers}"
+        if self.content_type != "application/json":
+            return f"{self.kind} ({self.content_type})"
+        return self.kind
+
 
 def _invalid(body: bytes) -> bool:
     try:
@@ -121,7 +130,7 @@ async def publish_malformed(url: str, exchange_name: str, candle: Candle,
                                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                                  routing_key=key)
                 for message_id, item, key in plan[start:start + 256]))
-    return [Sent(message_id, item.kind, key) for message_id, item, key in plan]
+    return [Sent(message_id, item.label, key) for message_id, item, key in plan]
 
 
 def receivers(routing_key: str, bindings: dict[str, list[str]]) -> set[str]:

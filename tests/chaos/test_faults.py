@@ -116,7 +116,8 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(pipelines
     missing = expected - set(copies)
     result.row.dead_lettered = f"{len(dead)} of {len(expected)}"
     if missing:
-        by_kind = Counter(f"{kinds[m]} on {q.rsplit('.', 1)[-1]}" for m, q in missing)
+        by_kind = Counter(f"{kinds[m]} on {q.removeprefix(pipeline.namespace + '.')}"
+                          for m, q in missing)
         problems.append(f"{len(missing)} of {len(expected)} (message, queue) pairs never "
                         f"dead-lettered: {dict(by_kind.most_common(12))}")
     if without_reason:

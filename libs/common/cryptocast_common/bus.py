@@ -202,21 +202,23 @@ class BatchConsumer:
     async def _process(self, batch: list[Delivery]) -> None:
         events: list[Event] = []
         accepted: list[Delivery] = []
+        set_aside: list[Awaitable[None]] = []  # moved or dead-lettered, all at once
         for delivery in batch:
             if delivery.returned and not self._isolated:
-                await self._settle(delivery.isolate(delivery.retried + 1), delivery)
+                set_aside.append(self._settle(delivery.isolate(delivery.retried + 1), delivery))
                 continue
             delivered = self._delivered_before(delivery)
             if delivered >= self._max_attempts:
-                await self._dead_letter(
+                set_aside.append(self._dead_letter(
                     delivery, "redelivered", f"delivered {delivered} times without being "
-                    "settled (its consumer stopped while handling it)")
+                    "settled (its consumer stopped while handling it)"))
                 continue
             try:
                 events.append(decode_event(delivery.body, delivery.content_type))
                 accepted.append(delivery)
             except InvalidEvent as exc:
-                await self._dead_letter(delivery, "invalid", f"invalid event: {exc}")
+                set_aside.append(self._dead_letter(delivery, "invalid", f"invalid event: {exc}"))
+        await asyncio.gather(*set_aside)
         if not accepted:
             return
         try:

@@ -32,6 +32,7 @@ class Verifier:
     deps: VerifierDeps
     mongo: AsyncMongoClient[dict[str, Any]] | None
     owns_bus: bool
+    batch_size: int
     name: str = "verifier"
 
     async def start(self) -> None:
@@ -40,7 +41,8 @@ class Verifier:
 
         interval = self.common.interval
         await self.bus.consume(self.common.queue_for("verifier"),
-                               [f"prediction.*.{interval}", f"candle.*.{interval}"], handler)
+                               [f"prediction.*.{interval}", f"candle.*.{interval}"], handler,
+                               batch_size=self.batch_size)
 
     async def check_ready(self) -> None:
         await self.bus.ping()
@@ -69,4 +71,5 @@ async def bootstrap(
         store = mongo_store
     deps = VerifierDeps(store, settings.tolerance_pct, settings.reorder_candles,
                         settings.max_closes, GIVEN_UP)
-    return Verifier(bus or await connect_bus(common), common, deps, mongo, owns_bus=bus is None)
+    return Verifier(bus or await connect_bus(common), common, deps, mongo, owns_bus=bus is None,
+                    batch_size=settings.batch_size)

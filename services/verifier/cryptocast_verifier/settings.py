@@ -12,6 +12,8 @@ class VerifierSettings(BaseSettings):
     tolerance_pct: float = Field(
         default=TOLERANCE_PCT, gt=0,
         description="A prediction within this percentage of the actual close counts as correct.")
+    batch_size: int = Field(default=64, ge=1, description="Messages taken from the queue "
+                            "at once; invalid ones among them are dead-lettered together.")
     reorder_candles: int = Field(
         default=50, ge=2,
         description="How far out of order a prediction may arrive: a close is kept until "

@@ -1,0 +1,222 @@
+"""Probabilistic one-step forecasts: a point, central 80% and 95% intervals, and P(up).
+
+The model, in log-return space, for the candle after a window of closed candles:
+
+    log(next close / last close) = mu + sigma * z
+
+- ``mu`` is the point forecast's log return. It is 0 (no change) unless a drift or
+  mean-reversion term survived every fold of the rolling-origin evaluation; the fitted
+  coefficients say which (``drift_coef`` times the window's mean log return,
+  ``reversal_coef`` times the last log return).
+- ``sigma`` is the volatility expected for the next candle: an exponentially weighted mean of
+  the window's squared log returns (half-life ``half_life`` candles), blended with the
+  window's plain mean of squares (weight ``long_run_weight``, a GARCH-like pull toward the
+  longer level), after removing the intraday / weekly pattern of 4-hour volatility
+  (``seasonal``: one factor per 4-hour slot of a period of ``len(seasonal)`` candles,
+  counted from the Unix epoch; one factor means no pattern), and times the target slot's
+  factor. A coin's own returns set its scale, so PAXG's moves, a tenth of the others',
+  get a tenth of the width.
+- ``z`` is a standardized return whose quantiles (``quantiles``) were fitted on the training
+  period only, pooled over coins: empirical quantiles keep the fat tails of 4-hour returns
+  that a normal factor would miss.
+- ``p_up`` = P(next close > last close) = ``p_up_intercept + p_up_tie_slope * share of
+  unchanged closes in the window``: ties are not ups, which matters for coins quoted to
+  few significant digits.
+
+Serving is NumPy only: a few vector operations on a (windows, candles) array of closes.
+The fitted parameters live in ``model.json`` in an artifact folder
+``models/<name>/<version>/`` next to the metadata that says how they were chosen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import chain
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryptocast_common.events import Candle, ModelRef
+
+SLOT_SECONDS = 4 * 3600  # one slot per 4-hour candle
+LEVELS = (0.10, 0.90, 0.025, 0.975)  # lower 80, upper 80, lower 95, upper 95
+MODEL_FILE = "model.json"
+BUNDLED_MODELS = Path(__file__).parent / "models"
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One next-candle forecast; prices in the quote currency, ``p_up`` in [0, 1]."""
+
+    point: float
+    lower_80: float
+    upper_80: float
+    lower_95: float
+    upper_95: float
+    p_up: float
+
+
+@dataclass(frozen=True)
+class DistributionParams:
+    window: int  # closes per forecast, oldest first, the last one just closed
+    half_life: float  # candles, of the exponentially weighted volatility
+    long_run_weight: float  # weight of the window's equal-weighted mean of squares
+    seasonal: tuple[float, ...]  # volatility factor per 4-hour slot (mean square 1)
+    quantiles: tuple[float, float, float, float]  # of z at LEVELS
+    drift_coef: float = 0.0
+    reversal_coef: float = 0.0
+    p_up_intercept: float = 0.5
+    p_up_tie_slope: float = 0.0
+    sigma_floor: float = 1e-5  # a flat window still gets a (tiny) interval
+
+    def weights(self) -> np.ndarray:
+        """Weights of the window's W - 1 squared returns, oldest first, summing to 1."""
+        count = self.window - 1
+        decay = 0.5 ** (1 / self.half_life)
+        ewma = decay ** np.arange(count - 1, -1, -1, dtype=np.float64)
+        ewma /= ewma.sum()
+        return (1 - self.long_run_weight) * ewma + self.long_run_weight / count
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DistributionParams:
+        data = dict(data)
+        data["seasonal"] = tuple(data["seasonal"])
+        data["quantiles"] = tuple(data["quantiles"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ForecastArrays:
+    point: np.ndarray
+    lower_80: np.ndarray
+    upper_80: np.ndarray
+    lower_95: np.ndarray
+    upper_95: np.ndarray
+    p_up: np.ndarray
+    sigma: np.ndarray  # of the next log return, seasonal factor included
+    mu: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What the parameters imply, computed once: the weights per target slot."""
+
+    weights: np.ndarray  # (slots, W - 1): window weights / squared seasonal factor of each
+    target_scale: np.ndarray  # (slots,): the target slot's factor
+    quantiles: np.ndarray  # (4,)
+
+
+def _prepare(params: DistributionParams) -> _Prepared:
+    seasonal = np.asarray(params.seasonal, dtype=np.float64)
+    period = len(seasonal)
+    base = params.weights()
+    count = len(base)
+    # Return i of the window (0 = oldest) is that of candle i + 1, which opens
+    # count - i slots before the target candle.
+    offsets = count - np.arange(count)
+    slots = (np.arange(period)[:, None] - offsets[None, :]) % period
+    return _Prepared(base[None, :] / seasonal[slots] ** 2, seasonal.copy(),
+                     np.asarray(params.quantiles, dtype=np.float64))
+
+
+def forecast_arrays(params: DistributionParams, closes: np.ndarray, target_slots: np.ndarray,
+                    prepared: _Prepared | None = None) -> ForecastArrays:
+    """Forecasts for (n, W) windows of closes whose next candles fall in ``target_slots``.
+
+    The same code serves live windows and scores millions of historical ones."""
+    prepared = prepared or _prepare(params)
+    closes = np.asarray(closes, dtype=np.float64)
+    last = closes[:, -1]
+    returns = np.diff(np.log(closes), axis=1)
+    slots = np.asarray(target_slots, dtype=np.int64) % len(params.seasonal)
+    weights = prepared.weights[slots]
+    variance = np.einsum("ij,ij->i", returns * returns, weights)
+    sigma = np.maximum(np.sqrt(variance), params.sigma_floor) * prepared.target_scale[slots]
+    mu = np.zeros(len(last))
+    if params.drift_coef:
+        mu = mu + params.drift_coef * returns.mean(axis=1)
+    if params.reversal_coef:
+        mu = mu + params.reversal_coef * returns[:, -1]
+    q = prepared.quantiles
+    bounds = last[:, None] * np.exp(mu[:, None] + sigma[:, None] * q[None, :])
+    ties = (returns == 0).mean(axis=1)
+    p_up = np.clip(params.p_up_intercept + params.p_up_tie_slope * ties, 0.0, 1.0)
+    return ForecastArrays(last * np.exp(mu), bounds[:, 0], bounds[:, 1], bounds[:, 2],
+                          bounds[:, 3], p_up, sigma, mu)
+
+
+def target_slot(candle: Candle) -> int:
+    """Slot of the candle after ``candle`` (it opens when ``candle`` closes)."""
+    return int(candle.close_time.timestamp()) // SLOT_SECONDS
+
+
+_CLOSE = attrgetter("close")
+
+
+@dataclass
+class DistributionForecaster:
+    """Serves fitted parameters: one vectorised call for all windows of a batch."""
+
+    params: DistributionParams
+    model: ModelRef
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._prepared = _prepare(self.params)
+        self.window = self.params.window
+
+    def predict_distribution(self, windows: Sequence[Sequence[Candle]]) -> list[Forecast]:
+        if not windows:
+            return []
+        size = self.window
+        if any(len(w) < size for w in windows):
+            raise ValueError(f"every window needs {size} candles")
+        closes = np.fromiter(map(_CLOSE, chain.from_iterable(w[-size:] for w in windows)),
+                             dtype=np.float64, count=size * len(windows)).reshape(-1, size)
+        slots = np.fromiter((target_slot(w[-1]) for w in windows), dtype=np.int64,
+                            count=len(windows))
+        f = forecast_arrays(self.params, closes, slots, self._prepared)
+        return [Forecast(*row) for row in zip(
+            f.point.tolist(), f.lower_80.tolist(), f.upper_80.tolist(), f.lower_95.tolist(),
+            f.upper_95.tolist(), f.p_up.tolist(), strict=True)]
+
+    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+        """The point forecasts alone, for the existing ``Predictor`` protocol."""
+        return [forecast.point for forecast in self.predict_distribution(windows)]
+
+
+def save_distribution(folder: Path, params: DistributionParams,
+                      metadata: dict[str, Any]) -> Path:
+    """Write ``model.json`` (parameters and metadata); its hash is recorded inside."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(json.dumps(params.to_json(), sort_keys=True).encode()).hexdigest()
+    body = metadata | {"params": params.to_json(), "params_sha256": digest}
+    path = folder / MODEL_FILE
+    path.write_text(json.dumps(body, indent=2) + "\n")
+    return path
+
+
+class DistributionArtifactError(ValueError):
+    """The folder holds no distribution model, or a damaged one."""
+
+
+def load_distribution(path: Path) -> DistributionForecaster:
+    """Load ``<artifacts>/<name>/<version>/`` (or its ``model.json``) for serving."""
+    file = path if path.suffix == ".json" else path / MODEL_FILE
+    if not file.is_file():
+        raise DistributionArtifactError(f"no distribution model at {file}")
+    body = json.loads(file.read_text())
+    params = DistributionParams.from_json(body["params"])
+    digest = hashlib.sha256(json.dumps(params.to_json(), sort_keys=True).encode()).hexdigest()
+    if body.get("params_sha256") != digest:
+        raise DistributionArtifactError(f"{file}: parameters do not match their recorded hash")
+    return DistributionForecaster(params, ModelRef(name=body["name"], version=body["version"]),
+                                  body)

@@ -227,3 +227,24 @@ async def test_a_classic_queue_from_an_earlier_version_is_migrated_keeping_its_m
 
 async def _has_all(handled: list[Event], count: int) -> bool:
     return len(handled) >= count
+
+
+async def test_a_forged_delivery_count_on_a_classic_queue_is_ignored(
+        common: CommonSettings) -> None:
+    """Only quorum queues count deliveries; elsewhere ``x-delivery-count`` is whatever the
+    publisher wrote, and the message is handled as any other."""
+    bus = await AmqpBus.connect(common.amqp_url or "", common)
+    handled: list[Event] = []
+
+    async def record(events: list[Event]) -> list[Event]:
+        handled.extend(events)
+        return []
+
+    try:
+        await bus.consume(common.queue_for("contract"), ["candle.#"], record, exclusive=True)
+        await bus.publish_raw("candle.BTC.4h", candle(0).to_json(), candle(0).event_id,
+                              headers={"x-delivery-count": 2**62})
+        await eventually(lambda: _has_all(handled, 1), 10)
+    finally:
+        await bus.close()
+    assert handled == [candle(0)]

@@ -35,6 +35,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import ChannelInvalidStateError
+from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import ChannelPreconditionFailed
 
 from cryptocast_common.bus import (
@@ -74,7 +75,8 @@ def retry_delays(settings: CommonSettings) -> list[float]:
 
 
 class _AmqpDelivery:
-    def __init__(self, bus: AmqpBus, queue: str, message: AbstractIncomingMessage) -> None:
+    def __init__(self, bus: AmqpBus, queue: str, message: AbstractIncomingMessage,
+                 quorum: bool = True) -> None:
         self._bus = bus
         self._queue = queue
         self._message = message
@@ -82,9 +84,9 @@ class _AmqpDelivery:
         self.message_id = message.message_id
         self.content_type = message.content_type
         headers = message.headers or {}
-        # The broker counts deliveries whose consumer went away without settling them
-        # (quorum queues only); retries through a delay queue carry their count in a header.
-        self.returned = count_header(headers.get(BROKER_COUNT))
+        # The broker counts deliveries whose consumer went away without settling them, on
+        # quorum queues only: elsewhere the header is whatever the publisher wrote.
+        self.returned = count_header(headers.get(BROKER_COUNT)) if quorum else 0
         self.retried = count_header(headers.get(DELIVERIES_HEADER))
 
     @property
@@ -130,7 +132,9 @@ class _AmqpDelivery:
         back so that it is delivered again rather than held unsettled."""
         try:
             await self._bus.publishing_channel_open()
-            await exchange.publish(copy, routing_key=routing_key)
+            confirmed = await exchange.publish(copy, routing_key=routing_key, mandatory=True)
+            if isinstance(confirmed, DeliveredMessage):  # returned: no queue took the copy
+                raise RuntimeError(f"no queue for {routing_key!r}: the message stays put")
         except Exception:
             with contextlib.suppress(Exception):
                 await self._message.nack(requeue=True)
@@ -276,7 +280,7 @@ class AmqpBus:
         work_queue = settles_for or queue
 
         async def receive(message: AbstractIncomingMessage) -> None:
-            inbox.put_nowait(_AmqpDelivery(self, work_queue, message))
+            inbox.put_nowait(_AmqpDelivery(self, work_queue, message, quorum=not exclusive))
 
         tag = await declared.consume(receive)
         self._consumers.append((consumer, declared, tag, channel))

@@ -120,7 +120,12 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
         expected = forecast_metrics([v.predicted_close for v in verdicts],
                                     [v.actual_close for v in verdicts],
                                     [v.based_on_close for v in verdicts])
-        assert stats["models"]["naive@1"] == pytest.approx(expected)
+        served = stats["models"]["naive@1"]
+        assert {key: served[key] for key in expected} == pytest.approx(expected)
+        low, high = served["mase_ci"]
+        assert low <= served["mase"] <= high
+        assert served["beats_naive"] is (served["dm_vs_naive"] < -1.96)
+        assert served["directions_judged"] + served["direction_ties"] == 10
         recent = (await http.get("/api/v1/accuracy/btc", params={"window": "24h"})).json()
         assert recent["models"] == {}  # the factories' predictions are from August 2026
 

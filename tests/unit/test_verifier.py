@@ -1,6 +1,7 @@
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from cryptocast_common.events import PredictionInterval
 from cryptocast_verifier.handlers import GiveUps, VerifierDeps, handle
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore
@@ -95,3 +96,18 @@ async def test_closes_are_given_up_and_counted_when_predictions_stop_coming() ->
     await handle([candle(i) for i in range(50)], d)
     assert given_up(d, "closes") == 50 - 20
     assert await handle([prediction(5)], d) == []  # its target close was given up
+
+
+def test_a_distribution_is_scored_by_hand() -> None:
+    forecast = prediction(0, base=100.0, predicted=100.0).model_copy(update={
+        "interval_80": PredictionInterval(lower=98.0, upper=102.0),
+        "interval_95": PredictionInterval(lower=96.0, upper=104.0),
+        "p_up": 0.6})
+    v = verify(forecast, actual_close=103.0, tolerance_pct=2.0)
+    assert (v.inside_80, v.inside_95) == (False, True)
+    assert v.width_80_pct == pytest.approx(4.0) and v.width_95_pct == pytest.approx(8.0)
+    assert v.went_up is True and v.brier == pytest.approx((0.6 - 1) ** 2)
+    flat = verify(forecast, actual_close=100.0, tolerance_pct=2.0)
+    assert flat.went_up is None and flat.brier is None and flat.inside_80 is True
+    plain = verify(prediction(0), actual_close=103.0, tolerance_pct=2.0)
+    assert plain.inside_80 is None and plain.brier is None and plain.went_up is True

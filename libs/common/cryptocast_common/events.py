@@ -23,8 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+# 2 added the forecast distribution to predictions and its scoring to verifications; a
+# version-1 event (without them) is still accepted.
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -173,6 +175,25 @@ class ModelSkill(_Frozen):
     beats_naive: bool
 
 
+class PredictionInterval(_Frozen):
+    """A central prediction interval for the target close."""
+
+    lower: Price
+    upper: Price
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PredictionInterval:
+        if self.lower > self.upper:
+            raise ValueError("lower must not be above upper")
+        return self
+
+    def holds(self, value: float) -> bool:
+        return self.lower <= value <= self.upper
+
+    def width_pct(self, reference: float) -> float:
+        return (self.upper - self.lower) / reference * 100
+
+
 class BasedOn(_Frozen):
     """The last closed candle a prediction was made from."""
 
@@ -189,9 +210,28 @@ class Prediction(EventBase):
     predicted_close: Price
     model: ModelRef
     skill: ModelSkill | None = None  # None for the baselines themselves
-    horizon: int = Field(default=1, ge=1)
+    horizon: int = Field(default=1, ge=1, le=10_000)
+    interval_80: PredictionInterval | None = Field(
+        default=None, description="Central 80% prediction interval for the target close")
+    interval_95: PredictionInterval | None = Field(
+        default=None, description="Central 95% prediction interval for the target close")
+    p_up: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False,
+        description="Probability that the target close is above based_on.close")
 
     _occurred_at_from: ClassVar[str] = "based_on.close_time"
+
+    @model_validator(mode="after")
+    def _check_distribution(self) -> Prediction:
+        given = [self.interval_80 is not None, self.interval_95 is not None,
+                 self.p_up is not None]
+        if any(given) and not all(given):
+            raise ValueError("interval_80, interval_95 and p_up come together or not at all")
+        if self.interval_80 and self.interval_95 and not (
+                self.interval_95.lower <= self.interval_80.lower
+                and self.interval_80.upper <= self.interval_95.upper):
+            raise ValueError("interval_95 must contain interval_80")
+        return self
 
     @model_validator(mode="after")
     def _check_target(self) -> Prediction:
@@ -227,6 +267,16 @@ class Verification(EventBase):
     within_tolerance: bool
     direction_correct: bool | None
     naive_error_pct: float = Field(ge=0)
+    # Scoring of the forecast distribution; None when the prediction had none (version 1).
+    inside_80: bool | None = None
+    inside_95: bool | None = None
+    width_80_pct: float | None = Field(default=None, ge=0, description="Width of the 80% "
+                                       "interval, in percent of based_on_close")
+    width_95_pct: float | None = Field(default=None, ge=0)
+    went_up: bool | None = Field(default=None, description="Whether the actual close was above "
+                                 "based_on_close; None on no change")
+    brier: float | None = Field(default=None, ge=0, le=1, description="(p_up - went_up)^2, "
+                                "this prediction's term of the Brier score; None on no change")
 
     _occurred_at_from: ClassVar[str] = "target_time"
 

@@ -1,4 +1,4 @@
-"""Accuracy of verified predictions per model over rolling windows, with the shared metrics."""
+"""Accuracy of verified predictions per model over rolling windows: the shared scorecard."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from cryptocast_common.events import Verification
-from cryptocast_common.metrics import ForecastMetrics, forecast_metrics
+from cryptocast_common.scorecard import Scorecard, scorecard
 from cryptocast_gateway.observability import AccuracyValues
 from cryptocast_gateway.store import EventStore
 
@@ -16,22 +16,20 @@ Window = Literal["24h", "7d", "30d", "all"]
 WINDOWS: dict[Window, timedelta | None] = {"24h": timedelta(hours=24), "7d": timedelta(days=7),
                                         "30d": timedelta(days=30), "all": None}
 MAX_VERIFICATIONS = 100_000
+RESAMPLES = 400  # bootstrap resamples per request: an interval to two decimals, fast
 RECENT_VERIFICATIONS = 100  # the accuracy gauges cover this many latest verdicts per symbol
 GAUGED_METRICS = ("within_2pct", "mase", "directional_accuracy")
 
 
-def by_model(verifications: list[Verification]) -> dict[str, ForecastMetrics]:
+def by_model(verifications: list[Verification]) -> dict[str, Scorecard]:
     grouped: dict[str, list[Verification]] = defaultdict(list)
     for verification in verifications:
         grouped[str(verification.model)].append(verification)
-    return {model: forecast_metrics([v.predicted_close for v in group],
-                                    [v.actual_close for v in group],
-                                    [v.based_on_close for v in group])
-            for model, group in sorted(grouped.items())}
+    return {model: scorecard(group, RESAMPLES) for model, group in sorted(grouped.items())}
 
 
 async def accuracy(store: EventStore, symbol: str, interval: str, window: Window,
-                   now: datetime) -> dict[str, ForecastMetrics]:
+                   now: datetime) -> dict[str, Scorecard]:
     """Metrics per model over verifications whose target closed within ``window`` of now."""
     span = WINDOWS[window]
     found = await store.page("verifications", symbol, interval, now - span if span else None,
@@ -48,7 +46,7 @@ async def recent_accuracy(store: EventStore, symbols: Sequence[str],
         recent = await store.verifications(symbol, interval, RECENT_VERIFICATIONS)
         for model, stats in by_model(recent).items():
             for metric in GAUGED_METRICS:
-                value = stats[metric]  # type: ignore[literal-required]
+                value = getattr(stats, metric)
                 if value is not None:
                     values[symbol, model, metric] = value
     return values

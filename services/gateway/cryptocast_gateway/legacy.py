@@ -40,13 +40,14 @@ def display_time(moment: datetime) -> str:
 
 
 def prediction_view(prediction: Prediction) -> dict[str, Any]:
-    """``GET /<coin>``: the latest prediction as the original stored and served it."""
+    """``GET /<coin>``: the latest prediction as the original stored and served it, plus,
+    when the prediction has them, its intervals and ``p_up`` under keys of their own."""
     current = prediction.based_on.close
     predicted = prediction.predicted_close
     change = predicted - current
     percent = change / current * 100
     arrow = "▲" if change >= 0 else "▼"
-    return {
+    return _distribution_view(prediction) | {
         "_id": prediction.event_id,
         "currentPrice": money(current),
         "predictedPrice": money(predicted),
@@ -61,6 +62,15 @@ def prediction_view(prediction: Prediction) -> dict[str, Any]:
             "change_percent": percent,
         },
     }
+
+
+def _distribution_view(prediction: Prediction) -> dict[str, Any]:
+    low, high = prediction.interval_80, prediction.interval_95
+    if low is None or high is None:
+        return {}
+    return {"interval80": {"lower": low.lower, "upper": low.upper},
+            "interval95": {"lower": high.lower, "upper": high.upper},
+            "probabilityUp": prediction.p_up}
 
 
 def verification_view(verification: Verification) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""How one prediction is judged against the actual close."""
+"""How one prediction is judged against the actual close: the point forecast (error,
+tolerance, direction, against no change) and, when it has one, its distribution (interval
+coverage and width, and the Brier term of ``p_up``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ from cryptocast_common.metrics import direction_correct, error_pct
 def verify(prediction: Prediction, actual_close: float, tolerance_pct: float) -> Verification:
     base = prediction.based_on.close
     error = error_pct(prediction.predicted_close, actual_close)
+    went_up = None if actual_close == base else actual_close > base
+    low, high = prediction.interval_80, prediction.interval_95
+    p_up = prediction.p_up
     return Verification(
         symbol=prediction.symbol,
         interval=prediction.interval,
@@ -24,4 +29,10 @@ def verify(prediction: Prediction, actual_close: float, tolerance_pct: float) ->
         within_tolerance=error <= tolerance_pct,
         direction_correct=direction_correct(prediction.predicted_close, actual_close, base),
         naive_error_pct=error_pct(base, actual_close),
+        inside_80=None if low is None else low.holds(actual_close),
+        inside_95=None if high is None else high.holds(actual_close),
+        width_80_pct=None if low is None else low.width_pct(base),
+        width_95_pct=None if high is None else high.width_pct(base),
+        went_up=went_up,
+        brier=None if p_up is None or went_up is None else (p_up - went_up) ** 2,
     )

@@ -11,11 +11,11 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from cryptocast_common.events import (
     Candle,
-    ForecastScore,
     ModelCard,
     Prediction,
     Verification,
 )
+from cryptocast_common.scorecard import Scorecard
 from cryptocast_gateway.accuracy import Window, accuracy
 from cryptocast_gateway.api.deps import ApiError, State
 from cryptocast_gateway.store import Position
@@ -83,9 +83,12 @@ class Accuracy(BaseModel):
     symbol: str
     interval: str
     window: Window
-    models: dict[str, ForecastScore] = Field(description="Per model@version: count (n), "
-                                               "within_2pct, mae, mape, mase (vs the naive "
-                                               "forecast), directional_accuracy")
+    models: dict[str, Scorecard] = Field(description="Per model@version: the point forecast "
+                                         "against no change (mase is the MAE relative to the "
+                                         "no-change forecast on the same candles, with its "
+                                         "bootstrap interval and the Diebold-Mariano "
+                                         "statistic), direction, interval coverage and width, "
+                                         "and the Brier score of p_up beside the base rate's")
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -155,7 +158,7 @@ async def accuracy_stats(
     models = await accuracy(state.store, symbol, state.common.interval, window,
                             datetime.now(UTC))
     return Accuracy(symbol=symbol, interval=state.common.interval, window=window,
-                    models={name: ForecastScore(**stats) for name, stats in models.items()})
+                    models=models)
 
 
 @router.get("/model/{symbol}", response_model=ModelCard, responses=NOT_FOUND)

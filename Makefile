@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 INSTALLED := .venv/.installed
+FINAL_TEST_DATA := services/ingestor/cryptocast_ingestor/data/binance_4h/BTC_4h.csv.gz
 
-.PHONY: install up test chaos lint build-data train evaluate bench
+.PHONY: install up test chaos lint build-data train evaluate backtest bench
 .DEFAULT_GOAL := up
 
 .tools/bin/uv:
@@ -38,6 +39,9 @@ train: install  ## retrain the global LSTM on the bundled candles; writes a new 
 evaluate: install  ## make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]
 	@test -n "$(DATA)" -a -n "$(SYMBOL)" || { echo "usage: make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]"; exit 2; }
 	.venv/bin/cryptocast-evaluate --data "$(DATA)" --symbol "$(SYMBOL)" $(if $(MODEL),--model "$(MODEL)")
+
+backtest: install  ## make backtest [DATA=<file.csv>] [SYMBOL=<sym>] [MODEL=name@version] [SINCE=<date>]
+	.venv/bin/cryptocast-backtest --data "$(or $(DATA),$(FINAL_TEST_DATA))" --symbol "$(or $(SYMBOL),BTC)" --since "$(or $(SINCE),$(if $(DATA),0001-01-01,2024-10-24))" $(if $(MODEL),--model "$(MODEL)")
 
 bench: install  ## per-prediction cost of the shipped model (NumPy serving path and Keras)
 	.venv/bin/python bench/inference.py

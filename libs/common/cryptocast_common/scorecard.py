@@ -3,8 +3,8 @@
 Point forecast: the shared metrics (``metrics.forecast_metrics``), where ``mase`` is the MAE
 relative to the no-change forecast on the same candles (below 1 is better than "the price
 stays where it is"), its moving-block bootstrap 95% interval, and the Diebold-Mariano
-statistic of the absolute percentage errors against no change's (positive means worse; above
-1.96 is significantly worse at 5%, below -1.96 significantly better). Directional accuracy
+statistic of the absolute errors against no change's (positive means worse; above 1.96 is
+significantly worse at 5%, below -1.96 significantly better). Directional accuracy
 comes with the number judged, the ties, the share of up candles and a Wilson interval.
 "within 2%" is kept for the original API; it is no measure of skill (no change scores well
 on it in calm markets).
@@ -40,7 +40,7 @@ class Scorecard(BaseModel):
     mase_ci: list[float] | None = Field(description="Moving-block bootstrap 95% interval of "
                                         "mase")
     dm_vs_naive: float | None = Field(description="Diebold-Mariano statistic of absolute "
-                                      "percentage errors minus no change's (Newey-West "
+                                      "errors minus no change's (Newey-West "
                                       "variance); > 1.96 significantly worse, < -1.96 "
                                       "significantly better, at 5%")
     beats_naive: bool = Field(description="dm_vs_naive < -1.96")
@@ -74,8 +74,9 @@ def scorecard(verdicts: Sequence[Verification], resamples: int = 2000) -> Scorec
                                [v.based_on_close for v in ordered])
     judged = [v.direction_correct for v in ordered if v.direction_correct is not None]
     moved = [v.went_up for v in ordered if v.went_up is not None]
-    errors = [v.error_pct for v in ordered]
-    naive = [v.naive_error_pct for v in ordered]
+    # Price units, as MAE and its ratio are: the interval then holds the point estimate.
+    errors = [abs(v.predicted_close - v.actual_close) for v in ordered]
+    naive = [abs(v.based_on_close - v.actual_close) for v in ordered]
     dm = diebold_mariano(errors, naive).statistic if len(ordered) >= 10 else None
     ci = (block_bootstrap_mae_ratio(errors, naive, resamples=resamples)
           if len(ordered) >= 10 and sum(naive) > 0 else None)

@@ -1,0 +1,243 @@
+"""``cryptocast-backtest``: replay an OHLCV CSV through the live path and score what it served.
+
+The candles go, in time order, through the real inference and verifier handlers on the
+in-memory bus, so whatever the service does live (its model, intervals and ``p_up``) is
+exactly what is scored; the clock is the candles' own times. The last line of stdout is one
+JSON object: the served model's scorecard and the no-change forecast's on the same candles
+(see ``cryptocast_common.scorecard``). A Markdown report and plots go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryptocast_common.bus import InMemoryBus
+from cryptocast_common.events import Candle, Event, Prediction, Verification, interval_delta
+from cryptocast_common.scorecard import Scorecard, scorecard
+from cryptocast_common.settings import CommonSettings
+from cryptocast_inference.artifact import ArtifactError
+from cryptocast_inference.bootstrap import bootstrap as inference
+from cryptocast_inference.bootstrap import build_predictor
+from cryptocast_inference.evaluation import pyplot
+from cryptocast_inference.series import SeriesError, read_series
+from cryptocast_inference.settings import InferenceSettings
+from cryptocast_verifier.bootstrap import bootstrap as verifier
+from cryptocast_verifier.scoring import verify
+from cryptocast_verifier.store import InMemoryVerifierStore
+
+STEP = 250  # candles published between two waits for the pipeline to settle
+
+
+class NoHistory:
+    """Everything the backtest knows arrives on the bus: no read-back."""
+
+    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        return []
+
+
+def read_candles(path: Path, symbol: str, interval: str) -> list[Candle]:
+    series = read_series(path, symbol)
+    step = interval_delta(interval)
+    spacing = float(np.median(np.diff(series.times))) if len(series) > 1 else 0.0
+    if spacing != step.total_seconds():
+        raise SeriesError(f"{path}: candles are {spacing / 3600:g}h apart, not {interval}")
+    candles = []
+    for line, (opened, (o, h, low, c, v)) in enumerate(
+            zip(series.times, series.ohlcv, strict=True), start=2):
+        start = datetime.fromtimestamp(float(opened), UTC)
+        try:
+            candles.append(Candle(symbol=symbol, interval=interval, open_time=start,
+                                  close_time=start + step, open=o, high=h, low=low, close=c,
+                                  volume=v, source=path.name))
+        except ValueError as error:
+            raise SeriesError(f"{path}:{line}: {str(error).splitlines()[-1].strip()}") from None
+    return candles
+
+
+async def replay(candles: Sequence[Candle], model: str,
+                 progress: bool) -> tuple[list[Prediction], list[Verification]]:
+    """The served model's predictions and verdicts on ``candles``, through the service
+    handlers."""
+    common = CommonSettings(symbols=[candles[0].symbol], interval=candles[0].interval)
+    settings = InferenceSettings(model=model)
+    bus = InMemoryBus(max_attempts=1)
+    verdicts: list[Verification] = []
+    predictions: list[Prediction] = []
+
+    async def collect(events: list[Event]) -> list[Event]:
+        verdicts.extend(e for e in events if isinstance(e, Verification))
+        predictions.extend(e for e in events if isinstance(e, Prediction))
+        return []
+
+    services = [
+        await verifier(common, bus=bus, store=InMemoryVerifierStore()),
+        await inference(common, settings, bus=bus,
+                        predictor=build_predictor(settings, common.interval), history=NoHistory()),
+    ]
+    await bus.consume("backtest.outcomes", ["verification.#", "prediction.#"], collect,
+                      batch_size=STEP)
+    for service in services:
+        await service.start()
+    try:
+        for start in range(0, len(candles), STEP):
+            await bus.publish(candles[start:start + STEP])
+            await bus.drain()
+            if progress:
+                done = min(start + STEP, len(candles))
+                print(f"backtest: {done:,} of {len(candles):,} candles, {len(verdicts):,} "
+                      "verdicts", file=sys.stderr, flush=True)
+        if bus.dead_letters:
+            raise RuntimeError(f"the pipeline refused {len(bus.dead_letters)} messages: "
+                               f"{bus.dead_letters[0].reason}")
+    finally:
+        await bus.close()
+    def by_target(event: Prediction | Verification) -> datetime:
+        return event.target_time
+
+    return sorted(predictions, key=by_target), sorted(verdicts, key=by_target)
+
+
+def no_change(verdicts: Sequence[Verification]) -> list[Verification]:
+    """The naive forecast judged on the same candles by the same verifier."""
+    judged = []
+    for v in verdicts:
+        naive = Prediction(symbol=v.symbol, interval=v.interval,
+                           based_on={"close_time": v.based_on_time, "close": v.based_on_close},
+                           target_time=v.target_time, predicted_close=v.based_on_close,
+                           model={"name": "naive", "version": "1"})
+        judged.append(verify(naive, v.actual_close, v.tolerance_pct))
+    return judged
+
+
+def summary(verdicts: Sequence[Verification]) -> dict[str, Any]:
+    model = verdicts[0].model
+    return {"model": {"name": model.name, "version": model.version}
+            | scorecard(verdicts).model_dump(),
+            "naive": {"name": "naive"} | scorecard(no_change(verdicts)).model_dump()}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_report(out: Path, stem: str, title: str, results: dict[str, Any],
+                 predictions: Sequence[Prediction], verdicts: Sequence[Verification]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    keys = [k for k in Scorecard.model_fields if k not in ("beats_naive",)]
+    rows = ["| forecast | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name, card in results.items():
+        rows.append(f"| {name} | " + " | ".join(_cell(card.get(k)) for k in keys) + " |")
+    plots = _plots(out, stem, predictions, verdicts)
+    text = (f"# {title}\n\n" + "\n".join(rows) + "\n\n"
+            "`mase` is the MAE relative to the no-change forecast on the same candles; "
+            "`dm_vs_naive` above 1.96 means significantly worse than no change at 5%, below "
+            "-1.96 significantly better.\n\n" + "".join(f"![{p}]({p})\n\n" for p in plots))
+    report = out / f"{stem}.md"
+    report.write_text(text)
+    return report
+
+
+def _plots(out: Path, stem: str, predictions: Sequence[Prediction],
+           verdicts: Sequence[Verification]) -> list[str]:
+    plt = pyplot()
+    names = []
+    actual = {v.target_time: v.actual_close for v in verdicts}
+    shown = [p for p in predictions if p.target_time in actual]
+    times = [p.target_time for p in shown]
+    figure, axis = plt.subplots(figsize=(11, 4))
+    axis.plot(times, [actual[t] for t in times], lw=0.8, label="actual close")
+    axis.plot(times, [p.predicted_close for p in shown], lw=0.8, label="served forecast")
+    banded = [p for p in shown if p.interval_95 and p.interval_80]
+    for level, alpha in ((95, 0.15), (80, 0.25)):
+        bounds = [getattr(p, f"interval_{level}") for p in banded]
+        if banded:
+            axis.fill_between([p.target_time for p in banded], [b.lower for b in bounds],
+                              [b.upper for b in bounds], alpha=alpha, label=f"{level}% interval")
+    axis.legend()
+    names.append(_save(figure, out, f"{stem}-forecast.png"))
+    outcomes = {v.target_time: v.went_up for v in verdicts if v.went_up is not None}
+    scored = [p for p in shown if p.p_up is not None and p.target_time in outcomes]
+    if scored:
+        figure, axis = plt.subplots(figsize=(5, 5))
+        p_up = np.array([p.p_up for p in scored], dtype=float)
+        ups = np.array([outcomes[p.target_time] for p in scored], dtype=float)
+        edges = np.linspace(0, 1, 11)
+        bins = np.clip(np.digitize(p_up, edges) - 1, 0, 9)
+        used = [b for b in range(10) if (bins == b).any()]
+        axis.plot([0, 1], [0, 1], ls="--", color="grey")
+        axis.plot([p_up[bins == b].mean() for b in used], [ups[bins == b].mean() for b in used],
+                  marker="o")
+        axis.set_xlabel("p_up (mean of its decile)")
+        axis.set_ylabel("share of up candles")
+        names.append(_save(figure, out, f"{stem}-calibration.png"))
+    times = [v.target_time for v in verdicts]
+    figure, axis = plt.subplots(figsize=(11, 3))
+    errors = np.array([v.error_pct for v in verdicts])
+    naive = np.array([v.naive_error_pct for v in verdicts])
+    span = min(180, len(verdicts))
+    kernel = np.ones(span)
+    ratio = np.convolve(errors, kernel, "valid") / np.maximum(np.convolve(naive, kernel, "valid"),
+                                                             1e-12)
+    axis.plot(times[span - 1:], ratio, lw=0.8)
+    axis.axhline(1, color="grey", ls="--")
+    axis.set_ylabel(f"MAE / no change's, {span} candles")
+    names.append(_save(figure, out, f"{stem}-rolling-mae-ratio.png"))
+    return names
+
+
+def _save(figure: Any, out: Path, name: str) -> str:
+    figure.tight_layout()
+    figure.savefig(out / name, dpi=90)
+    figure.clf()
+    return name
+
+
+def main(argv: list[str] | None = None) -> None:
+    defaults = InferenceSettings()
+    parser = argparse.ArgumentParser(prog="cryptocast-backtest",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="CSV with timestamp,open,high,low,close,volume (.gz works too)")
+    parser.add_argument("--symbol", required=True)
+    parser.add_argument("--interval", default="4h")
+    parser.add_argument("--model", default=defaults.model,
+                        help=f"name@version of the served model, or naive (default "
+                             f"{defaults.model})")
+    parser.add_argument("--since", type=datetime.fromisoformat, default=None,
+                        help="score only targets from this UTC date on (e.g. 2024-10-24, the "
+                             "final test year); earlier candles only warm the pipeline up")
+    parser.add_argument("--out", type=Path, default=Path(".data/backtest"))
+    args = parser.parse_args(argv)
+    symbol = args.symbol.upper()
+    try:
+        candles = read_candles(args.data, symbol, args.interval)
+        predictions, verdicts = asyncio.run(replay(candles, args.model, progress=True))
+    except (SeriesError, ArtifactError) as error:
+        sys.exit(f"cryptocast-backtest: {error}")
+    if args.since is not None:
+        since = args.since.replace(tzinfo=args.since.tzinfo or UTC)
+        predictions = [p for p in predictions if p.target_time >= since]
+        verdicts = [v for v in verdicts if v.target_time >= since]
+    if not verdicts:
+        sys.exit(f"cryptocast-backtest: {args.data}: too few consecutive candles for a forecast")
+    results = summary(verdicts)
+    report = write_report(args.out, f"backtest-{symbol.lower()}",
+                          f"{symbol}: {results['model']['name']}@{results['model']['version']} "
+                          f"on {args.data.name}", results, predictions, verdicts)
+    print(f"{symbol}: {len(candles):,} candles, {len(verdicts):,} verdicts; report {report}")
+    print(json.dumps(results))

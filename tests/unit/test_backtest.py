@@ -1,0 +1,47 @@
+"""The backtest replays a CSV through the service handlers and prints its scorecard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cryptocast.backtest import main
+
+KEYS = {"name", "version", "n", "mae", "rmse", "mape", "mase", "directional_accuracy",
+        "direction_ties", "within_2pct", "coverage_80", "coverage_95", "width_80", "width_95",
+        "brier", "brier_base_rate", "dm_vs_naive", "mase_ci"}
+
+
+def write_csv(path: Path, closes: list[float], bad_line: int | None = None) -> Path:
+    rows = ["timestamp,open,high,low,close,volume"]
+    for i, close in enumerate(closes):
+        stamp = 1_767_225_600 + i * 4 * 3600  # 2026-01-01, every 4 hours
+        low = -1 if i + 2 == bad_line else close * 0.99
+        rows.append(f"{stamp},{close},{close * 1.01},{low},{close},5")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_naive_through_the_live_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    closes = [100 * math.exp(0.01 * math.sin(i / 3)) for i in range(60)]
+    data = write_csv(tmp_path / "btc.csv", closes)
+    main(["--data", str(data), "--symbol", "btc", "--model", "naive", "--out",
+          str(tmp_path / "out")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert KEYS <= set(result["model"])
+    model, naive = result["model"], result["naive"]
+    assert (model["name"], model["n"]) == ("naive", 59)  # every candle but the last predicted
+    assert model["mase"] == naive["mase"] == 1.0 and model["dm_vs_naive"] == 0.0
+    expected_mae = sum(abs(b - a) for b, a in zip(closes, closes[1:], strict=False)) / 59
+    assert model["mae"] == pytest.approx(expected_mae)
+    assert (tmp_path / "out" / "backtest-btc.md").is_file()
+
+
+def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "bad.csv", [100.0] * 10, bad_line=5)
+    with pytest.raises(SystemExit) as stopped:
+        main(["--data", str(data), "--symbol", "BTC", "--model", "naive"])
+    assert str(stopped.value).startswith(f"cryptocast-backtest: {data}:5:")

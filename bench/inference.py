@@ -21,7 +21,7 @@ from cryptocast_common.events import Candle
 from cryptocast_inference.artifact import LstmPredictor, artifact_dir, load_artifact
 from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import read_series
-from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 
 BUNDLE = Path(__file__).parents[1] / "services/ingestor/cryptocast_ingestor/data"
 DATA = BUNDLE / "binance/BTC_4h.csv.gz"
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras reference rows")
     args = parser.parse_args()
     settings = InferenceSettings()
-    artifact = load_artifact(artifact_dir(settings.artifacts_dir, settings.model))
+    artifact = load_artifact(artifact_dir(settings.artifacts_dir, LSTM_MODEL))
     predictor = LstmPredictor(artifact)
     windows = candle_windows(predictor, 100)
     inputs = artifact.forecaster.scaler.transform(

@@ -326,6 +326,9 @@ def expected_outcome(replay: Replay) -> Expected:
                     actual_close=following.close, error_pct=0.0, tolerance_pct=2.0,
                     within_tolerance=True, direction_correct=None, naive_error_pct=0.0)
                 verification_ids.add(verification.event_id)
+    if not verification_ids:
+        raise AssertionError(f"a replay of {len(replay.steps())} steps is too short for the "
+                             f"served model's {window}-candle window: nothing to check")
     return Expected(frozenset(candle_ids), frozenset(prediction_ids),
                     frozenset(verification_ids))
 

@@ -23,13 +23,14 @@ from tests.chaos.cases import (
     service_stop,
     wait_for,
 )
-from tests.chaos.harness import RESULTS, SERVICES, Pipeline, Replay
+from tests.chaos.harness import RESULTS, SERVICES, Pipeline, Replay, serving_model
 from tests.chaos.malformed import Sent, publish_malformed, receivers
 
-# 3 coins, 40 steps at once, then 12 paced ones: 156 candles, 81 predictions (26 candles
-# per window), 78 verifications. The backfill stays under the verifier's 50-candle
-# retention, so only the default-settings case below tests bursts longer than that.
-STANDARD = Replay(symbols=("BTC", "ETH", "SOL"), backfill=40, live=12, pace_seconds=1.0)
+# 3 coins, the served model's window plus 10 steps at once, then 12 paced ones: with the
+# 120-candle window, 426 candles, 69 predictions and 66 verifications.
+WINDOW = serving_model()[1]
+STANDARD = Replay(symbols=("BTC", "ETH", "SOL"), backfill=WINDOW + 10, live=12,
+                  pace_seconds=1.0)
 REPEATS = 3
 MALFORMED = 10_000
 
@@ -137,7 +138,7 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(pipelines
 
 
 async def test_same_history_replayed_twice_leaves_identical_collections(pipelines: Make) -> None:
-    replay = Replay(symbols=STANDARD.symbols, backfill=40, live=4, pace_seconds=0.5)
+    replay = Replay(symbols=STANDARD.symbols, backfill=WINDOW + 10, live=4, pace_seconds=0.5)
     pipeline = pipelines(replay)
     first = await run_case(pipeline, "same history replayed twice")
     before = await pipeline.documents()

@@ -13,7 +13,7 @@ from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import bootstrap as gateway
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.bootstrap import bootstrap as inference
-from cryptocast_inference.features import WARMUP
+from cryptocast_inference.bootstrap import build_predictor
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings
@@ -21,9 +21,11 @@ from cryptocast_verifier.bootstrap import bootstrap as verifier
 from tests.factories import candle
 from tests.waiting import eventually
 
-WINDOW = InferenceSettings().window + WARMUP  # candles the shipped model needs per prediction
+WINDOW = build_predictor(InferenceSettings(), "4h").window  # candles one prediction needs
 BACKFILL = WINDOW + 20  # /history shows the last 30 verdicts: keep under that
-COLLECTIONS = ("candles", "predictions", "verifications", "verifier_pending", "verifier_closes")
+# The verifier's closes follow arrival order, which differs between runs; what it must keep
+# pending is the same.
+COLLECTIONS = ("candles", "predictions", "verifications", "verifier_pending")
 MARKERS = ("ZZA", "ZZB")
 
 
@@ -89,18 +91,30 @@ async def test_replayed_candles_become_predictions_and_verifications(
         assert history[0]["date"] < history[-1]["date"]
         latest = (await http.get("/btc")).json()
         assert set(latest) == {"_id", "currentPrice", "predictedPrice", "priceChange", "trend",
-                               "timestamp", "timestamp_display", "raw_data"}
+                               "timestamp", "timestamp_display", "raw_data",  # the original's
+                               "interval80", "interval95", "probabilityUp"}  # and the new
+        band = latest["interval80"]
+        assert latest["interval95"]["lower"] <= band["lower"] < band["upper"]
+        assert 0 <= latest["probabilityUp"] <= 1
         assert latest["currentPrice"].startswith("$")
         assert (await http.get("/xrp")).json()["currentPrice"].count(".") == 1
         verdict = (await http.get("/verify/btc")).json()
         assert verdict["actualPrice"] > 0 and isinstance(verdict["directionCorrect"], bool)
         assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
-        assert ":lstm-4h@" in latest["_id"]  # the shipped model serves by default
+        assert ":dist-4h@" in latest["_id"]  # the shipped model serves by default
+        verdicts = (await http.get("/api/v1/verifications/btc")).json()["data"]
+        assert verdicts and all(isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0
+                                for v in verdicts)
+        scored = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
+        [card] = scored["models"].values()
+        assert card["n"] == BACKFILL - WINDOW and 0 <= card["coverage_80"] <= 1
+        assert card["brier"] is not None and card["brier_base_rate"] is not None
         await barrier(producer, db, MARKERS[0])
         before = await snapshot(db)
         assert len(before["candles"]) == 4 * BACKFILL
         assert len(before["predictions"]) == 4 * (BACKFILL - WINDOW + 1)
         assert len(before["verifications"]) == 4 * (BACKFILL - WINDOW)
+        assert len(before["verifier_pending"]) == 4  # each coin's newest, its target not yet in
 
         # A malformed message is dead-lettered by every consumer; the pipeline keeps going.
         await producer.publish_raw("candle.BTC.4h", b'{"type": "candle", "close": "oops"}', "bad")

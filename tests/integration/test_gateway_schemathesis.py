@@ -21,7 +21,7 @@ from cryptocast_gateway.bootstrap import bootstrap
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.store import InMemoryEventStore
 from cryptocast_inference.artifact import artifact_dir, load_artifact
-from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_verifier.scoring import verify
 from tests.factories import candle, prediction
 
@@ -32,7 +32,7 @@ async def seeded_app() -> FastAPI:
     store = InMemoryEventStore()
     predictions = [prediction(i, base=100 + i, predicted=101 + i) for i in range(5)]
     inference = InferenceSettings()
-    cards = load_artifact(artifact_dir(inference.artifacts_dir, inference.model)).cards(
+    cards = load_artifact(artifact_dir(inference.artifacts_dir, LSTM_MODEL)).cards(
         ["BTC"], "4h")
     await store.upsert([*predictions, *(verify(p, 100.5, 2.0) for p in predictions),
                         *(candle(i) for i in range(5)), *cards])

@@ -23,7 +23,7 @@ from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.artifact import artifact_dir, load_artifact
-from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_verifier.scoring import verify
 from tests.factories import candle, prediction
 from tests.waiting import eventually
@@ -77,7 +77,7 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
         predictions = [prediction(i, base=100 + i, predicted=101 + i * 1.01) for i in range(12)]
         verdicts = [verify(p, 100.5 + i, 2.0) for i, p in enumerate(predictions[:10])]
         settings = InferenceSettings()
-        cards = load_artifact(artifact_dir(settings.artifacts_dir, settings.model)).cards(
+        cards = load_artifact(artifact_dir(settings.artifacts_dir, LSTM_MODEL)).cards(
             ["BTC"], "4h")
         await producer.publish([*predictions, prediction(0, symbol="ETH"), *verdicts, *cards])
 

@@ -14,7 +14,7 @@ from cryptocast_inference.artifact import artifact_dir, load_artifact
 from cryptocast_inference.features import FEATURES
 from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import read_series
-from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_inference.train import Hyperparameters, train
 
 BUNDLE = Path(__file__).parents[2] / "services/ingestor/cryptocast_ingestor/data/binance"
@@ -70,4 +70,4 @@ def test_saved_model_reloads_and_numpy_serves_it_exactly(tiny: Path) -> None:
 
 def test_shipped_model_numpy_forward_pass_equals_keras() -> None:
     settings = InferenceSettings()
-    assert numpy_matches_keras(artifact_dir(settings.artifacts_dir, settings.model)) < 1e-5
+    assert numpy_matches_keras(artifact_dir(settings.artifacts_dir, LSTM_MODEL)) < 1e-5

@@ -21,11 +21,11 @@ from cryptocast_inference.features import FEATURES, WARMUP, compute_features
 from cryptocast_inference.handlers import InferenceDeps, handle_candles
 from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import SeriesError, parse_time, read_series
-from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_inference.windows import CandleWindows
 from tests.factories import candle
 
-SETTINGS = InferenceSettings()
+SETTINGS = InferenceSettings(model=LSTM_MODEL)
 SHIPPED = artifact_dir(SETTINGS.artifacts_dir, SETTINGS.model)
 BUNDLE = Path(__file__).parents[2] / "services/ingestor/cryptocast_ingestor/data"
 HEADER = "timestamp,open,high,low,close,volume\n"
@@ -164,7 +164,7 @@ def test_evaluator_names_missing_models(tmp_path: Path,
 
 def test_artifact_that_does_not_fit_the_service_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="window: artifact has 12, service uses 24"):
-        build_predictor(InferenceSettings(window=24), "4h")
+        build_predictor(InferenceSettings(model=LSTM_MODEL, window=24), "4h")
     with pytest.raises(ArtifactError, match="interval: artifact has '4h', service uses '1h'"):
         build_predictor(SETTINGS, "1h")
     copy = tmp_path / "lstm-4h" / "edited"

@@ -11,6 +11,7 @@ from cryptocast_common.events import Event
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.artifact import LstmPredictor, artifact_dir, load_artifact
+from cryptocast_inference.distribution import is_distribution, load_distribution
 from cryptocast_inference.handlers import InferenceDeps, handle
 from cryptocast_inference.history import CandleHistory, GatewayCandleHistory
 from cryptocast_inference.predictors import NaivePredictor, Predictor
@@ -22,8 +23,13 @@ def build_predictor(settings: InferenceSettings, interval: str) -> Predictor:
     """The configured model, loaded once; raises ArtifactError if it does not fit."""
     if settings.model == "naive":
         return NaivePredictor()
-    artifact = load_artifact(artifact_dir(settings.artifacts_dir, settings.model))
-    artifact.check_fits(settings.window, interval)
+    folder = artifact_dir(settings.artifacts_dir, settings.model)
+    if is_distribution(folder):
+        forecaster = load_distribution(folder)
+        forecaster.check_fits(settings.window, interval)
+        return forecaster
+    artifact = load_artifact(folder)
+    artifact.check_fits(settings.window or artifact.window, interval)
     return LstmPredictor(artifact)
 
 

@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from cryptocast_common.events import Candle, ModelRef
+from cryptocast_common.events import Candle, ModelRef, ModelSkill
+from cryptocast_inference.artifact import ArtifactError
 
 SLOT_SECONDS = 4 * 3600  # one slot per 4-hour candle
 LEVELS = (0.10, 0.90, 0.025, 0.975)  # lower 80, upper 80, lower 95, upper 95
@@ -173,6 +174,26 @@ class DistributionForecaster:
         self._prepared = _prepare(self.params)
         self.window = self.params.window
 
+    @property
+    def skill(self) -> ModelSkill:
+        """Its final-test record, pooled over coins: beats naive only if significantly."""
+        test = self.metadata["test_metrics"]["pooled"]["model"]
+        return ModelSkill(mase=test["mae_ratio"], directional_accuracy=test["direction"],
+                          beats_naive=test["dm"] < -1.96)
+
+    def check_fits(self, window: int | None, interval: str) -> None:
+        """Refuse to serve candles of another interval, or windows of another length."""
+        wrong = []
+        if self.metadata.get("interval") != interval:
+            wrong.append(f"interval: fitted on {self.metadata.get('interval')!r}, service "
+                         f"uses {interval!r}")
+        if window is not None and window != self.window:
+            wrong.append(f"window: fitted on {self.window}, CRYPTOCAST_INFERENCE_WINDOW is "
+                         f"{window}")
+        if wrong:
+            raise ArtifactError(f"model {self.model} does not fit this service: "
+                                + "; ".join(wrong))
+
     def predict_distribution(self, windows: Sequence[Sequence[Candle]]) -> list[Forecast]:
         if not windows:
             return []
@@ -204,8 +225,12 @@ def save_distribution(folder: Path, params: DistributionParams,
     return path
 
 
-class DistributionArtifactError(ValueError):
+class DistributionArtifactError(ArtifactError):
     """The folder holds no distribution model, or a damaged one."""
+
+
+def is_distribution(path: Path) -> bool:
+    return (path / MODEL_FILE).is_file()
 
 
 def load_distribution(path: Path) -> DistributionForecaster:

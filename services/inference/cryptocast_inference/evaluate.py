@@ -18,7 +18,7 @@ from cryptocast_inference.artifact import ArtifactError, artifact_dir, load_arti
 from cryptocast_inference.evaluation import score, verdict, write_report
 from cryptocast_inference.samples import candles_needed, make_samples
 from cryptocast_inference.series import SeriesError, read_series
-from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 
 
 def evaluate(data: Path, symbol: str, artifact_path: Path, out: Path) -> dict:
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True,
                         help="CSV with timestamp,open,high,low,close,volume (.gz works too)")
     parser.add_argument("--symbol", required=True)
-    parser.add_argument("--model", default=settings.model,
-                        help=f"name@version under --artifacts (default {settings.model})")
+    parser.add_argument("--model", default=LSTM_MODEL,
+                        help=f"an LSTM artifact as name@version under --artifacts (default "
+                             f"{LSTM_MODEL}); cryptocast-backtest scores any served model")
     parser.add_argument("--artifacts", type=Path, default=settings.artifacts_dir)
     parser.add_argument("--out", type=Path, default=Path(".data/evaluation"),
                         help="where the report and plot go")

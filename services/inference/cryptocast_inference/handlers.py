@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptocast_common.events import BasedOn, Candle, Event, Prediction, interval_delta
 from cryptocast_inference.history import CandleHistory
-from cryptocast_inference.predictors import Predictor
+from cryptocast_inference.predictors import DistributionPredictor, Predictor
 from cryptocast_inference.windows import CandleWindows
 
 log = logging.getLogger(__name__)
@@ -45,18 +45,27 @@ async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list
             ready.append((candle, window))
     if not ready:
         return []
-    predicted = deps.predictor.predict([window for _, window in ready])
+    windows = [window for _, window in ready]
+    predictor = deps.predictor
+    if isinstance(predictor, DistributionPredictor):
+        forecasts: list[dict[str, Any]] = [
+            {"predicted_close": f.point,
+             "interval_80": {"lower": f.lower_80, "upper": f.upper_80},
+             "interval_95": {"lower": f.lower_95, "upper": f.upper_95}, "p_up": f.p_up}
+            for f in predictor.predict_distribution(windows)]
+    else:
+        forecasts = [{"predicted_close": close} for close in predictor.predict(windows)]
     predictions: list[Event] = []
-    for (candle, _), close in zip(ready, predicted, strict=True):
-        if not math.isfinite(close) or close <= 0:
-            log.error("predictor returned an unusable close",
-                      extra={"symbol": candle.symbol, "predicted_close": close})
-            continue
-        predictions.append(Prediction(
-            symbol=candle.symbol, interval=candle.interval,
-            based_on=BasedOn(close_time=candle.close_time, close=candle.close),
-            target_time=candle.close_time + interval_delta(candle.interval),
-            predicted_close=close, model=deps.predictor.model, skill=deps.predictor.skill))
+    for (candle, _), forecast in zip(ready, forecasts, strict=True):
+        try:
+            predictions.append(Prediction(
+                symbol=candle.symbol, interval=candle.interval,
+                based_on=BasedOn(close_time=candle.close_time, close=candle.close),
+                target_time=candle.close_time + interval_delta(candle.interval),
+                model=predictor.model, skill=predictor.skill, **forecast))
+        except ValueError as error:  # a non-finite or non-positive number from the model
+            log.error("predictor returned an unusable forecast", extra={
+                "symbol": candle.symbol, "forecast": repr(forecast), "error": str(error)})
     return predictions
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptocast_common.events import Candle, ModelRef, ModelSkill
 
@@ -16,6 +16,23 @@ class Predictor(Protocol):
     def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
         """One predicted next close per window, all windows in one call."""
         ...
+
+
+class ForecastDistribution(Protocol):
+    point: float
+    lower_80: float
+    upper_80: float
+    lower_95: float
+    upper_95: float
+    p_up: float
+
+
+@runtime_checkable
+class DistributionPredictor(Protocol):
+    """A predictor that also says how uncertain it is: intervals and P(up)."""
+
+    def predict_distribution(self, windows: Sequence[Sequence[Candle]]
+                             ) -> Sequence[ForecastDistribution]: ...
 
 
 class NaivePredictor:

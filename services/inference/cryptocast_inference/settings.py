@@ -7,7 +7,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cryptocast_inference.artifact import BUNDLED_ARTIFACTS
 
-SHIPPED_MODEL = "lstm-4h@20261125-f64027e9"
+SHIPPED_MODEL = "dist-4h@20261202-28e8695b"
+LSTM_MODEL = "lstm-4h@20261125-f64027e9"  # the previous model, kept for comparison
 
 
 class InferenceSettings(BaseSettings):
@@ -19,8 +20,10 @@ class InferenceSettings(BaseSettings):
                     "or 'naive' for the no-change baseline.")
     artifacts_dir: Path = Field(default=BUNDLED_ARTIFACTS,
                                 description="Folder holding <name>/<version>/ artifacts.")
-    window: int = Field(default=12, ge=2,
-                        description="Candles per model input; must match the artifact.")
+    window: int | None = Field(
+        default=None, ge=1,
+        description="Candles per model input; unset: what the artifact was fitted on. When "
+                    "set, the service refuses an artifact fitted otherwise.")
     gateway_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Where to fetch candle history when a window is incomplete (after a restart).")

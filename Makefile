@@ -43,5 +43,6 @@ evaluate: install  ## make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@ver
 backtest: install  ## make backtest [DATA=<file.csv>] [SYMBOL=<sym>] [MODEL=name@version] [SINCE=<date>]
 	.venv/bin/cryptocast-backtest --data "$(or $(DATA),$(FINAL_TEST_DATA))" --symbol "$(or $(SYMBOL),BTC)" --since "$(or $(SINCE),$(if $(DATA),0001-01-01,2024-10-24))" $(if $(MODEL),--model "$(MODEL)")
 
-bench: install  ## per-prediction cost of the shipped model (NumPy serving path and Keras)
+bench: install  ## per-prediction cost of the shipped model and of the previous LSTM (NumPy and Keras)
+	.venv/bin/python bench/distribution.py
 	.venv/bin/python bench/inference.py

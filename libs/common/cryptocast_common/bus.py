@@ -106,6 +106,7 @@ class Delivery(Protocol):
 
 
 RETRY_DELAY_CAP = 60.0
+LOGGED_DEAD_LETTERS = 100  # per queue and kind: each of the first, then one in this many
 
 
 def retry_delay(base: float, deliveries: int) -> float:
@@ -252,10 +253,14 @@ class BatchConsumer:
                                "error": repr(exc)})
 
     async def _dead_letter(self, delivery: Delivery, kind: str, reason: str) -> None:
-        log.warning("dead-lettering a message", extra={
-            "queue": self.queue, "message_id": delivery.message_id, "reason": reason[:500]})
+        count = DEAD_LETTERED[self.queue, kind] = DEAD_LETTERED[self.queue, kind] + 1
+        if count <= LOGGED_DEAD_LETTERS or count % LOGGED_DEAD_LETTERS == 0:
+            # A flood of bad messages must not become a flood of log lines: every reason is
+            # in the dead-letter queue's header, and the count in the metrics.
+            log.warning("dead-lettering a message", extra={
+                "queue": self.queue, "message_id": delivery.message_id, "reason": reason[:500],
+                "dead_lettered_so_far": count})
         await self._settle(delivery.dead_letter(reason), delivery)
-        DEAD_LETTERED[self.queue, kind] += 1
 
     async def _failed(self, delivery: Delivery, event: Event, exc: Exception) -> None:
         deliveries = self._delivered_before(delivery) + 1

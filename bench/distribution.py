@@ -1,6 +1,6 @@
 """Serving cost of the distribution forecaster: one symbol and 100 symbols per call.
 
-    .venv/bin/python -m cryptocast_inference.bench_distribution [name@version]
+    .venv/bin/python bench/distribution.py [name@version]   (make bench runs it)
 """
 
 from __future__ import annotations

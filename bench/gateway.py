@@ -12,12 +12,14 @@ embedded MongoDB and an in-memory bus. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -82,8 +84,10 @@ def serve(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         return subprocess.Popen(command, env={**os.environ, **env}, stdout=sink, stderr=sink)
 
 
-def measure_gateway(venv: Path, mongo_url: str, access_log: str, work: Path,
-                    args: argparse.Namespace) -> dict[str, float]:
+@contextlib.contextmanager
+def running_gateway(venv: Path, mongo_url: str, work: Path,
+                    access_log: str = "false") -> Iterator[str]:
+    """A gateway process with one prediction recorded for BTC; yields its base URL."""
     port, key = free_port(), "bench-key"
     env = {"CRYPTOCAST_MONGO_URL": mongo_url, "CRYPTOCAST_GATEWAY_PORT": str(port),
            "CRYPTOCAST_GATEWAY_API_KEYS": key, "CRYPTOCAST_GATEWAY_ACCESS_LOG": access_log,
@@ -95,10 +99,16 @@ def measure_gateway(venv: Path, mongo_url: str, access_log: str, work: Path,
         httpx.post(f"{base}/record/btc", headers={"X-API-Key": key},
                    json={"last_actual_close": 64603.0, "predicted_close": 64820.0})
         assert httpx.get(f"{base}/btc").json()["currentPrice"] == "$64,603.00"
-        return wrk(f"{base}/btc", args.seconds, args.connections)
+        yield base
     finally:
         process.terminate()
         process.wait()
+
+
+def measure_gateway(venv: Path, mongo_url: str, access_log: str, work: Path,
+                    args: argparse.Namespace) -> dict[str, float]:
+    with running_gateway(venv, mongo_url, work, access_log) as base:
+        return wrk(f"{base}/btc", args.seconds, args.connections)
 
 
 def main() -> None:

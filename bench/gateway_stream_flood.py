@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 import websockets
 
-from cryptocast.embedded_mongo import EmbeddedMongo, free_port
+from cryptocast.embedded_mongo import EmbeddedMongo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gateway import serve, wait_until_up  # bench/ is not a package
+from gateway import running_gateway  # bench/ is not a package
 
 
 async def stream_client(url: str, source: str, hold: asyncio.Event) -> str:
@@ -85,21 +85,12 @@ def main() -> None:
     venv = Path(sys.executable).parent
     mongo = EmbeddedMongo(work / "mongo")
     mongo.start()
-    port, key = free_port(), "bench-key"
-    env = {"CRYPTOCAST_MONGO_URL": mongo.url, "CRYPTOCAST_GATEWAY_PORT": str(port),
-           "CRYPTOCAST_GATEWAY_API_KEYS": key, "CRYPTOCAST_GATEWAY_ACCESS_LOG": "false",
-           "CRYPTOCAST_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000000"}
-    process = serve([str(venv / "cryptocast-gateway")], env, work / "gateway.log")
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(f"{base}/healthz")
-        httpx.post(f"{base}/record/btc", headers={"X-API-Key": key},
-                   json={"last_actual_close": 64603.0, "predicted_close": 64820.0})
-        asyncio.run(flood(base, f"ws://127.0.0.1:{port}/api/v1/stream", args.clients,
-                          args.addresses))
+        with running_gateway(venv, mongo.url, work) as base:
+            port = base.rsplit(":", 1)[1]
+            asyncio.run(flood(base, f"ws://127.0.0.1:{port}/api/v1/stream", args.clients,
+                              args.addresses))
     finally:
-        process.terminate()
-        process.wait()
         mongo.stop()
 
 

@@ -63,11 +63,7 @@ async def test_the_loop_survives_losing_the_broker_with_a_message_in_hand(
         await relay.stop()  # the broker is gone while candle(0) is in hand
 
         async def not_ready() -> bool:
-            try:
-                await bus.ping()
-            except ConnectionError:
-                return True
-            return False
+            return not await _ready(bus)
 
         await eventually(not_ready, 10)
         release.set()  # the handler finishes; its ack cannot reach the broker
@@ -79,20 +75,21 @@ async def test_the_loop_survives_losing_the_broker_with_a_message_in_hand(
 
         await eventually(both_handled_again, 30)  # candle(0) was redelivered, not lost
 
-        async def ready() -> bool:
-            try:
-                await bus.ping()
-            except ConnectionError:
-                return False
-            return True
-
-        await eventually(ready, 10)
+        await eventually(lambda: _ready(bus), 10)
     finally:
         await bus.close()
         await producer.close()
         await relay.stop()
     assert await _waiting(common.amqp_url or "", common.queue_for("contract")) == 0
     assert await _dead_letters(common.amqp_url or "", common) == []
+
+
+async def _ready(bus: AmqpBus) -> bool:
+    try:
+        await bus.ping()
+    except ConnectionError:
+        return False
+    return True
 
 
 CONSUMER_THAT_DIES = textwrap.dedent("""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from cryptocast_common.events import Candle, ModelRef, ModelSkill
+from cryptocast_inference.distribution import Forecast
 
 
 class Predictor(Protocol):
@@ -18,21 +19,11 @@ class Predictor(Protocol):
         ...
 
 
-class ForecastDistribution(Protocol):
-    point: float
-    lower_80: float
-    upper_80: float
-    lower_95: float
-    upper_95: float
-    p_up: float
-
-
 @runtime_checkable
 class DistributionPredictor(Protocol):
     """A predictor that also says how uncertain it is: intervals and P(up)."""
 
-    def predict_distribution(self, windows: Sequence[Sequence[Candle]]
-                             ) -> Sequence[ForecastDistribution]: ...
+    def predict_distribution(self, windows: Sequence[Sequence[Candle]]) -> list[Forecast]: ...
 
 
 class NaivePredictor:

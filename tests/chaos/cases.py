@@ -51,9 +51,11 @@ def _per_collection(values: dict[str, int]) -> str:
 
 async def run_case(pipeline: Pipeline, name: str, fault: Fault | None = None, *,
                    dead_expected: int | None = 0, recovery_within: float = 60.0,
-                   settle_within: float = 30.0, stall: float = 15.0) -> CaseResult:
+                   settle_within: float = 30.0, stall: float = 15.0,
+                   stop_at_end: bool = True) -> CaseResult:
     """``dead_expected``: messages the dead-letter queue must hold at the end (None: the
-    caller checks them)."""
+    caller checks them). ``stop_at_end``: then SIGTERM every service, each must exit 0
+    whatever it went through."""
     row = Row(fault=name, expected=pipeline.expected.counts())
     RESULTS.rows.append(row)
     problems: list[str] = []
@@ -85,6 +87,9 @@ async def run_case(pipeline: Pipeline, name: str, fault: Fault | None = None, *,
     # Stuck for long already: a short look at what is left is enough.
     snapshot = await pipeline.settle(settle_within if done_at is not None else 8.0)
     problems += outcome_problems(pipeline, snapshot, row, dead_expected)
+    if stop_at_end:
+        problems += [f"{name} exited with {code} on SIGTERM at the end, expected 0"
+                     for name, code in (await pipeline.stop()).items() if code != 0]
     row.outcome = "pass" if not problems else "FAIL"
     return CaseResult(row, snapshot, wall, problems)
 

@@ -102,7 +102,8 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(pipelines
                                 f"{time.monotonic() - started:.1f}s")
 
     result = await run_case(pipeline, f"{MALFORMED:,} malformed messages", flood,
-                            dead_expected=None, settle_within=300, stall=90)
+                            dead_expected=None, settle_within=300, stall=90,
+                            stop_at_end=False)  # the bindings below include exclusive queues
     problems = list(result.problems)
     bindings = await pipeline.rabbit.list_bindings(f"{pipeline.namespace}.events")
     expected = {(s.message_id, queue) for s in sent for queue in receivers(s.routing_key,
@@ -148,7 +149,7 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(pipelines
 async def test_same_history_replayed_twice_leaves_identical_collections(pipelines: Make) -> None:
     replay = Replay(symbols=STANDARD.symbols, backfill=WINDOW + 10, live=4, pace_seconds=0.5)
     pipeline = pipelines(replay)
-    first = await run_case(pipeline, "same history replayed twice")
+    first = await run_case(pipeline, "same history replayed twice", stop_at_end=False)
     before = await pipeline.documents()
     ingestor = pipeline.services["ingestor"]
     code = await ingestor.terminate()

@@ -26,10 +26,10 @@ from tests.chaos.cases import (
 from tests.chaos.harness import RESULTS, SERVICES, Pipeline, Replay, serving_model
 from tests.chaos.malformed import Sent, publish_malformed, receivers
 
-# 3 coins, the served model's window plus 10 steps at once, then 12 paced ones: with the
-# 120-candle window, 426 candles, 69 predictions and 66 verifications.
+# 3 coins, the served model's window plus 10 steps at once, then 16 paced ones: with the
+# 120-candle window, 438 candles, 81 predictions and 78 verifications.
 WINDOW = serving_model()[1]
-STANDARD = Replay(symbols=("BTC", "ETH", "SOL"), backfill=WINDOW + 10, live=12,
+STANDARD = Replay(symbols=("BTC", "ETH", "SOL"), backfill=WINDOW + 10, live=16,
                   pace_seconds=1.0)
 REPEATS = 3
 MALFORMED = 10_000

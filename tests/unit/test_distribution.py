@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cryptocast_inference.bootstrap import build_predictor
 from cryptocast_inference.distribution import (
     BUNDLED_MODELS,
     DistributionArtifactError,
@@ -17,6 +18,7 @@ from cryptocast_inference.distribution import (
     save_distribution,
     target_slot,
 )
+from cryptocast_inference.settings import InferenceSettings
 from tests.factories import candle
 
 UP = 100 * math.exp(0.1)
@@ -103,3 +105,12 @@ def _timed(call, *args) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     call(*args)
     return time.perf_counter() - started
+
+
+def test_the_shipped_model_has_a_card_per_symbol() -> None:
+    forecaster = build_predictor(InferenceSettings(), "4h")
+    btc, unknown = forecaster.cards(["BTC", "ZZZ"], "4h")  # type: ignore[attr-defined]
+    assert btc.evaluation["model"].n == 2190  # BTC's own final-test year
+    assert unknown.evaluation["model"].n > btc.evaluation["model"].n  # the pooled record
+    assert btc.evaluation["naive"].mase == 1.0 and btc.window == forecaster.window
+    assert btc.beats_naive is forecaster.skill.beats_naive is False  # pooled: not significant

@@ -96,3 +96,11 @@ async def test_a_candle_handled_after_newer_ones_is_still_predicted() -> None:
     [late] = await handle_candles([candle(3, close=103)], deps)
     assert late.based_on.close_time == candle(3).close_time
     assert late.predicted_close == (101 + 102 + 103) / 3
+
+
+async def test_a_series_that_starts_on_the_bus_reads_storage_once() -> None:
+    history = FakeHistory([])
+    deps = InferenceDeps(MeanPredictor(), CandleWindows(3), history)
+    for i in range(5):
+        await handle_candles([candle(i)], deps)
+    assert history.calls == 1  # the first candle asked; the rest came on the bus

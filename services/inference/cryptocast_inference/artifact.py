@@ -146,3 +146,6 @@ class LstmPredictor:
         ohlcv = candles_to_array(windows)
         closes = self.artifact.forecaster.closes(compute_features(ohlcv), ohlcv[:, -1, CLOSE])
         return closes.tolist()
+
+    def cards(self, symbols: Sequence[str], interval: str) -> list[ModelCard]:
+        return self.artifact.cards(symbols, interval)

@@ -14,7 +14,7 @@ from cryptocast_inference.artifact import LstmPredictor, artifact_dir, load_arti
 from cryptocast_inference.distribution import is_distribution, load_distribution
 from cryptocast_inference.handlers import InferenceDeps, handle
 from cryptocast_inference.history import CandleHistory, GatewayCandleHistory
-from cryptocast_inference.predictors import NaivePredictor, Predictor
+from cryptocast_inference.predictors import CardedPredictor, NaivePredictor, Predictor
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_inference.windows import CandleWindows
 
@@ -51,9 +51,8 @@ class Inference:
                                [f"candle.*.{self.common.interval}"], handler,
                                batch_size=self.settings.batch_size)
         predictor = self.deps.predictor
-        if isinstance(predictor, LstmPredictor):  # the baseline has no card to show
-            await self.bus.publish(predictor.artifact.cards(self.common.symbols,
-                                                            self.common.interval))
+        if isinstance(predictor, CardedPredictor):  # the baseline has no card to show
+            await self.bus.publish(predictor.cards(self.common.symbols, self.common.interval))
 
     async def check_ready(self) -> None:
         await self.bus.ping()

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from cryptocast_common.events import Candle, ModelRef, ModelSkill
+from cryptocast_common.events import Candle, ForecastScore, ModelCard, ModelRef, ModelSkill
 from cryptocast_inference.artifact import ArtifactError
 
 SLOT_SECONDS = 4 * 3600  # one slot per 4-hour candle
@@ -181,6 +181,31 @@ class DistributionForecaster:
         return ModelSkill(mase=test["mae_ratio"], directional_accuracy=test["direction"],
                           beats_naive=test["dm"] < -1.96)
 
+    def cards(self, symbols: Sequence[str], interval: str) -> list[ModelCard]:
+        """What this model is and how it did on the final test year, per symbol: the coin's
+        own record where it was tested, else the pooled one. ``beats_naive`` is the pooled
+        verdict, as in ``skill``: tested on 18 coins, a few per-coin "wins" at 5% are what
+        chance alone hands out."""
+        tested = self.metadata["test_metrics"]
+        data = self.metadata["data"]
+        cards = []
+        for symbol in symbols:
+            record = tested["coins"].get(symbol, tested["pooled"])
+            evaluation = {name: _score(record[name]) for name in ("model", "drift", "lstm")
+                          if name in record}
+            evaluation["naive"] = ForecastScore(
+                n=record["model"]["n"], mae=None, rmse=None, mape=None, mase=1.0,
+                directional_accuracy=None, direction_ties=record["model"]["n"],
+                within_2pct=None)
+            cards.append(ModelCard(
+                symbol=symbol, interval=interval, model=self.model,
+                trained_at=self.metadata["created_at"], features=self.metadata["features"],
+                window=self.window, horizon=self.metadata["horizon"],
+                trained_from=data["training_range"]["first"],
+                trained_to=data["training_range"]["last_target_before"],
+                evaluation=evaluation, beats_naive=self.skill.beats_naive))
+        return cards
+
     def check_fits(self, window: int | None, interval: str) -> None:
         """Refuse to serve candles of another interval, or windows of another length."""
         wrong = []
@@ -223,6 +248,13 @@ def save_distribution(folder: Path, params: DistributionParams,
     path = folder / MODEL_FILE
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path
+
+
+def _score(record: dict[str, Any]) -> ForecastScore:
+    """A final-test record as a card's score: the MAE ratio is the card's MASE."""
+    return ForecastScore(n=record["n"], mae=None, rmse=None, mape=None,
+                         mase=record["mae_ratio"], directional_accuracy=record["direction"],
+                         direction_ties=record["direction_ties"], within_2pct=None)
 
 
 class DistributionArtifactError(ArtifactError):

@@ -23,9 +23,12 @@ class InferenceDeps:
 
 
 async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | None:
+    # Storage is read once per series (after a restart), or for a candle older than all
+    # held: a series that starts on the bus (a backfill) never waits on HTTP.
+    asked = deps.windows.knows(candle)
     deps.windows.add(candle)
     window = deps.windows.full(candle)
-    if window is None and deps.predictor.window > 1:
+    if window is None and not asked and deps.predictor.window > 1:
         older = await deps.history.before(
             candle.symbol, candle.interval, candle.open_time, deps.predictor.window - 1)
         deps.windows.seed(older)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from cryptocast_common.events import Candle, ModelRef, ModelSkill
+from cryptocast_common.events import Candle, ModelCard, ModelRef, ModelSkill
 from cryptocast_inference.distribution import Forecast
 
 
@@ -24,6 +24,13 @@ class DistributionPredictor(Protocol):
     """A predictor that also says how uncertain it is: intervals and P(up)."""
 
     def predict_distribution(self, windows: Sequence[Sequence[Candle]]) -> list[Forecast]: ...
+
+
+@runtime_checkable
+class CardedPredictor(Protocol):
+    """A model with a card: what it is and how it did on held-out data."""
+
+    def cards(self, symbols: Sequence[str], interval: str) -> list[ModelCard]: ...
 
 
 class NaivePredictor:

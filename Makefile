@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 INSTALLED := .venv/.installed
-FINAL_TEST_DATA := services/ingestor/cryptocast_ingestor/data/binance_4h/BTC_4h.csv.gz
+FINAL_TEST_DATA := $(foreach f,$(wildcard services/ingestor/cryptocast_ingestor/data/binance_4h/*_4h.csv.gz),--data $(subst _4h.csv.gz,,$(notdir $(f)))=$(f))
 
 .PHONY: install up test chaos lint build-data train evaluate backtest bench
 .DEFAULT_GOAL := up
@@ -40,8 +40,8 @@ evaluate: install  ## make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@ver
 	@test -n "$(DATA)" -a -n "$(SYMBOL)" || { echo "usage: make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]"; exit 2; }
 	.venv/bin/cryptocast-evaluate --data "$(DATA)" --symbol "$(SYMBOL)" $(if $(MODEL),--model "$(MODEL)")
 
-backtest: install  ## make backtest [DATA=<file.csv>] [SYMBOL=<sym>] [MODEL=name@version] [SINCE=<date>]
-	.venv/bin/cryptocast-backtest --data "$(or $(DATA),$(FINAL_TEST_DATA))" --symbol "$(or $(SYMBOL),BTC)" --since "$(or $(SINCE),$(if $(DATA),0001-01-01,2024-10-24))" $(if $(MODEL),--model "$(MODEL)")
+backtest: install  ## make backtest [DATA=<file.csv> SYMBOL=<sym>] [MODEL=name@version] [SINCE=<date>]; default: every bundled Binance coin, final test year
+	.venv/bin/cryptocast-backtest $(if $(DATA),--data "$(DATA)" --symbol "$(SYMBOL)",$(FINAL_TEST_DATA)) $(if $(or $(SINCE),$(if $(DATA),,x)),--since "$(or $(SINCE),2024-10-24)") $(if $(MODEL),--model "$(MODEL)")
 
 bench: install  ## per-prediction cost of the shipped model and of the previous LSTM (NumPy and Keras)
 	.venv/bin/python bench/distribution.py

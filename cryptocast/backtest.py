@@ -1,10 +1,13 @@
-"""``cryptocast-backtest``: replay an OHLCV CSV through the live path and score what it served.
+"""``cryptocast-backtest``: replay OHLCV CSVs through the live path and score what it served.
 
 The candles go, in time order, through the real inference and verifier handlers on the
 in-memory bus, so whatever the service does live (its model, intervals and ``p_up``) is
 exactly what is scored; the clock is the candles' own times. The last line of stdout is one
 JSON object: the served model's scorecard and the no-change forecast's on the same candles
-(see ``cryptocast_common.scorecard``). A Markdown report and plots go to ``--out``.
+(see ``cryptocast_common.scorecard``). With several coins, those are pooled over all of
+them with every error taken relative to its last close (so each coin weighs alike), and
+``coins`` holds each coin's own. A Markdown report (and, for one coin, plots) goes to
+``--out``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore
 
 STEP = 250  # candles published between two waits for the pipeline to settle
+WARMUP_CANDLES = 500
 
 
 class NoHistory:
@@ -65,9 +69,10 @@ def read_candles(path: Path, symbol: str, interval: str) -> list[Candle]:
 
 async def replay(candles: Sequence[Candle], model: str,
                  progress: bool) -> tuple[list[Prediction], list[Verification]]:
-    """The served model's predictions and verdicts on ``candles``, through the service
-    handlers."""
-    common = CommonSettings(symbols=[candles[0].symbol], interval=candles[0].interval)
+    """The served model's predictions and verdicts on ``candles`` (in time order), through
+    the service handlers."""
+    common = CommonSettings(symbols=sorted({c.symbol for c in candles}),
+                            interval=candles[0].interval)
     settings = InferenceSettings(model=model)
     bus = InMemoryBus(max_attempts=1)
     verdicts: list[Verification] = []
@@ -125,6 +130,26 @@ def summary(verdicts: Sequence[Verification]) -> dict[str, Any]:
             "naive": {"name": "naive"} | scorecard(no_change(verdicts)).model_dump()}
 
 
+def relative(verdict: Verification) -> Verification:
+    """The verdict in units of its last close, so that coins can be pooled."""
+    base = verdict.based_on_close
+    return verdict.model_copy(update={"based_on_close": 1.0,
+                                      "predicted_close": verdict.predicted_close / base,
+                                      "actual_close": verdict.actual_close / base})
+
+
+def pooled_summary(verdicts: Sequence[Verification]) -> dict[str, Any]:
+    """One coin: its summary. Several: the pooled one, in units of the last close, and each
+    coin's under ``coins``."""
+    coins = sorted({v.symbol for v in verdicts})
+    if len(coins) == 1:
+        return summary(verdicts)
+    pooled = summary([relative(v) for v in verdicts])
+    pooled["coins"] = {coin: summary([v for v in verdicts if v.symbol == coin])
+                       for coin in coins}
+    return pooled
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -139,14 +164,19 @@ def write_report(out: Path, stem: str, title: str, results: dict[str, Any],
                  predictions: Sequence[Prediction], verdicts: Sequence[Verification]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     keys = [k for k in Scorecard.model_fields if k not in ("beats_naive",)]
-    rows = ["| forecast | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    for name, card in results.items():
-        rows.append(f"| {name} | " + " | ".join(_cell(card.get(k)) for k in keys) + " |")
-    plots = _plots(out, stem, predictions, verdicts)
+    rows = ["| coin | forecast | " + " | ".join(keys) + " |", "|---|---|" + "---:|" * len(keys)]
+    tables = {"all": results} | results.get("coins", {})
+    for coin, cards in tables.items():
+        for name in ("model", "naive"):
+            rows.append(f"| {coin} | {name} | "
+                        + " | ".join(_cell(cards[name].get(k)) for k in keys) + " |")
+    one_coin = "coins" not in results
+    plots = _plots(out, stem, predictions, verdicts) if one_coin else []
     text = (f"# {title}\n\n" + "\n".join(rows) + "\n\n"
             "`mase` is the MAE relative to the no-change forecast on the same candles; "
             "`dm_vs_naive` above 1.96 means significantly worse than no change at 5%, below "
-            "-1.96 significantly better.\n\n" + "".join(f"![{p}]({p})\n\n" for p in plots))
+            "-1.96 significantly better. Pooled over several coins (`all`), errors are "
+            "relative to the last close.\n\n" + "".join(f"![{p}]({p})\n\n" for p in plots))
     report = out / f"{stem}.md"
     report.write_text(text)
     return report
@@ -207,13 +237,28 @@ def _save(figure: Any, out: Path, name: str) -> str:
     return name
 
 
+def data_sources(data: Sequence[str], symbol: str | None) -> dict[str, Path]:
+    """``--data`` values: ``SYMBOL=<file>``, or a file named by ``--symbol``."""
+    sources = {}
+    for item in data:
+        name, equals, path = item.partition("=")
+        if equals:
+            sources[name.strip().upper()] = Path(path)
+        elif symbol:
+            sources[symbol.upper()] = Path(item)
+        else:
+            raise SeriesError(f"{item}: name its coin with --symbol, or give SYMBOL={item}")
+    return sources
+
+
 def main(argv: list[str] | None = None) -> None:
     defaults = InferenceSettings()
     parser = argparse.ArgumentParser(prog="cryptocast-backtest",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True,
-                        help="CSV with timestamp,open,high,low,close,volume (.gz works too)")
-    parser.add_argument("--symbol", required=True)
+    parser.add_argument("--data", action="append", required=True,
+                        help="CSV with timestamp,open,high,low,close,volume (.gz works too), "
+                             "as <file> with --symbol, or SYMBOL=<file>; repeat for more coins")
+    parser.add_argument("--symbol", help="the coin of a --data <file>")
     parser.add_argument("--interval", default="4h")
     parser.add_argument("--model", default=defaults.model,
                         help=f"name@version of the served model, or naive (default "
@@ -221,23 +266,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--since", type=datetime.fromisoformat, default=None,
                         help="score only targets from this UTC date on (e.g. 2024-10-24, the "
                              "final test year); earlier candles only warm the pipeline up")
+    parser.add_argument("--warmup", type=int, default=WARMUP_CANDLES,
+                        help="with --since: candles replayed before it (default "
+                             f"{WARMUP_CANDLES}); older ones are skipped")
     parser.add_argument("--out", type=Path, default=Path(".data/backtest"))
     args = parser.parse_args(argv)
-    symbol = args.symbol.upper()
+    since = None if args.since is None else args.since.replace(tzinfo=args.since.tzinfo or UTC)
     try:
-        candles = read_candles(args.data, symbol, args.interval)
+        sources = data_sources(args.data, args.symbol)
+        candles = [c for coin, path in sources.items()
+                   for c in read_candles(path, coin, args.interval)]
+        if since is not None:
+            start = since - args.warmup * interval_delta(args.interval)
+            candles = [c for c in candles if c.open_time >= start]
+        candles.sort(key=lambda c: (c.open_time, c.symbol))
         predictions, verdicts = asyncio.run(replay(candles, args.model, progress=True))
     except (SeriesError, ArtifactError) as error:
         sys.exit(f"cryptocast-backtest: {error}")
-    if args.since is not None:
-        since = args.since.replace(tzinfo=args.since.tzinfo or UTC)
+    if since is not None:
         predictions = [p for p in predictions if p.target_time >= since]
         verdicts = [v for v in verdicts if v.target_time >= since]
     if not verdicts:
-        sys.exit(f"cryptocast-backtest: {args.data}: too few consecutive candles for a forecast")
-    results = summary(verdicts)
-    report = write_report(args.out, f"backtest-{symbol.lower()}",
-                          f"{symbol}: {results['model']['name']}@{results['model']['version']} "
-                          f"on {args.data.name}", results, predictions, verdicts)
-    print(f"{symbol}: {len(candles):,} candles, {len(verdicts):,} verdicts; report {report}")
+        sys.exit(f"cryptocast-backtest: {', '.join(args.data)}: too few consecutive candles "
+                 "for a forecast")
+    results = pooled_summary(verdicts)
+    name = "-".join(sorted(sources)).lower() if len(sources) <= 3 else f"{len(sources)}-coins"
+    model = f"{results['model']['name']}@{results['model']['version']}"
+    report = write_report(args.out, f"backtest-{name}", f"{', '.join(sorted(sources))}: "
+                          f"{model}", results, predictions, verdicts)
+    print(f"{len(sources)} coin(s): {len(candles):,} candles, {len(verdicts):,} verdicts; "
+          f"report {report}")
     print(json.dumps(results))

@@ -46,3 +46,19 @@ def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["--data", str(data), "--symbol", "BTC", "--model", "naive"])
     assert str(stopped.value).startswith(f"cryptocast-backtest: {data}:5:")
+
+
+def test_several_coins_are_pooled_relative_to_the_last_close(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    calm = [100 * math.exp(0.001 * math.sin(i)) for i in range(40)]
+    wild = [5 * math.exp(0.05 * math.sin(i)) for i in range(40)]
+    calm_file = write_csv(tmp_path / "calm.csv", calm)
+    wild_file = write_csv(tmp_path / "wild.csv", wild)
+    main(["--data", f"aaa={calm_file}", "--data", f"BBB={wild_file}", "--model", "naive", "--out",
+          str(tmp_path / "out")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    coins = result["coins"]
+    assert set(coins) == {"AAA", "BBB"} and result["model"]["n"] == 2 * 39
+    moves = [abs(b - a) / a for closes in (calm, wild) for a, b in itertools.pairwise(closes)]
+    assert result["model"]["mae"] == pytest.approx(sum(moves) / len(moves))  # coins alike
+    assert (tmp_path / "out" / "backtest-aaa-bbb.md").read_text().count("| AAA |") == 2

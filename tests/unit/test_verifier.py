@@ -111,3 +111,13 @@ def test_a_distribution_is_scored_by_hand() -> None:
     assert flat.went_up is None and flat.brier is None and flat.inside_80 is True
     plain = verify(prediction(0), actual_close=103.0, tolerance_pct=2.0)
     assert plain.inside_80 is None and plain.brier is None and plain.went_up is True
+
+
+async def test_verified_predictions_are_not_counted_as_given_up() -> None:
+    """Live, every prediction waits for its target candle and stays pending once verified
+    (for redelivery); forgetting it later is not giving it up."""
+    d = deps()
+    for i in range(40):
+        await handle([prediction(i)], d)
+        assert len(await handle([candle(i + 1)], d)) == 1
+    assert given_up(d, "predictions") == 0

@@ -80,8 +80,19 @@ async def _forget(candle: Candle, deps: VerifierDeps) -> None:
     _advance(deps.newest_candle, series, candle.close_time)
     step = interval_delta(candle.interval)
     newest = deps.newest_candle[series]
+    # Pending predictions first, while the closes they were verified with are still there:
+    # a verified one stays pending (a redelivered candle must find it again), so only one
+    # whose target close is missing was given up.
+    targets = await deps.store.forget_pending_before(*series, newest - deps.reorder_candles * step)
+    unmatched = len(targets) - len(await deps.store.known_closes(*series, targets)) if targets \
+        else 0
+    if unmatched:
+        deps.given_up.predictions.inc(unmatched)
+        log.warning("predictions given up: their target candle never came", extra={
+            "symbol": candle.symbol, "interval": candle.interval, "count": unmatched})
     frontier = deps.prediction_frontier.get(series)
-    unneeded = None if frontier is None else frontier - deps.reorder_candles * step
+    # Never past the pending cutoff above, so that check always finds the closes it needs.
+    unneeded = None if frontier is None else min(frontier, newest) - deps.reorder_candles * step
     too_old = newest - (deps.max_closes - 1) * step  # keeps max_closes of them
     if unneeded is None or too_old > unneeded:
         dropped = await deps.store.forget_closes_before(*series, too_old)
@@ -91,12 +102,6 @@ async def _forget(candle: Candle, deps: VerifierDeps) -> None:
                 "symbol": candle.symbol, "interval": candle.interval, "count": dropped})
     if unneeded is not None:
         await deps.store.forget_closes_before(*series, unneeded)
-    unmatched = await deps.store.forget_pending_before(
-        *series, newest - deps.reorder_candles * step)
-    if unmatched:
-        deps.given_up.predictions.inc(unmatched)
-        log.warning("predictions given up: their target candle never came", extra={
-            "symbol": candle.symbol, "interval": candle.interval, "count": unmatched})
 
 
 async def handle(events: Sequence[Event], deps: VerifierDeps) -> list[Event]:

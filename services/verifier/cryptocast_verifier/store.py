@@ -29,8 +29,15 @@ class VerifierStore(Protocol):
         """Delete closes before ``cutoff``; returns how many."""
         ...
 
-    async def forget_pending_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
-        """Delete pending predictions whose target is before ``cutoff``; returns how many."""
+    async def forget_pending_before(self, symbol: str, interval: str,
+                                    cutoff: datetime) -> list[datetime]:
+        """Delete pending predictions whose target is before ``cutoff``; returns their
+        targets. A verified prediction stays pending until then (see handlers)."""
+        ...
+
+    async def known_closes(self, symbol: str, interval: str,
+                           close_times: list[datetime]) -> set[datetime]:
+        """Which of ``close_times`` have their close stored."""
         ...
 
     async def ping(self) -> None:
@@ -62,12 +69,15 @@ class InMemoryVerifierStore:
             del self.closes[key]
         return len(old)
 
-    async def forget_pending_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
+    async def forget_pending_before(self, symbol: str, interval: str,
+                                    cutoff: datetime) -> list[datetime]:
         old = [k for k, p in self.pending.items()
                if (p.symbol, p.interval) == (symbol, interval) and p.target_time < cutoff]
-        for key in old:
-            del self.pending[key]
-        return len(old)
+        return [self.pending.pop(key).target_time for key in old]
+
+    async def known_closes(self, symbol: str, interval: str,
+                           close_times: list[datetime]) -> set[datetime]:
+        return {t for t in close_times if (symbol, interval, t) in self.closes}
 
     async def ping(self) -> None:
         return None
@@ -110,7 +120,16 @@ class MongoVerifierStore:
             {"symbol": symbol, "interval": interval, "close_time": {"$lt": cutoff}})
         return result.deleted_count
 
-    async def forget_pending_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
-        result = await self._pending.delete_many(
-            {"symbol": symbol, "interval": interval, "target_time": {"$lt": cutoff}})
-        return result.deleted_count
+    async def forget_pending_before(self, symbol: str, interval: str,
+                                    cutoff: datetime) -> list[datetime]:
+        query = {"symbol": symbol, "interval": interval, "target_time": {"$lt": cutoff}}
+        old = await self._pending.find(query, {"target_time": 1}).to_list()
+        if old:
+            await self._pending.delete_many(query)
+        return [doc["target_time"] for doc in old]
+
+    async def known_closes(self, symbol: str, interval: str,
+                           close_times: list[datetime]) -> set[datetime]:
+        found = self._closes.find({"symbol": symbol, "interval": interval,
+                                   "close_time": {"$in": close_times}}, {"close_time": 1})
+        return {doc["close_time"] async for doc in found}

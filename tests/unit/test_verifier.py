@@ -118,6 +118,6 @@ async def test_verified_predictions_are_not_counted_as_given_up() -> None:
     (for redelivery); forgetting it later is not giving it up."""
     d = deps()
     for i in range(40):
-        await handle([prediction(i)], d)
-        assert len(await handle([candle(i + 1)], d)) == 1
+        await handle([prediction(i), prediction(i, model="other")], d)  # two models wait
+        assert len(await handle([candle(i + 1)], d)) == 2
     assert given_up(d, "predictions") == 0

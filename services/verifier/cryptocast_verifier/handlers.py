@@ -84,8 +84,11 @@ async def _forget(candle: Candle, deps: VerifierDeps) -> None:
     # a verified one stays pending (a redelivered candle must find it again), so only one
     # whose target close is missing was given up.
     targets = await deps.store.forget_pending_before(*series, newest - deps.reorder_candles * step)
-    unmatched = len(targets) - len(await deps.store.known_closes(*series, targets)) if targets \
-        else 0
+    if targets:  # one per prediction: several models can wait for the same close
+        known = await deps.store.known_closes(*series, targets)
+        unmatched = sum(target not in known for target in targets)
+    else:
+        unmatched = 0
     if unmatched:
         deps.given_up.predictions.inc(unmatched)
         log.warning("predictions given up: their target candle never came", extra={

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from cryptocast_common.events import Verification
+from cryptocast_common.metrics import forecast_metrics
 from cryptocast_common.scorecard import Scorecard, scorecard
 from cryptocast_gateway.observability import AccuracyValues
 from cryptocast_gateway.store import EventStore
@@ -21,11 +22,15 @@ RECENT_VERIFICATIONS = 100  # the accuracy gauges cover this many latest verdict
 GAUGED_METRICS = ("within_2pct", "mase", "directional_accuracy")
 
 
-def by_model(verifications: list[Verification]) -> dict[str, Scorecard]:
+def _by_model(verifications: list[Verification]) -> dict[str, list[Verification]]:
     grouped: dict[str, list[Verification]] = defaultdict(list)
     for verification in verifications:
         grouped[str(verification.model)].append(verification)
-    return {model: scorecard(group, RESAMPLES) for model, group in sorted(grouped.items())}
+    return dict(sorted(grouped.items()))
+
+
+def by_model(verifications: list[Verification]) -> dict[str, Scorecard]:
+    return {model: scorecard(group, RESAMPLES) for model, group in _by_model(verifications).items()}
 
 
 async def accuracy(store: EventStore, symbol: str, interval: str, window: Window,
@@ -44,9 +49,13 @@ async def recent_accuracy(store: EventStore, symbols: Sequence[str],
     values: AccuracyValues = {}
     for symbol in symbols:
         recent = await store.verifications(symbol, interval, RECENT_VERIFICATIONS)
-        for model, stats in by_model(recent).items():
+        for model, group in _by_model(recent).items():
+            # The point metrics alone: a scrape needs no bootstrap or significance test.
+            stats = forecast_metrics([v.predicted_close for v in group],
+                                     [v.actual_close for v in group],
+                                     [v.based_on_close for v in group])
             for metric in GAUGED_METRICS:
-                value = getattr(stats, metric)
+                value = stats[metric]  # type: ignore[literal-required]  # GAUGED_METRICS keys
                 if value is not None:
                     values[symbol, model, metric] = value
     return values

@@ -12,7 +12,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from cryptocast_common.events import Candle
 from cryptocast_inference.artifact import LstmPredictor, artifact_dir, load_artifact
 from cryptocast_inference.samples import make_samples
-from cryptocast_inference.series import read_series
+from cryptocast_inference.series import read_candles, read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 
 BUNDLE = Path(__file__).parents[1] / "services/ingestor/cryptocast_ingestor/data"
@@ -40,14 +39,7 @@ def timed(call: Callable[[], object], repeat: int) -> tuple[float, float]:
 
 def candle_windows(predictor: LstmPredictor, count: int) -> list[list[Candle]]:
     """``count`` different windows of real BTC candles, as the service receives them."""
-    series = read_series(DATA, "BTC")
-    candles = []
-    for t, (o, h, lo, c, v) in zip(series.times[:count + predictor.window],
-                                   series.ohlcv.tolist(), strict=False):
-        opened = datetime.fromtimestamp(t, UTC)
-        candles.append(Candle(symbol="BTC", interval="4h", source="bench", open_time=opened,
-                              close_time=opened + timedelta(hours=4),
-                              open=o, high=h, low=lo, close=c, volume=v))
+    candles = read_candles(DATA, "BTC", "4h")[:count + predictor.window]
     return [candles[i:i + predictor.window] for i in range(count)]
 
 

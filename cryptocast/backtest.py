@@ -31,7 +31,7 @@ from cryptocast_inference.artifact import ArtifactError
 from cryptocast_inference.bootstrap import bootstrap as inference
 from cryptocast_inference.bootstrap import build_predictor
 from cryptocast_inference.evaluation import pyplot
-from cryptocast_inference.series import SeriesError, read_series
+from cryptocast_inference.series import SeriesError, read_candles
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_verifier.bootstrap import bootstrap as verifier
 from cryptocast_verifier.scoring import verify
@@ -46,25 +46,6 @@ class NoHistory:
 
     async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
         return []
-
-
-def read_candles(path: Path, symbol: str, interval: str) -> list[Candle]:
-    series = read_series(path, symbol)
-    step = interval_delta(interval)
-    spacing = float(np.median(np.diff(series.times))) if len(series) > 1 else 0.0
-    if spacing != step.total_seconds():
-        raise SeriesError(f"{path}: candles are {spacing / 3600:g}h apart, not {interval}")
-    candles = []
-    for line, (opened, (o, h, low, c, v)) in enumerate(
-            zip(series.times, series.ohlcv, strict=True), start=2):
-        start = datetime.fromtimestamp(float(opened), UTC)
-        try:
-            candles.append(Candle(symbol=symbol, interval=interval, open_time=start,
-                                  close_time=start + step, open=o, high=h, low=low, close=c,
-                                  volume=v, source=path.name))
-        except ValueError as error:
-            raise SeriesError(f"{path}:{line}: {str(error).splitlines()[-1].strip()}") from None
-    return candles
 
 
 async def replay(candles: Sequence[Candle], model: str,

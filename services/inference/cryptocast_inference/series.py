@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryptocast_common.events import interval_delta
+from cryptocast_common.events import Candle, interval_delta
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 TIME_COLUMNS = ("timestamp", "open_time")  # the candle's open time, as exchanges report it
@@ -96,3 +96,23 @@ def read_series(path: Path, symbol: str, min_rows: int = 2) -> Series:
         line = int(np.flatnonzero(steps < 0)[0]) + 3
         raise SeriesError(f"{path}:{line}: timestamps are not in ascending order")
     return Series(symbol, stamps, np.asarray(rows, dtype=np.float64))
+
+
+def read_candles(path: Path, symbol: str, interval: str) -> list[Candle]:
+    """``read_series`` as the candle events the services exchange, checked on the way."""
+    series = read_series(path, symbol)
+    step = interval_delta(interval)
+    spacing = float(np.median(np.diff(series.times))) if len(series) > 1 else 0.0
+    if spacing != step.total_seconds():
+        raise SeriesError(f"{path}: candles are {spacing / 3600:g}h apart, not {interval}")
+    candles = []
+    for line, (opened, (o, h, low, c, v)) in enumerate(
+            zip(series.times, series.ohlcv, strict=True), start=2):
+        start = datetime.fromtimestamp(float(opened), UTC)
+        try:
+            candles.append(Candle(symbol=symbol, interval=interval, open_time=start,
+                                  close_time=start + step, open=o, high=h, low=low, close=c,
+                                  volume=v, source=path.name))
+        except ValueError as error:
+            raise SeriesError(f"{path}:{line}: {str(error).splitlines()[-1].strip()}") from None
+    return candles

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 Publish = Callable[[Sequence[Event]], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 BACKFILL_BATCH = 500
-REPUBLISH_DELAY = 0.1  # first wait after a failed publish; doubles, capped
+REPUBLISH_DELAY = 0.1  # first wait after a failed publish; doubles up to the cap
+REPUBLISH_DELAY_CAP = 5.0
 
 
 async def publish_until_done(publish: Publish, events: Sequence[Event], sleep: Sleep) -> None:
@@ -32,7 +33,7 @@ async def publish_until_done(publish: Publish, events: Sequence[Event], sleep: S
             if attempt == 1:
                 log.warning("publish failed, retrying until the broker is back",
                             extra={"error": repr(exc)})
-            await sleep(min(retry_delay(REPUBLISH_DELAY, attempt), 5.0))
+            await sleep(min(retry_delay(REPUBLISH_DELAY, attempt), REPUBLISH_DELAY_CAP))
 
 
 async def replay(

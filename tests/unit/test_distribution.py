@@ -88,6 +88,24 @@ def test_candles_in_forecasts_out(tmp_path: Path) -> None:
         load_distribution(tmp_path / "m" / "1")
 
 
+def test_a_coin_with_quantiles_of_its_own_gets_them_and_others_the_pooled_ones(
+        tmp_path: Path) -> None:
+    # Same window (sigma 0.1) for ETH, with quantiles (-3, 3, -4, 4), and an unseen coin:
+    # ETH's 80% band is 100 exp(±0.3) = 74.082 / 134.986, the other's 100 exp(±0.1).
+    params = DistributionParams(3, 1.0, 0.0, (1.0,), (-1.0, 1.0, -2.0, 2.0),
+                                coin_quantiles={"ETH": (-3.0, 3.0, -4.0, 4.0)})
+    assert params.quantiles_for(["ETH", "NEW"]).tolist() == [[-3, 3, -4, 4], [-1, 1, -2, 2]]
+    save_distribution(tmp_path / "m" / "1", params, {"name": "m", "version": "1"})
+    forecaster = load_distribution(tmp_path / "m" / "1")
+    eth, new = forecaster.predict_distribution(
+        [[candle(i, close, symbol=symbol) for i, close in enumerate((100.0, UP, 100.0))]
+         for symbol in ("ETH", "NEW")])
+    assert (eth.lower_80, eth.upper_80) == pytest.approx((74.0818, 134.9859), abs=1e-4)
+    assert eth.upper_95 == pytest.approx(100 * math.exp(0.4))
+    assert (new.lower_80, new.upper_80) == pytest.approx((90.4837, 110.5171), abs=1e-4)
+    assert "coin_quantiles" not in PARAMS.to_json()  # older artifacts keep their hash
+
+
 def test_shipped_artifact_serves_a_hundred_symbols_within_budget() -> None:
     [folder] = sorted((BUNDLED_MODELS / "dist-4h").iterdir())[-1:]
     forecaster = load_distribution(folder)

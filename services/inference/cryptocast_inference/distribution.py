@@ -16,9 +16,11 @@ The model, in log-return space, for the candle after a window of closed candles:
   counted from the Unix epoch; one factor means no pattern), and times the target slot's
   factor. A coin's own returns set its scale, so PAXG's moves, a tenth of the others',
   get a tenth of the width.
-- ``z`` is a standardized return whose quantiles (``quantiles``) were fitted on the training
-  period only, pooled over coins: empirical quantiles keep the fat tails of 4-hour returns
-  that a normal factor would miss.
+- ``z`` is a standardized return whose quantiles were fitted on the training period only:
+  empirical quantiles keep the fat tails of 4-hour returns that a normal factor would miss.
+  ``quantiles`` are pooled over coins; ``coin_quantiles`` holds, for each coin with enough
+  training history, its own quantiles blended with the pooled ones (tail shapes differ:
+  PAXG's are not DOGE's). A coin the model has not seen gets the pooled quantiles.
 - ``p_up`` = P(next close > last close) = ``p_up_intercept + p_up_tie_slope * share of
   unchanged closes in the window``: ties are not ups, which matters for coins quoted to
   few significant digits.
@@ -68,12 +70,13 @@ class DistributionParams:
     half_life: float  # candles, of the exponentially weighted volatility
     long_run_weight: float  # weight of the window's equal-weighted mean of squares
     seasonal: tuple[float, ...]  # volatility factor per 4-hour slot (mean square 1)
-    quantiles: tuple[float, float, float, float]  # of z at LEVELS
+    quantiles: tuple[float, float, float, float]  # of z at LEVELS, pooled over coins
     drift_coef: float = 0.0
     reversal_coef: float = 0.0
     p_up_intercept: float = 0.5
     p_up_tie_slope: float = 0.0
     sigma_floor: float = 1e-5  # a flat window still gets a (tiny) interval
+    coin_quantiles: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     def weights(self) -> np.ndarray:
         """Weights of the window's W - 1 squared returns, oldest first, summing to 1."""
@@ -84,14 +87,27 @@ class DistributionParams:
         return (1 - self.long_run_weight) * ewma + self.long_run_weight / count
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The parameters; no ``coin_quantiles`` key when there are none, so that artifacts
+        from before per-coin quantiles keep their recorded hash."""
+        data = asdict(self)
+        if not data["coin_quantiles"]:
+            del data["coin_quantiles"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DistributionParams:
         data = dict(data)
         data["seasonal"] = tuple(data["seasonal"])
         data["quantiles"] = tuple(data["quantiles"])
+        data["coin_quantiles"] = {coin: tuple(q) for coin, q in
+                                  data.get("coin_quantiles", {}).items()}
         return cls(**data)
+
+    def quantiles_for(self, symbols: Sequence[str]) -> np.ndarray:
+        """(n, 4) quantiles of z for windows of these coins."""
+        pooled = self.quantiles
+        return np.array([self.coin_quantiles.get(symbol, pooled) for symbol in symbols],
+                        dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,6 @@ class _Prepared:
 
     weights: np.ndarray  # (slots, W - 1): window weights / squared seasonal factor of each
     target_scale: np.ndarray  # (slots,): the target slot's factor
-    quantiles: np.ndarray  # (4,)
 
 
 def _prepare(params: DistributionParams) -> _Prepared:
@@ -124,13 +139,14 @@ def _prepare(params: DistributionParams) -> _Prepared:
     # count - i slots before the target candle.
     offsets = count - np.arange(count)
     slots = (np.arange(period)[:, None] - offsets[None, :]) % period
-    return _Prepared(base[None, :] / seasonal[slots] ** 2, seasonal.copy(),
-                     np.asarray(params.quantiles, dtype=np.float64))
+    return _Prepared(base[None, :] / seasonal[slots] ** 2, seasonal.copy())
 
 
 def forecast_arrays(params: DistributionParams, closes: np.ndarray, target_slots: np.ndarray,
+                    quantiles: np.ndarray | None = None,
                     prepared: _Prepared | None = None) -> ForecastArrays:
-    """Forecasts for (n, W) windows of closes whose next candles fall in ``target_slots``.
+    """Forecasts for (n, W) windows of closes whose next candles fall in ``target_slots``,
+    with z's ``quantiles``: (n, 4) per window or (4,) for all; the pooled ones if None.
 
     The same code serves live windows and scores millions of historical ones."""
     prepared = prepared or _prepare(params)
@@ -146,8 +162,8 @@ def forecast_arrays(params: DistributionParams, closes: np.ndarray, target_slots
         mu = mu + params.drift_coef * returns.mean(axis=1)
     if params.reversal_coef:
         mu = mu + params.reversal_coef * returns[:, -1]
-    q = prepared.quantiles
-    bounds = last[:, None] * np.exp(mu[:, None] + sigma[:, None] * q[None, :])
+    q = np.asarray(params.quantiles if quantiles is None else quantiles, dtype=np.float64)
+    bounds = last[:, None] * np.exp(mu[:, None] + sigma[:, None] * q)
     ties = (returns == 0).mean(axis=1)
     p_up = np.clip(params.p_up_intercept + params.p_up_tie_slope * ties, 0.0, 1.0)
     return ForecastArrays(last * np.exp(mu), bounds[:, 0], bounds[:, 1], bounds[:, 2],
@@ -229,7 +245,8 @@ class DistributionForecaster:
                              dtype=np.float64, count=size * len(windows)).reshape(-1, size)
         slots = np.fromiter((target_slot(w[-1]) for w in windows), dtype=np.int64,
                             count=len(windows))
-        f = forecast_arrays(self.params, closes, slots, self._prepared)
+        quantiles = self.params.quantiles_for([w[-1].symbol for w in windows])
+        f = forecast_arrays(self.params, closes, slots, quantiles, self._prepared)
         return [Forecast(*row) for row in zip(
             f.point.tolist(), f.lower_80.tolist(), f.upper_80.tolist(), f.lower_95.tolist(),
             f.upper_95.tolist(), f.p_up.tolist(), strict=True)]

@@ -35,6 +35,7 @@ from cryptocast_inference.distribution import (
     LEVELS,
     SLOT_SECONDS,
     DistributionParams,
+    ForecastArrays,
     forecast_arrays,
     load_distribution,
     save_distribution,
@@ -65,6 +66,8 @@ HALF_LIVES = (6.0, 12.0, 24.0, 48.0)
 LONG_RUN = (0.0, 0.25, 0.5)
 PERIODS = (1, 6, 42)  # none, time of day, time of week
 SHRINK = 0.5  # learned point coefficients are halved before any test
+COIN_WEIGHTS = (0.0, 0.5, 1.0)  # of a coin's own z quantiles against the pooled ones
+COIN_HISTORY = 1000  # training targets a coin needs for quantiles of its own
 
 
 @dataclass
@@ -128,20 +131,29 @@ def fit_seasonal(coins: list[Coin], end: float, period: int) -> tuple[float, ...
     return tuple(float(f) for f in factors)
 
 
+def coin_forecasts(params: DistributionParams, coin: Coin, mask: np.ndarray) -> ForecastArrays:
+    return forecast_arrays(params, coin.windows[mask], coin.slots[mask],
+                           params.quantiles_for([coin.symbol])[0])
+
+
 def sigmas(params: DistributionParams, coin: Coin, mask: np.ndarray) -> np.ndarray:
-    return forecast_arrays(params, coin.windows[mask], coin.slots[mask]).sigma
+    return coin_forecasts(params, coin, mask).sigma
 
 
 def fit_params(coins: list[Coin], end: float, half_life: float, long_run: float, period: int,
-               point: str = "naive", p_up: str = "half") -> DistributionParams:
-    """Everything fitted on candles whose targets open before ``end``."""
+               point: str = "naive", p_up: str = "half",
+               coin_weight: float = 0.0) -> DistributionParams:
+    """Everything fitted on candles whose targets open before ``end``; each coin with
+    ``COIN_HISTORY`` training targets gets quantiles ``coin_weight`` of its own and the rest
+    pooled."""
     params = DistributionParams(WINDOW, half_life, long_run, fit_seasonal(coins, end, period),
                                 (0.0, 0.0, 0.0, 0.0))
-    zs, xs_drift, xs_rev, ys, ties, ups = [], [], [], [], [], []
+    zs, xs_drift, xs_rev, ys, ties, ups, symbols = [], [], [], [], [], [], []
     for coin in coins:
         mask = coin.times < end
         if not mask.any():
             continue
+        symbols.append(coin.symbol)
         sigma = sigmas(params, coin, mask)
         target = np.log(coin.actual[mask] / coin.last[mask])
         zs.append(target / sigma)
@@ -152,8 +164,11 @@ def fit_params(coins: list[Coin], end: float, half_life: float, long_run: float,
         ties.append(np.diff(np.log(coin.windows[mask]), axis=1) == 0)
         ups.append(target > 0)
     z = np.concatenate(zs)
-    quantiles = tuple(float(q) for q in np.quantile(z, LEVELS))
-    params = replace(params, quantiles=quantiles)
+    pooled = np.quantile(z, LEVELS)
+    own = {symbol: coin_weight * np.quantile(coin_z, LEVELS) + (1 - coin_weight) * pooled
+           for symbol, coin_z in zip(symbols, zs, strict=True) if len(coin_z) >= COIN_HISTORY}
+    params = replace(params, quantiles=_floats(pooled), coin_quantiles={
+        symbol: _floats(q) for symbol, q in own.items()} if coin_weight else {})
     y = np.concatenate(ys)
     if point == "drift":
         x = np.concatenate(xs_drift)
@@ -170,6 +185,11 @@ def fit_params(coins: list[Coin], end: float, half_life: float, long_run: float,
         (a, b), *_ = np.linalg.lstsq(design, up, rcond=None)
         params = replace(params, p_up_intercept=float(a), p_up_tie_slope=float(b))
     return params
+
+
+def _floats(values: np.ndarray) -> tuple[float, float, float, float]:
+    a, b, c, d = (float(v) for v in values)
+    return a, b, c, d
 
 
 def constant_width(coin: Coin, end: float) -> tuple[float, float, float, float] | None:
@@ -196,7 +216,7 @@ def score_period(coins: list[Coin], params: DistributionParams, period: tuple[fl
         const = constant_width(coin, end)
         if mask.sum() < 200 or const is None:
             continue
-        f = forecast_arrays(params, coin.windows[mask], coin.slots[mask])
+        f = coin_forecasts(params, coin, mask)
         last, y = coin.last[mask], np.log(coin.actual[mask] / coin.last[mask])
         lo80, hi80 = np.log(f.lower_80 / last), np.log(f.upper_80 / last)
         lo95, hi95 = np.log(f.lower_95 / last), np.log(f.upper_95 / last)
@@ -289,10 +309,61 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
     p_up_folds = {"half": half, "ties": others["naive/ties"], "fitted": others["naive/fitted"]}
     p_up = min(p_up_folds, key=lambda k: brier_rank(p_up_folds[k]))
     log(f"point: {point}; p_up: {p_up}")
+    calibration = {}
+    for weight in COIN_WEIGHTS:
+        folds = {}
+        for name, test in FOLDS.items():
+            params = fit_params(coins, test[0], chosen["half_life"], chosen["long_run_weight"],
+                                chosen["period"], point, p_up, weight)
+            scored = score_period(coins, params, test, test[0])
+            folds[name] = scored["pooled"] | {"coins_off_by_2pp": sum(
+                max(abs(v["cov80"] - 0.8), abs(v["cov95"] - 0.95)) > 0.02
+                for v in scored["coins"].values())}
+        calibration[weight] = folds
+        log(f"  coin weight {weight:g}: calibration error "
+            f"{np.mean([f['calibration_error'] for f in folds.values()]) * 100:.2f} pp")
+    coin_weight = min(COIN_WEIGHTS, key=lambda w: np.mean(
+        [f["calibration_error"] for f in calibration[w].values()]))
+    log(f"coin quantile weight: {coin_weight:g}")
     return ({"volatility": best, "half_life": chosen["half_life"],
              "long_run_weight": chosen["long_run_weight"], "period": chosen["period"],
-             "point": point, "p_up": p_up},
-            {"grid": grid, "point_and_p_up": others})
+             "point": point, "p_up": p_up, "coin_weight": coin_weight},
+            {"grid": grid, "point_and_p_up": others, "coin_weight": calibration})
+
+
+def coverage_by_volatility(coins: list[Coin], fold_params: dict[str, DistributionParams]
+                           ) -> dict[str, list[list[float]]]:
+    """80% coverage per tercile of forecast volatility (calm, middle, wild), per coin-fold,
+    of the model and of the coin's constant band fitted on the same training data: an
+    interval that is only right on average is wrong when it matters."""
+    out: dict[str, list[list[float]]] = {"model": [[], [], []], "constant": [[], [], []]}
+    for name, test in FOLDS.items():
+        for coin in coins:
+            mask = in_period(coin.times, test)
+            const = constant_width(coin, test[0])
+            if mask.sum() < 200 or const is None:
+                continue
+            f = coin_forecasts(fold_params[name], coin, mask)
+            y = np.log(coin.actual[mask] / coin.last[mask])
+            low, high = np.log(f.lower_80 / coin.last[mask]), np.log(f.upper_80 / coin.last[mask])
+            tercile = np.digitize(f.sigma, np.quantile(f.sigma, [1 / 3, 2 / 3]))
+            for k in range(3):
+                part = tercile == k
+                out["model"][k].append(float(((y[part] >= low[part])
+                                              & (y[part] <= high[part])).mean()))
+                out["constant"][k].append(float(((y[part] >= const[0])
+                                                 & (y[part] <= const[1])).mean()))
+    return out
+
+
+def _tercile_table(terciles: dict[str, list[list[float]]]) -> str:
+    lines = ["| 80% interval | calm third | middle third | wild third |", "|---|---|---|---|"]
+    for name, label in (("model", "served (volatility-scaled)"),
+                        ("constant", "constant band (training quantiles)")):
+        cells = [f"{np.mean(v) * 100:.1f}% ({np.min(v) * 100:.1f} .. {np.max(v) * 100:.1f})"
+                 for v in terciles[name]]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- final test, once
@@ -383,7 +454,7 @@ def final_test(coins: list[Coin], params: DistributionParams, data: Path) -> dic
         const = constant_width(coin, test[0])
         if mask.sum() < 200 or const is None:
             continue
-        f = forecast_arrays(params, coin.windows[mask], coin.slots[mask])
+        f = coin_forecasts(params, coin, mask)
         last, actual = coin.last[mask], coin.actual[mask]
         drift = last + (last - coin.windows[mask][:, -12]) / 11  # the evaluator's 12-candle drift
         _register_lstm(coin, data / f"{coin.symbol}_4h.csv.gz")
@@ -488,6 +559,20 @@ def _point_folds(selection: dict[str, Any]) -> str:
             cells = [f"Brier {f['brier']:.5f} vs base {f['brier_base']:.5f}, "
                      f"{f['brier_wins']}/{f['coins']} coins ≤ base" for f in folds.values()]
             lines.append(f"| p_up = {p_up} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _coin_weight_folds(selection: dict[str, Any], chosen: dict[str, Any]) -> str:
+    lines = ["| weight of the coin's own quantiles | " + " | ".join(
+        f"fold {k}" for k in FOLDS) + " | mean calibration error |",
+        "|---|" + "---:|" * (len(FOLDS) + 1)]
+    for weight, folds in selection["coin_weight"].items():
+        cells = [f"{f['calibration_error'] * 100:.2f} pp, worst {f['max_coverage_miss'] * 100:.1f}"
+                 f" pp, {f['coins_off_by_2pp']}/{f['coins']} coins off by > 2 pp"
+                 for f in folds.values()]
+        mean = np.mean([f["calibration_error"] for f in folds.values()])
+        mark = " **chosen**" if weight == chosen["coin_weight"] else ""
+        lines.append(f"| {weight:g}{mark} | " + " | ".join(cells) + f" | {mean * 100:.2f} pp |")
     return "\n".join(lines)
 
 
@@ -629,12 +714,12 @@ def main(argv: list[str] | None = None) -> None:
     coins = load_coins(args.data)
     log(f"{len(coins)} coins, {sum(len(c.actual) for c in coins):,} windows")
     chosen, selection = select(coins, log)
-    final_params = fit_params(coins, FINAL[1][0], chosen["half_life"], chosen["long_run_weight"],
-                              chosen["period"], chosen["point"], chosen["p_up"])
-    fold_params = {name: fit_params(coins, test[0], chosen["half_life"],
-                                    chosen["long_run_weight"], chosen["period"],
-                                    chosen["point"], chosen["p_up"]).to_json()
-                   for name, test in FOLDS.items()}
+    choice = (chosen["half_life"], chosen["long_run_weight"], chosen["period"], chosen["point"],
+              chosen["p_up"], chosen["coin_weight"])
+    final_params = fit_params(coins, FINAL[1][0], *choice)
+    fitted_folds = {name: fit_params(coins, test[0], *choice) for name, test in FOLDS.items()}
+    fold_params = {name: params.to_json() for name, params in fitted_folds.items()}
+    selection["terciles"] = coverage_by_volatility(coins, fitted_folds)
     # --- the one look at the final test, with everything above fixed
     results = final_test(coins, final_params, args.data)
     log("final test scored")
@@ -685,7 +770,9 @@ the window's plain mean of squares at weight {params.long_run_weight:g}), with t
 {'none' if len(params.seasonal) == 1 else f'{len(params.seasonal)}-slot'} seasonal pattern of
 4-hour volatility removed from the window and applied to the target slot. z's quantiles at
 10/90/2.5/97.5% were fitted on the training period, pooled over coins:
-{', '.join(f'{q:+.3f}' for q in params.quantiles)} (a normal would give ±1.282, ±1.960).
+{', '.join(f'{q:+.3f}' for q in params.quantiles)} (a normal would give ±1.282, ±1.960);
+{len(params.coin_quantiles)} coins have quantiles of their own, weight
+{chosen['coin_weight']:g} on their own and the rest pooled.
 Point forecast: **{chosen['point']}** (mu = {params.drift_coef:g} × window mean return
 {params.reversal_coef:+g} × last return). P(up): **{chosen['p_up']}**
 (intercept {params.p_up_intercept:.4f}, slope on the window's share of unchanged closes
@@ -712,6 +799,20 @@ the number of coin-folds where its Brier score is at or below the base rate's (t
 share of up candles in the coin's history before each target), then by mean Brier.
 
 {_point_folds(selection)}
+
+Then the quantiles of z per coin, on the chosen volatility, point and P(up): each coin with
+at least {COIN_HISTORY:,} training targets gets its own quantiles blended with the pooled
+ones at the weight below (0 = pooled only), ranked by the mean calibration error over folds.
+
+{_coin_weight_folds(selection, chosen)}
+
+Why the intervals scale with volatility although a constant band can be narrower on
+average: on the folds, the chosen model's 80% interval and the constant band, coverage per
+third of the coin-fold's candles sorted by forecast volatility (mean over coin-folds, range
+in brackets). The constant band is right on average because it over-covers calm markets and
+under-covers wild ones, exactly when a user needs it.
+
+{_tercile_table(selection["terciles"])}
 
 ## Final test, 2024-10-24 .. 2025-10-23 (looked at once)
 

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cryptocast_inference.artifact import BUNDLED_ARTIFACTS
 
-SHIPPED_MODEL = "dist-4h@20261202-28e8695b"
+SHIPPED_MODEL = "dist-4h@20261202-4dcd0876"
 LSTM_MODEL = "lstm-4h@20261125-f64027e9"  # the previous model, kept for comparison
 
 

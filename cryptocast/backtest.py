@@ -25,6 +25,7 @@ import numpy as np
 
 from cryptocast_common.bus import InMemoryBus
 from cryptocast_common.events import Candle, Event, Prediction, Verification, interval_delta
+from cryptocast_common.runtime import Service
 from cryptocast_common.scorecard import Scorecard, scorecard
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.artifact import ArtifactError
@@ -64,7 +65,7 @@ async def replay(candles: Sequence[Candle], model: str,
         predictions.extend(e for e in events if isinstance(e, Prediction))
         return []
 
-    services = [
+    services: list[Service] = [
         await verifier(common, bus=bus, store=InMemoryVerifierStore()),
         await inference(common, settings, bus=bus,
                         predictor=build_predictor(settings, common.interval), history=NoHistory()),

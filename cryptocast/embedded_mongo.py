@@ -47,6 +47,7 @@ class EmbeddedMongo:
             if self._process.poll() is not None:
                 raise RuntimeError(f"nx-27017 exited with {self._process.returncode}; see "
                                    f"{self.data_dir / 'nx-27017.log'}")
+            client: MongoClient[dict[str, object]]
             with contextlib.suppress(PyMongoError), MongoClient(
                     self.url, serverSelectionTimeoutMS=300) as client:
                 client.admin.command("ping")

@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptocast.embedded_mongo import EmbeddedMongo
 from cryptocast_common.logging import configure_logging
 from cryptocast_common.runtime import (
+    Service,
     connect_bus,
     exit_on_configuration_error,
     serve_until_signalled,
@@ -42,7 +43,7 @@ async def run() -> None:
         bus = await connect_bus(common)
         api = await gateway(common, bus=bus)
         settings = InferenceSettings(gateway_url=f"http://127.0.0.1:{api.state.settings.port}")
-        services = [api, await verifier(common, bus=bus),
+        services: list[Service] = [api, await verifier(common, bus=bus),
                     await inference(common, settings, bus=bus), await ingestor(common, bus=bus)]
         try:
             log.info("CryptoCast is up", extra={

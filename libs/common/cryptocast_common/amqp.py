@@ -248,8 +248,9 @@ class AmqpBus:
             await self._consume(isolation_queue(queue), [], handler, 1, arguments=isolation,
                                 isolated=True, settles_for=queue)
         for delay in retry_delays(self._settings):
-            back = {"x-message-ttl": round(delay * 1000), "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": queue}
+            back: dict[str, Any] = {"x-message-ttl": round(delay * 1000),
+                                    "x-dead-letter-exchange": "",
+                                    "x-dead-letter-routing-key": queue}
             if exclusive:
                 await self._channel.declare_queue(delay_queue(queue, delay), exclusive=True,
                                                   arguments=back)

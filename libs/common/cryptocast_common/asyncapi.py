@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from cryptocast_common.events import Candle, ModelCard, Prediction, Verification
 from cryptocast_common.settings import CommonSettings
 
-CHANNELS = {
+CHANNELS: dict[str, tuple[type[BaseModel], str, str]] = {
     # name: (event model, who publishes it, what it means)
     "candle": (Candle, "the ingestor", "A closed OHLCV candle."),
     "prediction": (Prediction, "inference", "A forecast of the close of the next candle."),

@@ -111,7 +111,7 @@ LOGGED_DEAD_LETTERS = 100  # per queue and kind: each of the first, then one in 
 
 def retry_delay(base: float, deliveries: int) -> float:
     """Wait before delivery ``deliveries + 1``: ``base``, doubling, capped."""
-    return min(base * 2 ** (deliveries - 1), RETRY_DELAY_CAP)
+    return min(base * 2.0 ** (deliveries - 1), RETRY_DELAY_CAP)
 
 
 def count_header(value: object) -> int:

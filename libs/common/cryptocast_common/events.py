@@ -77,8 +77,15 @@ Interval = Annotated[str, AfterValidator(_check_interval), Field(examples=["4h"]
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """A field whose default is filled in by a validator: its schema shows no default."""
+    schema.pop("default", None)
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Serialised events always carry every field, defaulted or not: the schema says so.
+    model_config = ConfigDict(frozen=True, extra="forbid",
+                              json_schema_serialization_defaults_required=True)
 
 
 class EventBase(_Frozen):
@@ -88,7 +95,8 @@ class EventBase(_Frozen):
     schema_version: int = SCHEMA_VERSION
     symbol: Symbol
     interval: Interval
-    occurred_at: UtcDatetime
+    # When omitted, taken from the field named by _occurred_at_from (a before-validator).
+    occurred_at: UtcDatetime = Field(default=None, json_schema_extra=_no_default)  # type: ignore[assignment]  # never None: filled before validation
 
     _occurred_at_from: ClassVar[str]
 
@@ -398,7 +406,7 @@ def decode_event(body: bytes, content_type: str | None = None) -> Event:
         raise InvalidEvent("body is not a JSON object")
     event_type = data.get("type")
     model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
-    if model is None:
+    if model is None or not isinstance(event_type, str):
         raise InvalidEvent(f"type: unknown event type {_shown(event_type)}, expected one of "
                            f"{sorted(EVENT_TYPES)}")
     version = data.get("schema_version")

@@ -146,7 +146,7 @@ class RatioInterval:
 
 def default_block(n: int) -> int:
     """Block length growing like n ** (1/3), the usual rate for a variance-type statistic."""
-    return max(1, min(n, round(n ** (1 / 3))))
+    return max(1, min(n, round(math.cbrt(n))))
 
 
 def block_bootstrap_mae_ratio(model_errors: Sequence[float], naive_errors: Sequence[float],

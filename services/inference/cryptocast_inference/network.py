@@ -89,7 +89,7 @@ class NumpyNetwork:
                 arrays |= {f"{index}.dense.kernel": layer.kernel,
                            f"{index}.dense.bias": layer.bias}
         with path.open("wb") as file:
-            np.savez(file, **arrays)
+            np.savez(file, **arrays)  # type: ignore[arg-type]  # the stub lets ** fill allow_pickle
 
     @classmethod
     def load(cls, path: Path) -> NumpyNetwork:

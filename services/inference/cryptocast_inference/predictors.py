@@ -11,8 +11,12 @@ from cryptocast_inference.distribution import Forecast
 
 class Predictor(Protocol):
     model: ModelRef
-    skill: ModelSkill | None  # held-out quality, sent with each prediction
     window: int  # candles each prediction needs, oldest first, the last one just closed
+
+    @property
+    def skill(self) -> ModelSkill | None:
+        """Held-out quality, sent with each prediction."""
+        ...
 
     def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
         """One predicted next close per window, all windows in one call."""

@@ -198,7 +198,7 @@ def constant_width(coin: Coin, end: float) -> tuple[float, float, float, float] 
     if mask.sum() < 500:
         return None
     target = np.log(coin.actual[mask] / coin.last[mask])
-    return tuple(float(q) for q in np.quantile(target, LEVELS))
+    return _floats(np.quantile(target, LEVELS))
 
 
 def interval_score(lower: np.ndarray, upper: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
@@ -259,7 +259,7 @@ def score_period(coins: list[Coin], params: DistributionParams, period: tuple[fl
 
 def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Volatility candidates first (naive point, P(up) 1/2), then point and P(up) models."""
-    grid = {}
+    grid: dict[str, dict[str, Any]] = {}
     for half_life, long_run, period in itertools.product(HALF_LIVES, LONG_RUN, PERIODS):
         key = f"hl{half_life:g}-lr{long_run:g}-p{period}"
         folds = {}

@@ -263,8 +263,9 @@ def main(argv: list[str] | None = None) -> None:
             parser.add_argument(flag, type=type(default), default=default,
                                 help=f"default {default}")
     args = parser.parse_args(argv)
-    hp = Hyperparameters(**{f: tuple(int(u) for u in getattr(args, f).split(","))
-                            if f == "units" else getattr(args, f) for f in asdict(defaults)})
+    chosen: dict[str, Any] = {f: tuple(int(u) for u in getattr(args, f).split(","))
+                              if f == "units" else getattr(args, f) for f in asdict(defaults)}
+    hp = Hyperparameters(**chosen)
     try:
         train(args.data or DEFAULT_DATA, hp, args.interval, args.name, args.version, args.out)
     except SeriesError as error:

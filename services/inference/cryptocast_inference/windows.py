@@ -26,7 +26,7 @@ class CandleWindows:
         """Whether this series has history here reaching back to ``candle``: what a read-back
         from storage could add for it was read already (or it came on the bus)."""
         held = self._series.get((candle.symbol, candle.interval))
-        return bool(held) and min(held) <= candle.open_time
+        return held is not None and bool(held) and min(held) <= candle.open_time
 
     def add(self, candle: Candle) -> None:
         """Hold ``candle`` (the newer of two with the same open time replaces the other)."""

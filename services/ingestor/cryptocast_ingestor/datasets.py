@@ -133,7 +133,8 @@ def load_binance_hourly(path: Path) -> tuple[list[Bar], CleaningReport]:
                 unix = float(row[0])
                 in_millis = unix > 1e11  # the newer export; the older one is in seconds
                 opened = datetime.fromtimestamp(unix / 1000 if in_millis else unix, UTC)
-                bar = Bar(opened, *(float(row[i]) for i in (3, 4, 5, 6)), float(row[volume_col]))
+                bar = Bar(opened, float(row[3]), float(row[4]), float(row[5]), float(row[6]),
+                          float(row[volume_col]))
             except (ValueError, IndexError):
                 report.dropped["unparseable row"] += 1
                 continue

@@ -63,7 +63,7 @@ async def bootstrap(
 ) -> Verifier:
     common = common or CommonSettings()
     settings = settings or VerifierSettings()
-    mongo = None
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None
     if store is None:
         mongo = AsyncMongoClient(common.mongo_url, tz_aware=True)
         mongo_store = MongoVerifierStore(mongo[common.mongo_db])

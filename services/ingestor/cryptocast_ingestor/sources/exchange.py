@@ -71,7 +71,7 @@ class ExchangeSource:
             bars += [Bar(datetime.fromtimestamp(row[0] / 1000, UTC), *row[1:]) for row in closed]
             if not closed or len(page) < self.page_limit:
                 break
-            cursor = closed[-1][0] + step_ms
+            cursor = int(closed[-1][0]) + step_ms
         return bars
 
     async def close(self) -> None:

@@ -127,7 +127,7 @@ class EventBase(_Frozen):
 
     @property
     def routing_key(self) -> str:
-        return f"{self.type}.{self.symbol}.{self.interval}"  # type: ignore[attr-defined]
+        return f"{self.type}.{self.symbol}.{self.interval}"  # type: ignore[attr-defined]  # each event class declares its type
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()

@@ -8,6 +8,7 @@ import logging
 import sys
 import threading
 import time
+from typing import TextIO
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -27,7 +28,7 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class BufferedLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class BufferedLinesHandler(logging.StreamHandler[TextIO]):
     """Writes into a 64 KiB buffer that a daemon thread flushes every second (warnings and
     errors at once, and everything at exit): a busy event loop, writing the gateway's
     access log, does not make one system call per request, and a quiet service's last
@@ -47,7 +48,7 @@ class BufferedLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush_now()
 
     def flush_now(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__, never None
             self.stream.flush()
 
     def _flush_every_second(self) -> None:

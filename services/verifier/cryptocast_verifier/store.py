@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from cryptocast_common.documents import from_document, to_document
+from cryptocast_common.documents import from_documents, to_document
 from cryptocast_common.events import Candle, Prediction
 
 
@@ -113,7 +113,7 @@ class MongoVerifierStore:
 
     async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
         cursor = self._pending.find({"symbol": symbol, "interval": interval, "target_time": target})
-        return [from_document(doc) async for doc in cursor]  # type: ignore[misc]
+        return from_documents(Prediction, await cursor.to_list())
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
         result = await self._closes.delete_many(

@@ -1,6 +1,6 @@
 """Serving cost of the distribution forecaster: one symbol and 100 symbols per call.
 
-    .venv/bin/python bench/distribution.py [name@version]   (make bench runs it)
+.venv/bin/python bench/distribution.py [name@version]   (make bench runs it)
 """
 
 from __future__ import annotations
@@ -19,9 +19,23 @@ def _windows(symbols: int, size: int) -> list[list[Candle]]:
     out = []
     for s in range(symbols):
         closes = [100 * (1 + 0.002 * ((i * 7 + s) % 11 - 5)) for i in range(size)]
-        out.append([Candle(symbol=f"C{s}", interval="4h", open_time=start + i * step,
-                           close_time=start + (i + 1) * step, open=c, high=c, low=c, close=c,
-                           volume=1.0, source="bench") for i, c in enumerate(closes)])
+        out.append(
+            [
+                Candle(
+                    symbol=f"C{s}",
+                    interval="4h",
+                    open_time=start + i * step,
+                    close_time=start + (i + 1) * step,
+                    open=c,
+                    high=c,
+                    low=c,
+                    close=c,
+                    volume=1.0,
+                    source="bench",
+                )
+                for i, c in enumerate(closes)
+            ]
+        )
     return out
 
 
@@ -42,9 +56,11 @@ def main(argv: list[str] | None = None) -> None:
             forecaster.predict_distribution(windows)
             timings.append(time.perf_counter() - started)
         timings.sort()
-        print(f"{folder.parent.name}@{folder.name}, {symbols} symbol(s) x {forecaster.window} "
-              f"candles: median {timings[len(timings) // 2] * 1e3:.3f} ms, "
-              f"p90 {timings[int(len(timings) * 0.9)] * 1e3:.3f} ms per call")
+        print(
+            f"{folder.parent.name}@{folder.name}, {symbols} symbol(s) x {forecaster.window} "
+            f"candles: median {timings[len(timings) // 2] * 1e3:.3f} ms, "
+            f"p90 {timings[int(len(timings) * 0.9)] * 1e3:.3f} ms per call"
+        )
 
 
 if __name__ == "__main__":

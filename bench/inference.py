@@ -39,8 +39,8 @@ def timed(call: Callable[[], object], repeat: int) -> tuple[float, float]:
 
 def candle_windows(predictor: LstmPredictor, count: int) -> list[list[Candle]]:
     """``count`` different windows of real BTC candles, as the service receives them."""
-    candles = read_candles(DATA, "BTC", "4h")[:count + predictor.window]
-    return [candles[i:i + predictor.window] for i in range(count)]
+    candles = read_candles(DATA, "BTC", "4h")[: count + predictor.window]
+    return [candles[i : i + predictor.window] for i in range(count)]
 
 
 def main() -> None:
@@ -53,14 +53,21 @@ def main() -> None:
     predictor = LstmPredictor(artifact)
     windows = candle_windows(predictor, 100)
     inputs = artifact.forecaster.scaler.transform(
-        make_samples(read_series(DATA, "BTC"), artifact.window, "4h").inputs[:100])
+        make_samples(read_series(DATA, "BTC"), artifact.window, "4h").inputs[:100]
+    )
     network = artifact.forecaster.network
 
     rows = [
-        ("NumPy: candle events → predicted close (serving path)", 1,
-         lambda: predictor.predict(windows[:1])),
-        ("NumPy: candle events → predicted close (serving path)", 100,
-         lambda: predictor.predict(windows)),
+        (
+            "NumPy: candle events → predicted close (serving path)",
+            1,
+            lambda: predictor.predict(windows[:1]),
+        ),
+        (
+            "NumPy: candle events → predicted close (serving path)",
+            100,
+            lambda: predictor.predict(windows),
+        ),
         ("NumPy: network forward pass only", 1, lambda: network(inputs[:1])),
         ("NumPy: network forward pass only", 100, lambda: network(inputs)),
     ]
@@ -80,15 +87,18 @@ def main() -> None:
             ("`tf.function` with XLA", 1, lambda: compiled(inputs[:1])),
             ("`tf.function` with XLA", 100, lambda: compiled(inputs)),
         ]
-    print(f"model {artifact.model}, window {artifact.window} x {inputs.shape[2]} features, "
-          f"{args.repeat} calls per row")
+    print(
+        f"model {artifact.model}, window {artifact.window} x {inputs.shape[2]} features, "
+        f"{args.repeat} calls per row"
+    )
     print("| path | batch | median ms/call | p99 ms/call | median ms/prediction |")
     print("|---|---:|---:|---:|---:|")
     for label, batch, call in rows:
         repeat = args.repeat if "predict`" not in label else max(20, args.repeat // 20)
         median, p99 = timed(call, repeat)
-        print(f"| {label} | {batch} | {median:.3f} | {p99:.3f} | {median / batch:.4f} |",
-              flush=True)
+        print(
+            f"| {label} | {batch} | {median:.3f} | {p99:.3f} | {median / batch:.4f} |", flush=True
+        )
 
 
 if __name__ == "__main__":

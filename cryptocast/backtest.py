@@ -49,12 +49,14 @@ class NoHistory:
         return []
 
 
-async def replay(candles: Sequence[Candle], model: str,
-                 progress: bool) -> tuple[list[Prediction], list[Verification]]:
+async def replay(
+    candles: Sequence[Candle], model: str, progress: bool
+) -> tuple[list[Prediction], list[Verification]]:
     """The served model's predictions and verdicts on ``candles`` (in time order), through
     the service handlers."""
-    common = CommonSettings(symbols=sorted({c.symbol for c in candles}),
-                            interval=candles[0].interval)
+    common = CommonSettings(
+        symbols=sorted({c.symbol for c in candles}), interval=candles[0].interval
+    )
     settings = InferenceSettings(model=model)
     bus = InMemoryBus(max_attempts=1)
     verdicts: list[Verification] = []
@@ -67,26 +69,38 @@ async def replay(candles: Sequence[Candle], model: str,
 
     services: list[Service] = [
         await verifier(common, bus=bus, store=InMemoryVerifierStore()),
-        await inference(common, settings, bus=bus,
-                        predictor=build_predictor(settings, common.interval), history=NoHistory()),
+        await inference(
+            common,
+            settings,
+            bus=bus,
+            predictor=build_predictor(settings, common.interval),
+            history=NoHistory(),
+        ),
     ]
-    await bus.consume("backtest.outcomes", ["verification.#", "prediction.#"], collect,
-                      batch_size=STEP)
+    await bus.consume(
+        "backtest.outcomes", ["verification.#", "prediction.#"], collect, batch_size=STEP
+    )
     for service in services:
         await service.start()
     try:
         for start in range(0, len(candles), STEP):
-            await bus.publish(candles[start:start + STEP])
+            await bus.publish(candles[start : start + STEP])
             await bus.drain()
             if progress:
                 done = min(start + STEP, len(candles))
-                print(f"backtest: {done:,} of {len(candles):,} candles, {len(verdicts):,} "
-                      "verdicts", file=sys.stderr, flush=True)
+                print(
+                    f"backtest: {done:,} of {len(candles):,} candles, {len(verdicts):,} verdicts",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if bus.dead_letters:
-            raise RuntimeError(f"the pipeline refused {len(bus.dead_letters)} messages: "
-                               f"{bus.dead_letters[0].reason}")
+            raise RuntimeError(
+                f"the pipeline refused {len(bus.dead_letters)} messages: "
+                f"{bus.dead_letters[0].reason}"
+            )
     finally:
         await bus.close()
+
     def by_target(event: Prediction | Verification) -> datetime:
         return event.target_time
 
@@ -97,27 +111,36 @@ def no_change(verdicts: Sequence[Verification]) -> list[Verification]:
     """The naive forecast judged on the same candles by the same verifier."""
     judged = []
     for v in verdicts:
-        naive = Prediction(symbol=v.symbol, interval=v.interval,
-                           based_on={"close_time": v.based_on_time, "close": v.based_on_close},
-                           target_time=v.target_time, predicted_close=v.based_on_close,
-                           model={"name": "naive", "version": "1"})
+        naive = Prediction(
+            symbol=v.symbol,
+            interval=v.interval,
+            based_on={"close_time": v.based_on_time, "close": v.based_on_close},
+            target_time=v.target_time,
+            predicted_close=v.based_on_close,
+            model={"name": "naive", "version": "1"},
+        )
         judged.append(verify(naive, v.actual_close, v.tolerance_pct))
     return judged
 
 
 def summary(verdicts: Sequence[Verification]) -> dict[str, Any]:
     model = verdicts[0].model
-    return {"model": {"name": model.name, "version": model.version}
-            | scorecard(verdicts).model_dump(),
-            "naive": {"name": "naive"} | scorecard(no_change(verdicts)).model_dump()}
+    return {
+        "model": {"name": model.name, "version": model.version} | scorecard(verdicts).model_dump(),
+        "naive": {"name": "naive"} | scorecard(no_change(verdicts)).model_dump(),
+    }
 
 
 def relative(verdict: Verification) -> Verification:
     """The verdict in units of its last close, so that coins can be pooled."""
     base = verdict.based_on_close
-    return verdict.model_copy(update={"based_on_close": 1.0,
-                                      "predicted_close": verdict.predicted_close / base,
-                                      "actual_close": verdict.actual_close / base})
+    return verdict.model_copy(
+        update={
+            "based_on_close": 1.0,
+            "predicted_close": verdict.predicted_close / base,
+            "actual_close": verdict.actual_close / base,
+        }
+    )
 
 
 def pooled_summary(verdicts: Sequence[Verification]) -> dict[str, Any]:
@@ -127,8 +150,7 @@ def pooled_summary(verdicts: Sequence[Verification]) -> dict[str, Any]:
     if len(coins) == 1:
         return summary(verdicts)
     pooled = summary([relative(v) for v in verdicts])
-    pooled["coins"] = {coin: summary([v for v in verdicts if v.symbol == coin])
-                       for coin in coins}
+    pooled["coins"] = {coin: summary([v for v in verdicts if v.symbol == coin]) for coin in coins}
     return pooled
 
 
@@ -142,30 +164,40 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_report(out: Path, stem: str, title: str, results: dict[str, Any],
-                 predictions: Sequence[Prediction], verdicts: Sequence[Verification]) -> Path:
+def write_report(
+    out: Path,
+    stem: str,
+    title: str,
+    results: dict[str, Any],
+    predictions: Sequence[Prediction],
+    verdicts: Sequence[Verification],
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     keys = [k for k in Scorecard.model_fields if k not in ("beats_naive",)]
     rows = ["| coin | forecast | " + " | ".join(keys) + " |", "|---|---|" + "---:|" * len(keys)]
     tables = {"all": results} | results.get("coins", {})
     for coin, cards in tables.items():
         for name in ("model", "naive"):
-            rows.append(f"| {coin} | {name} | "
-                        + " | ".join(_cell(cards[name].get(k)) for k in keys) + " |")
+            rows.append(
+                f"| {coin} | {name} | " + " | ".join(_cell(cards[name].get(k)) for k in keys) + " |"
+            )
     one_coin = "coins" not in results
     plots = _plots(out, stem, predictions, verdicts) if one_coin else []
-    text = (f"# {title}\n\n" + "\n".join(rows) + "\n\n"
-            "`mase` is the MAE relative to the no-change forecast on the same candles; "
-            "`dm_vs_naive` above 1.96 means significantly worse than no change at 5%, below "
-            "-1.96 significantly better. Pooled over several coins (`all`), errors are "
-            "relative to the last close.\n\n" + "".join(f"![{p}]({p})\n\n" for p in plots))
+    text = (
+        f"# {title}\n\n" + "\n".join(rows) + "\n\n"
+        "`mase` is the MAE relative to the no-change forecast on the same candles; "
+        "`dm_vs_naive` above 1.96 means significantly worse than no change at 5%, below "
+        "-1.96 significantly better. Pooled over several coins (`all`), errors are "
+        "relative to the last close.\n\n" + "".join(f"![{p}]({p})\n\n" for p in plots)
+    )
     report = out / f"{stem}.md"
     report.write_text(text)
     return report
 
 
-def _plots(out: Path, stem: str, predictions: Sequence[Prediction],
-           verdicts: Sequence[Verification]) -> list[str]:
+def _plots(
+    out: Path, stem: str, predictions: Sequence[Prediction], verdicts: Sequence[Verification]
+) -> list[str]:
     plt = pyplot()
     names = []
     actual = {v.target_time: v.actual_close for v in verdicts}
@@ -178,8 +210,13 @@ def _plots(out: Path, stem: str, predictions: Sequence[Prediction],
     for level, alpha in ((95, 0.15), (80, 0.25)):
         bounds = [getattr(p, f"interval_{level}") for p in banded]
         if banded:
-            axis.fill_between([p.target_time for p in banded], [b.lower for b in bounds],
-                              [b.upper for b in bounds], alpha=alpha, label=f"{level}% interval")
+            axis.fill_between(
+                [p.target_time for p in banded],
+                [b.lower for b in bounds],
+                [b.upper for b in bounds],
+                alpha=alpha,
+                label=f"{level}% interval",
+            )
     axis.legend()
     names.append(_save(figure, out, f"{stem}-forecast.png"))
     outcomes = {v.target_time: v.went_up for v in verdicts if v.went_up is not None}
@@ -192,8 +229,11 @@ def _plots(out: Path, stem: str, predictions: Sequence[Prediction],
         bins = np.clip(np.digitize(p_up, edges) - 1, 0, 9)
         used = [b for b in range(10) if (bins == b).any()]
         axis.plot([0, 1], [0, 1], ls="--", color="grey")
-        axis.plot([p_up[bins == b].mean() for b in used], [ups[bins == b].mean() for b in used],
-                  marker="o")
+        axis.plot(
+            [p_up[bins == b].mean() for b in used],
+            [ups[bins == b].mean() for b in used],
+            marker="o",
+        )
         axis.set_xlabel("p_up (mean of its decile)")
         axis.set_ylabel("share of up candles")
         names.append(_save(figure, out, f"{stem}-calibration.png"))
@@ -203,9 +243,10 @@ def _plots(out: Path, stem: str, predictions: Sequence[Prediction],
     naive = np.array([v.naive_error_pct for v in verdicts])
     span = min(180, len(verdicts))
     kernel = np.ones(span)
-    ratio = np.convolve(errors, kernel, "valid") / np.maximum(np.convolve(naive, kernel, "valid"),
-                                                             1e-12)
-    axis.plot(times[span - 1:], ratio, lw=0.8)
+    ratio = np.convolve(errors, kernel, "valid") / np.maximum(
+        np.convolve(naive, kernel, "valid"), 1e-12
+    )
+    axis.plot(times[span - 1 :], ratio, lw=0.8)
     axis.axhline(1, color="grey", ls="--")
     axis.set_ylabel(f"MAE / no change's, {span} candles")
     names.append(_save(figure, out, f"{stem}-rolling-mae-ratio.png"))
@@ -235,29 +276,43 @@ def data_sources(data: Sequence[str], symbol: str | None) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> None:
     defaults = InferenceSettings()
-    parser = argparse.ArgumentParser(prog="cryptocast-backtest",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--data", action="append", required=True,
-                        help="CSV with timestamp,open,high,low,close,volume (.gz works too), "
-                             "as <file> with --symbol, or SYMBOL=<file>; repeat for more coins")
+    parser = argparse.ArgumentParser(prog="cryptocast-backtest", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="CSV with timestamp,open,high,low,close,volume (.gz works too), "
+        "as <file> with --symbol, or SYMBOL=<file>; repeat for more coins",
+    )
     parser.add_argument("--symbol", help="the coin of a --data <file>")
     parser.add_argument("--interval", default="4h")
-    parser.add_argument("--model", default=defaults.model,
-                        help=f"name@version of the served model, or naive (default "
-                             f"{defaults.model})")
-    parser.add_argument("--since", type=datetime.fromisoformat, default=None,
-                        help="score only targets from this UTC date on (e.g. 2024-10-24, the "
-                             "final test year); earlier candles only warm the pipeline up")
-    parser.add_argument("--warmup", type=int, default=WARMUP_CANDLES,
-                        help="with --since: candles replayed before it (default "
-                             f"{WARMUP_CANDLES}); older ones are skipped")
+    parser.add_argument(
+        "--model",
+        default=defaults.model,
+        help=f"name@version of the served model, or naive (default {defaults.model})",
+    )
+    parser.add_argument(
+        "--since",
+        type=datetime.fromisoformat,
+        default=None,
+        help="score only targets from this UTC date on (e.g. 2024-10-24, the "
+        "final test year); earlier candles only warm the pipeline up",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=WARMUP_CANDLES,
+        help="with --since: candles replayed before it (default "
+        f"{WARMUP_CANDLES}); older ones are skipped",
+    )
     parser.add_argument("--out", type=Path, default=Path(".data/backtest"))
     args = parser.parse_args(argv)
     since = None if args.since is None else args.since.replace(tzinfo=args.since.tzinfo or UTC)
     try:
         sources = data_sources(args.data, args.symbol)
-        candles = [c for coin, path in sources.items()
-                   for c in read_candles(path, coin, args.interval)]
+        candles = [
+            c for coin, path in sources.items() for c in read_candles(path, coin, args.interval)
+        ]
         if since is not None:
             start = since - args.warmup * interval_delta(args.interval)
             candles = [c for c in candles if c.open_time >= start]
@@ -269,13 +324,23 @@ def main(argv: list[str] | None = None) -> None:
         predictions = [p for p in predictions if p.target_time >= since]
         verdicts = [v for v in verdicts if v.target_time >= since]
     if not verdicts:
-        sys.exit(f"cryptocast-backtest: {', '.join(args.data)}: too few consecutive candles "
-                 "for a forecast")
+        sys.exit(
+            f"cryptocast-backtest: {', '.join(args.data)}: too few consecutive candles "
+            "for a forecast"
+        )
     results = pooled_summary(verdicts)
     name = "-".join(sorted(sources)).lower() if len(sources) <= 3 else f"{len(sources)}-coins"
     model = f"{results['model']['name']}@{results['model']['version']}"
-    report = write_report(args.out, f"backtest-{name}", f"{', '.join(sorted(sources))}: "
-                          f"{model}", results, predictions, verdicts)
-    print(f"{len(sources)} coin(s): {len(candles):,} candles, {len(verdicts):,} verdicts; "
-          f"report {report}")
+    report = write_report(
+        args.out,
+        f"backtest-{name}",
+        f"{', '.join(sorted(sources))}: {model}",
+        results,
+        predictions,
+        verdicts,
+    )
+    print(
+        f"{len(sources)} coin(s): {len(candles):,} candles, {len(verdicts):,} verdicts; "
+        f"report {report}"
+    )
     print(json.dumps(results))

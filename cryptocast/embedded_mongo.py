@@ -39,17 +39,32 @@ class EmbeddedMongo:
         # that start-up crashes land in the same file.
         with (self.data_dir / "nx-27017.log").open("ab") as log_file:
             self._process = subprocess.Popen(
-                [executable, "--data-dir", str(self.data_dir), "--port", str(self.port),
-                 "--log-file", os.devnull, "--pid-file", str(self.data_dir / "nx-27017.pid")],
-                stdout=log_file, stderr=subprocess.STDOUT)
+                [
+                    executable,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                    "--log-file",
+                    os.devnull,
+                    "--pid-file",
+                    str(self.data_dir / "nx-27017.pid"),
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
-                raise RuntimeError(f"nx-27017 exited with {self._process.returncode}; see "
-                                   f"{self.data_dir / 'nx-27017.log'}")
+                raise RuntimeError(
+                    f"nx-27017 exited with {self._process.returncode}; see "
+                    f"{self.data_dir / 'nx-27017.log'}"
+                )
             client: MongoClient[dict[str, object]]
-            with contextlib.suppress(PyMongoError), MongoClient(
-                    self.url, serverSelectionTimeoutMS=300) as client:
+            with (
+                contextlib.suppress(PyMongoError),
+                MongoClient(self.url, serverSelectionTimeoutMS=300) as client,
+            ):
                 client.admin.command("ping")
                 return
             if time.monotonic() > deadline:

@@ -43,11 +43,17 @@ async def run() -> None:
         bus = await connect_bus(common)
         api = await gateway(common, bus=bus)
         settings = InferenceSettings(gateway_url=f"http://127.0.0.1:{api.state.settings.port}")
-        services: list[Service] = [api, await verifier(common, bus=bus),
-                    await inference(common, settings, bus=bus), await ingestor(common, bus=bus)]
+        services: list[Service] = [
+            api,
+            await verifier(common, bus=bus),
+            await inference(common, settings, bus=bus),
+            await ingestor(common, bus=bus),
+        ]
         try:
-            log.info("CryptoCast is up", extra={
-                "api": f"http://{api.state.settings.host}:{api.state.settings.port}/btc"})
+            log.info(
+                "CryptoCast is up",
+                extra={"api": f"http://{api.state.settings.host}:{api.state.settings.port}/btc"},
+            )
             await serve_until_signalled(services)
         finally:
             await bus.close()

@@ -18,8 +18,15 @@ from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
 from cryptocast_common.settings import CommonSettings
 
 AMQP_URL = os.environ.get("CRYPTOCAST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-SERVICE_QUEUES = ("gateway", "gateway.alerts", "inference", "verifier", "dead", "contract",
-                  "contract-b")
+SERVICE_QUEUES = (
+    "gateway",
+    "gateway.alerts",
+    "inference",
+    "verifier",
+    "dead",
+    "contract",
+    "contract-b",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,8 +54,10 @@ async def amqp_url() -> str:
     try:
         connection = await aio_pika.connect(AMQP_URL, timeout=5)
     except Exception as exc:
-        pytest.fail(f"RabbitMQ is not reachable at {AMQP_URL} ({exc!r}). Start it "
-                    "(`rabbitmq-server -detached`) or run `make test`, which starts it.")
+        pytest.fail(
+            f"RabbitMQ is not reachable at {AMQP_URL} ({exc!r}). Start it "
+            "(`rabbitmq-server -detached`) or run `make test`, which starts it."
+        )
     await connection.close()
     return AMQP_URL
 
@@ -57,9 +66,14 @@ async def amqp_url() -> str:
 async def common(amqp_url: str, mongo_url: str) -> AsyncIterator[CommonSettings]:
     """Settings with a namespace of their own; what it declared is deleted afterwards."""
     namespace = f"cryptocast-test-{uuid.uuid4().hex[:12]}"
-    settings = CommonSettings(amqp_url=amqp_url, namespace=namespace, mongo_url=mongo_url,
-                              mongo_db=namespace.replace(".", "_"), max_attempts=3,
-                              retry_delay_seconds=0.5)
+    settings = CommonSettings(
+        amqp_url=amqp_url,
+        namespace=namespace,
+        mongo_url=mongo_url,
+        mongo_db=namespace.replace(".", "_"),
+        max_attempts=3,
+        retry_delay_seconds=0.5,
+    )
     yield settings
     connection = await aio_pika.connect(amqp_url)
     async with connection:
@@ -73,4 +87,3 @@ async def common(amqp_url: str, mongo_url: str) -> AsyncIterator[CommonSettings]
         channel = await connection.channel()
         for exchange in (settings.exchange, settings.dead_letter_exchange):
             await channel.exchange_delete(exchange)
-

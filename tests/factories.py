@@ -12,16 +12,34 @@ STEP = timedelta(hours=4)
 
 def candle(i: int = 0, close: float = 100.0, symbol: str = "BTC", **extra: object) -> Candle:
     fields: dict[str, object] = dict(
-        symbol=symbol, interval="4h", open_time=T0 + i * STEP, close_time=T0 + (i + 1) * STEP,
-        open=close, high=close * 1.01, low=close * 0.99, close=close, volume=10.0, source="test")
+        symbol=symbol,
+        interval="4h",
+        open_time=T0 + i * STEP,
+        close_time=T0 + (i + 1) * STEP,
+        open=close,
+        high=close * 1.01,
+        low=close * 0.99,
+        close=close,
+        volume=10.0,
+        source="test",
+    )
     fields.update(extra)
     return Candle(**fields)  # type: ignore[arg-type]
 
 
-def prediction(i: int = 0, base: float = 100.0, predicted: float = 101.0,
-               symbol: str = "BTC", model: str = "naive") -> Prediction:
+def prediction(
+    i: int = 0,
+    base: float = 100.0,
+    predicted: float = 101.0,
+    symbol: str = "BTC",
+    model: str = "naive",
+) -> Prediction:
     """Made when candle ``i`` closed, for candle ``i + 1``."""
     return Prediction(
-        symbol=symbol, interval="4h", based_on=BasedOn(close_time=T0 + (i + 1) * STEP, close=base),
-        target_time=T0 + (i + 2) * STEP, predicted_close=predicted,
-        model=ModelRef(name=model, version="1"))
+        symbol=symbol,
+        interval="4h",
+        based_on=BasedOn(close_time=T0 + (i + 1) * STEP, close=base),
+        target_time=T0 + (i + 2) * STEP,
+        predicted_close=predicted,
+        model=ModelRef(name=model, version="1"),
+    )

@@ -19,8 +19,14 @@ from tests.chaos.harness import (
 )
 
 OUTAGE_SECONDS = 10.0  # how long the broker or the database stays dead: a deliberate sleep
-ERROR_NEEDLES = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '"handler failed"',
-                 "Task exception was never retrieved", "dead-lettering")
+ERROR_NEEDLES = (
+    '"level": "ERROR"',
+    '"level": "CRITICAL"',
+    "Traceback",
+    '"handler failed"',
+    "Task exception was never retrieved",
+    "dead-lettering",
+)
 
 
 @dataclass
@@ -49,10 +55,17 @@ def _per_collection(values: dict[str, int]) -> str:
     return "/".join(str(values[c]) for c in COLLECTIONS)
 
 
-async def run_case(pipeline: Pipeline, name: str, fault: Fault | None = None, *,
-                   dead_expected: int | None = 0, recovery_within: float = 60.0,
-                   settle_within: float = 30.0, stall: float = 15.0,
-                   stop_at_end: bool = True) -> CaseResult:
+async def run_case(
+    pipeline: Pipeline,
+    name: str,
+    fault: Fault | None = None,
+    *,
+    dead_expected: int | None = 0,
+    recovery_within: float = 60.0,
+    settle_within: float = 30.0,
+    stall: float = 15.0,
+    stop_at_end: bool = True,
+) -> CaseResult:
     """``dead_expected``: messages the dead-letter queue must hold at the end (None: the
     caller checks them). ``stop_at_end``: then SIGTERM every service, each must exit 0
     whatever it went through."""
@@ -68,15 +81,18 @@ async def run_case(pipeline: Pipeline, name: str, fault: Fault | None = None, *,
     problems += report.problems
     row.note = report.note
     if report.ended_at is not None:
-        recovery = await pipeline.wait_recovered(report.ended_at, report.before,
-                                                 recovery_within)
-        row.recovery = (f"{recovery:.1f}" if recovery is not None
-                        else f"none in {recovery_within:.0f}")
+        recovery = await pipeline.wait_recovered(report.ended_at, report.before, recovery_within)
+        row.recovery = (
+            f"{recovery:.1f}" if recovery is not None else f"none in {recovery_within:.0f}"
+        )
         if recovery is None:
-            states = {n: (s.alive(), await s.ready(pipeline.http))
-                      for n, s in pipeline.services.items()}
-            problems.append(f"no recovery within {recovery_within:.0f}s of the fault's end: "
-                            f"(alive, ready) per service {states}, and no new verification")
+            states = {
+                n: (s.alive(), await s.ready(pipeline.http)) for n, s in pipeline.services.items()
+            }
+            problems.append(
+                f"no recovery within {recovery_within:.0f}s of the fault's end: "
+                f"(alive, ready) per service {states}, and no new verification"
+            )
     else:
         row.recovery = "n/a"
     # The replay itself: backfill and paced steps, plus restarts; generous but bounded.
@@ -88,14 +104,18 @@ async def run_case(pipeline: Pipeline, name: str, fault: Fault | None = None, *,
     snapshot = await pipeline.settle(settle_within if done_at is not None else 8.0)
     problems += outcome_problems(pipeline, snapshot, row, dead_expected)
     if stop_at_end:
-        problems += [f"{name} exited with {code} on SIGTERM at the end, expected 0"
-                     for name, code in (await pipeline.stop()).items() if code != 0]
+        problems += [
+            f"{name} exited with {code} on SIGTERM at the end, expected 0"
+            for name, code in (await pipeline.stop()).items()
+            if code != 0
+        ]
     row.outcome = "pass" if not problems else "FAIL"
     return CaseResult(row, snapshot, wall, problems)
 
 
-def outcome_problems(pipeline: Pipeline, snapshot: Snapshot, row: Row,
-                     dead_expected: int | None) -> list[str]:
+def outcome_problems(
+    pipeline: Pipeline, snapshot: Snapshot, row: Row, dead_expected: int | None
+) -> list[str]:
     problems = []
     stored, expected = snapshot.stored, pipeline.expected
     missing, unexpected = stored.missing(expected), stored.unexpected(expected)
@@ -106,17 +126,22 @@ def outcome_problems(pipeline: Pipeline, snapshot: Snapshot, row: Row,
     row.dead_lettered = str(snapshot.dead)
     for collection in COLLECTIONS:
         if missing[collection]:
-            problems.append(f"{collection}: {len(missing[collection])} of "
-                            f"{len(expected.of(collection))} missing, e.g. "
-                            f"{missing[collection][:3]}")
+            problems.append(
+                f"{collection}: {len(missing[collection])} of "
+                f"{len(expected.of(collection))} missing, e.g. "
+                f"{missing[collection][:3]}"
+            )
         if unexpected[collection]:
-            problems.append(f"{collection}: {len(unexpected[collection])} not expected, e.g. "
-                            f"{unexpected[collection][:3]}")
+            problems.append(
+                f"{collection}: {len(unexpected[collection])} not expected, e.g. "
+                f"{unexpected[collection][:3]}"
+            )
         if duplicates[collection]:
             problems.append(f"{collection}: {duplicates[collection]} duplicates")
     if dead_expected is not None and snapshot.dead != dead_expected:
-        problems.append(f"dead-letter queue holds {snapshot.dead} messages, expected "
-                        f"{dead_expected}")
+        problems.append(
+            f"dead-letter queue holds {snapshot.dead} messages, expected {dead_expected}"
+        )
     busy = {name: depth for name, depth in snapshot.queues.items() if depth}
     if busy:
         problems.append(f"messages still waiting in the queues at the end: {busy}")
@@ -136,8 +161,9 @@ def outcome_problems(pipeline: Pipeline, snapshot: Snapshot, row: Row,
 # Faults
 
 
-async def wait_for(pipeline: Pipeline, check: Callable[[], Awaitable[bool]], what: str,
-                   within: float = 90.0) -> None:
+async def wait_for(
+    pipeline: Pipeline, check: Callable[[], Awaitable[bool]], what: str, within: float = 90.0
+) -> None:
     if not await poll(check, within):
         raise AssertionError(f"timed out after {within}s waiting for {what}\n{pipeline.tails()}")
 
@@ -160,6 +186,7 @@ async def wait_until_idle(pipeline: Pipeline, first: int) -> tuple[int, dict[str
     has gone through, step ``k + 1`` is not out yet and no queue has a message ready. A
     window that is missed is tried again at the next step."""
     for index in range(first, len(pipeline.replay.steps()) - 1):
+
         async def settled_or_missed(i: int = index) -> str | None:
             if await candles_of_step_stored(pipeline, i + 1):
                 return "missed"
@@ -182,10 +209,16 @@ async def wait_until_idle(pipeline: Pipeline, first: int) -> tuple[int, dict[str
 async def wait_until_busy(pipeline: Pipeline) -> dict[str, int | None]:
     """During the backfill burst: the first predictions are stored, the backfill's
     verifications are not all stored yet."""
-    backfill = {c.event_id for step in pipeline.replay.steps()[:pipeline.replay.backfill_steps]
-                for c in step}
-    last = [v for v in pipeline.expected.verifications
-            if any(v.endswith(c.split(":", 3)[3]) for c in backfill)]
+    backfill = {
+        c.event_id
+        for step in pipeline.replay.steps()[: pipeline.replay.backfill_steps]
+        for c in step
+    }
+    last = [
+        v
+        for v in pipeline.expected.verifications
+        if any(v.endswith(c.split(":", 3)[3]) for c in backfill)
+    ]
 
     async def predicting() -> Stored | None:
         stored = await pipeline.try_stored()
@@ -196,8 +229,9 @@ async def wait_until_busy(pipeline: Pipeline) -> dict[str, int | None]:
         raise AssertionError(f"no prediction within 60s\n{pipeline.tails()}")
     depths = await pipeline.try_queue_depths() or {}
     if set(last) <= set(stored.ids["verifications"]):
-        raise AssertionError("the backfill was through before the consumers were caught busy: "
-                             "lengthen the backfill")
+        raise AssertionError(
+            "the backfill was through before the consumers were caught busy: lengthen the backfill"
+        )
     return depths
 
 
@@ -213,29 +247,33 @@ def broker_outage(moment: str) -> Fault:
         pipeline.rabbit.kill()
         await asyncio.sleep(OUTAGE_SECONDS)
         seconds = await pipeline.rabbit.start()
-        return FaultReport(ended_at=time.monotonic(), before=before,
-                           note=f"{note}; broker back in {seconds:.1f}s")
+        return FaultReport(
+            ended_at=time.monotonic(), before=before, note=f"{note}; broker back in {seconds:.1f}s"
+        )
 
     return fault
 
 
 async def database_outage(pipeline: Pipeline) -> FaultReport:
     index = paced_step(pipeline, 2)
-    await wait_for(pipeline, lambda: candles_of_step_stored(pipeline, index),
-                   f"paced step {index}")
+    await wait_for(pipeline, lambda: candles_of_step_stored(pipeline, index), f"paced step {index}")
     before = await pipeline.stored()
     pipeline.mongo.kill()
     await asyncio.sleep(OUTAGE_SECONDS)
     await pipeline.mongo.astart()
-    return FaultReport(ended_at=time.monotonic(), before=before,
-                       note="killed mid-replay, after paced step 2 was stored")
+    return FaultReport(
+        ended_at=time.monotonic(),
+        before=before,
+        note="killed mid-replay, after paced step 2 was stored",
+    )
 
 
 def service_stop(name: str, how: str) -> Fault:
     async def fault(pipeline: Pipeline) -> FaultReport:
         index = paced_step(pipeline, 2)
-        await wait_for(pipeline, lambda: candles_of_step_stored(pipeline, index),
-                       f"paced step {index}")
+        await wait_for(
+            pipeline, lambda: candles_of_step_stored(pipeline, index), f"paced step {index}"
+        )
         before = await pipeline.stored()
         service = pipeline.services[name]
         problems = []
@@ -244,16 +282,22 @@ def service_stop(name: str, how: str) -> Fault:
         else:
             code = await service.terminate(30)
             if code != 0:
-                problems.append(f"{name} exited with {code} on SIGTERM, expected 0"
-                                if code is not None else
-                                f"{name} did not exit within 30s of SIGTERM (killed)")
+                problems.append(
+                    f"{name} exited with {code} on SIGTERM, expected 0"
+                    if code is not None
+                    else f"{name} did not exit within 30s of SIGTERM (killed)"
+                )
             elif '"msg": "service stopped"' not in service.log_text():
                 problems.append(f"{name} exited 0 on SIGTERM without logging 'service stopped'")
         if name == "ingestor":
             pipeline.start_ingestor()  # the replay starts over
         else:
             service.start()
-        return FaultReport(ended_at=time.monotonic(), before=before, problems=problems,
-                           note=f"{how} after paced step 2 was stored, restarted at once")
+        return FaultReport(
+            ended_at=time.monotonic(),
+            before=before,
+            problems=problems,
+            note=f"{how} after paced step 2 was stored, restarted at once",
+        )
 
     return fault

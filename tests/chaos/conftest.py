@@ -73,8 +73,9 @@ def log_root() -> Path:
 
 
 @pytest.fixture
-async def pipelines(rabbit: RabbitNode, mongo: KillableMongo, request: pytest.FixtureRequest,
-                    log_root: Path) -> AsyncIterator[Callable[[Replay], Pipeline]]:
+async def pipelines(
+    rabbit: RabbitNode, mongo: KillableMongo, request: pytest.FixtureRequest, log_root: Path
+) -> AsyncIterator[Callable[[Replay], Pipeline]]:
     """Build pipelines for this test; every one is stopped and removed afterwards, with the
     tails of its logs printed if the test failed."""
     # A previous test may have ended with the broker or the database down.
@@ -105,13 +106,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     lines = [RESULTS.table(), ""]
     if starts:
         restarts = starts[1:]
-        lines.append(f"RabbitMQ node start: {starts[0]:.1f} s" + (
-            f"; restarts on the same data: {min(restarts):.1f}-{max(restarts):.1f} s "
-            f"(mean {sum(restarts) / len(restarts):.1f} s over {len(restarts)})"
-            if restarts else ""))
+        lines.append(
+            f"RabbitMQ node start: {starts[0]:.1f} s"
+            + (
+                f"; restarts on the same data: {min(restarts):.1f}-{max(restarts):.1f} s "
+                f"(mean {sum(restarts) / len(restarts):.1f} s over {len(restarts)})"
+                if restarts
+                else ""
+            )
+        )
     if RESULTS.baseline_wall is not None:
-        lines.append(f"Fault-free replay: {RESULTS.baseline_wall:.1f} s until everything "
-                     "expected was stored")
+        lines.append(
+            f"Fault-free replay: {RESULTS.baseline_wall:.1f} s until everything expected was stored"
+        )
     notes = RESULTS.notes()
     if notes:
         lines += ["", notes]

@@ -48,8 +48,9 @@ SERVICES = ("gateway", "verifier", "inference", "ingestor")
 COLLECTIONS = ("candles", "predictions", "verifications")
 # The bundled rabbitmq-server in /usr/sbin is a wrapper that switches user and does not exec;
 # the script under /usr/lib execs erl (and erl execs beam.smp) when RABBITMQ_ALLOW_INPUT is set.
-RABBITMQ_SERVER = os.environ.get("CRYPTOCAST_CHAOS_RABBITMQ_SERVER",
-                                 "/usr/lib/rabbitmq/bin/rabbitmq-server")
+RABBITMQ_SERVER = os.environ.get(
+    "CRYPTOCAST_CHAOS_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server"
+)
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -92,15 +93,19 @@ class RabbitNode:
         (base / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq/rabbitmq-env.conf
         # /etc/rabbitmq/rabbitmq.conf pins the listener to 5672: never read it.
         (base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users.guest = true\n")
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users.guest = true\n"
+        )
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
     def environment(self) -> dict[str, str]:
-        keep = {k: v for k, v in os.environ.items()
-                if not k.startswith(("RABBITMQ_", "ERL_", "CRYPTOCAST_"))}
+        keep = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RABBITMQ_", "ERL_", "CRYPTOCAST_"))
+        }
         return keep | {
             "HOME": str(self.base),  # its own Erlang cookie
             "RABBITMQ_NODENAME": self.name,
@@ -128,15 +133,22 @@ class RabbitNode:
 
     def _launch(self) -> subprocess.Popen[bytes]:
         if not Path(RABBITMQ_SERVER).exists():
-            raise RuntimeError(f"{RABBITMQ_SERVER} not found: install rabbitmq-server (Debian "
-                               "package) or set CRYPTOCAST_CHAOS_RABBITMQ_SERVER")
+            raise RuntimeError(
+                f"{RABBITMQ_SERVER} not found: install rabbitmq-server (Debian "
+                "package) or set CRYPTOCAST_CHAOS_RABBITMQ_SERVER"
+            )
         with self.log.open("ab") as log:
             log.write(f"\n==== chaos harness: starting {self.name} ====\n".encode())
             log.flush()
             return subprocess.Popen(
-                [RABBITMQ_SERVER], env=self.environment(), cwd=self.base,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [RABBITMQ_SERVER],
+                env=self.environment(),
+                cwd=self.base,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     async def start(self, within: float = 90.0) -> float:
         """Start on the same data directory and port; return the seconds until an AMQP
@@ -147,15 +159,17 @@ class RabbitNode:
         deadline = started + within
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited with {self.process.returncode}:\n"
-                                   f"{tail(self.log)}")
+                raise RuntimeError(
+                    f"rabbitmq-server exited with {self.process.returncode}:\n{tail(self.log)}"
+                )
             try:
                 connection = await aio_pika.connect(self.url, timeout=2)
             except Exception:
                 if time.monotonic() > deadline:
                     self.kill()
-                    raise TimeoutError(f"RabbitMQ did not accept AMQP within {within}s:\n"
-                                       f"{tail(self.log)}") from None
+                    raise TimeoutError(
+                        f"RabbitMQ did not accept AMQP within {within}s:\n{tail(self.log)}"
+                    ) from None
                 await asyncio.sleep(0.1)
             else:
                 await connection.close()
@@ -164,7 +178,8 @@ class RabbitNode:
         self.start_seconds.append(seconds)
         executable = os.readlink(f"/proc/{self.process.pid}/exe")
         assert executable.endswith("beam.smp"), (
-            f"the started process is {executable}, not the Erlang VM: a kill would orphan it")
+            f"the started process is {executable}, not the Erlang VM: a kill would orphan it"
+        )
         return seconds
 
     def start_sync(self) -> float:
@@ -174,23 +189,47 @@ class RabbitNode:
         """Messages (ready plus unacknowledged) in every queue whose name starts with
         ``prefix``: delay queues and exclusive queues included. Raises if the node is away."""
         process = await asyncio.create_subprocess_exec(
-            str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")), "-n", self.name, "-q",
-            "list_queues", "name", "messages_ready", "messages_unacknowledged",
-            "--formatter", "json", env=self.environment(),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")),
+            "-n",
+            self.name,
+            "-q",
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "--formatter",
+            "json",
+            env=self.environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), 30)
         if process.returncode != 0:
             raise RuntimeError(f"rabbitmqctl list_queues: {err.decode(errors='replace')}")
-        return {q["name"]: int(q["messages_ready"]) + int(q["messages_unacknowledged"])
-                for q in json.loads(out) if q["name"].startswith(prefix)}
+        return {
+            q["name"]: int(q["messages_ready"]) + int(q["messages_unacknowledged"])
+            for q in json.loads(out)
+            if q["name"].startswith(prefix)
+        }
 
     async def list_bindings(self, exchange: str) -> dict[str, list[str]]:
         """Queue name -> binding keys, for the bindings of ``exchange``."""
         process = await asyncio.create_subprocess_exec(
-            str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")), "-n", self.name, "-q",
-            "list_bindings", "source_name", "destination_name", "destination_kind",
-            "routing_key", "--formatter", "json", env=self.environment(),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            str(Path(RABBITMQ_SERVER).with_name("rabbitmqctl")),
+            "-n",
+            self.name,
+            "-q",
+            "list_bindings",
+            "source_name",
+            "destination_name",
+            "destination_kind",
+            "routing_key",
+            "--formatter",
+            "json",
+            env=self.environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), 30)
         if process.returncode != 0:
             raise RuntimeError(f"rabbitmqctl list_bindings: {err.decode(errors='replace')}")
@@ -252,7 +291,7 @@ class Replay:
         """The steps the ingestor publishes, in order (see cryptocast_ingestor.handlers.replay)."""
         steps = load_timeline(BUNDLED_REPLAY, self.symbols, INTERVAL)
         split = max(0, len(steps) - self.live)
-        return steps[max(0, split - self.backfill):]
+        return steps[max(0, split - self.backfill) :]
 
     @property
     def backfill_steps(self) -> int:
@@ -265,10 +304,12 @@ class Replay:
         return (len(self.steps()) - self.backfill_steps) * self.pace_seconds
 
     def environment(self) -> dict[str, str]:
-        return {"CRYPTOCAST_INGESTOR_SOURCE": "replay",
-                "CRYPTOCAST_INGESTOR_BACKFILL": str(self.backfill),
-                "CRYPTOCAST_INGESTOR_REPLAY_LIVE": str(self.live),
-                "CRYPTOCAST_INGESTOR_PACE_SECONDS": str(self.pace_seconds)}
+        return {
+            "CRYPTOCAST_INGESTOR_SOURCE": "replay",
+            "CRYPTOCAST_INGESTOR_BACKFILL": str(self.backfill),
+            "CRYPTOCAST_INGESTOR_REPLAY_LIVE": str(self.live),
+            "CRYPTOCAST_INGESTOR_PACE_SECONDS": str(self.pace_seconds),
+        }
 
 
 @cache
@@ -311,26 +352,39 @@ def expected_outcome(replay: Replay) -> Expected:
             if run < window:
                 continue
             prediction = Prediction(
-                symbol=candle.symbol, interval=candle.interval,
+                symbol=candle.symbol,
+                interval=candle.interval,
                 based_on=BasedOn(close_time=candle.close_time, close=candle.close),
                 target_time=candle.close_time + (candle.close_time - candle.open_time),
-                predicted_close=candle.close, model=model)
+                predicted_close=candle.close,
+                model=model,
+            )
             prediction_ids.add(prediction.event_id)
             following = series[index + 1] if index + 1 < len(series) else None
             if following is not None and following.close_time == prediction.target_time:
                 verification = Verification(
-                    symbol=candle.symbol, interval=candle.interval,
-                    prediction_id=prediction.event_id, model=model,
-                    target_time=prediction.target_time, based_on_time=candle.close_time,
-                    based_on_close=candle.close, predicted_close=candle.close,
-                    actual_close=following.close, error_pct=0.0, tolerance_pct=2.0,
-                    within_tolerance=True, direction_correct=None, naive_error_pct=0.0)
+                    symbol=candle.symbol,
+                    interval=candle.interval,
+                    prediction_id=prediction.event_id,
+                    model=model,
+                    target_time=prediction.target_time,
+                    based_on_time=candle.close_time,
+                    based_on_close=candle.close,
+                    predicted_close=candle.close,
+                    actual_close=following.close,
+                    error_pct=0.0,
+                    tolerance_pct=2.0,
+                    within_tolerance=True,
+                    direction_correct=None,
+                    naive_error_pct=0.0,
+                )
                 verification_ids.add(verification.event_id)
     if not verification_ids:
-        raise AssertionError(f"a replay of {len(replay.steps())} steps is too short for the "
-                             f"served model's {window}-candle window: nothing to check")
-    return Expected(frozenset(candle_ids), frozenset(prediction_ids),
-                    frozenset(verification_ids))
+        raise AssertionError(
+            f"a replay of {len(replay.steps())} steps is too short for the "
+            f"served model's {window}-candle window: nothing to check"
+        )
+    return Expected(frozenset(candle_ids), frozenset(prediction_ids), frozenset(verification_ids))
 
 
 @dataclass
@@ -342,8 +396,10 @@ class Stored:
         return "/".join(str(len(self.ids[c])) for c in COLLECTIONS)
 
     def duplicates(self) -> dict[str, int]:
-        return {c: len(self.ids[c]) - len(set(self.ids[c])) + self.logical_duplicates[c]
-                for c in COLLECTIONS}
+        return {
+            c: len(self.ids[c]) - len(set(self.ids[c])) + self.logical_duplicates[c]
+            for c in COLLECTIONS
+        }
 
     def missing(self, expected: Expected) -> dict[str, list[str]]:
         return {c: sorted(expected.of(c) - set(self.ids[c])) for c in COLLECTIONS}
@@ -393,9 +449,14 @@ class ServiceProcess:
         self.starts += 1
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [PYTHON, "-m", f"cryptocast_{self.name}"], env=self.env, cwd=ROOT,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [PYTHON, "-m", f"cryptocast_{self.name}"],
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -451,8 +512,9 @@ class Snapshot:
 
 
 class Pipeline:
-    def __init__(self, rabbit: RabbitNode, mongo: KillableMongo, replay: Replay,
-                 log_dir: Path) -> None:
+    def __init__(
+        self, rabbit: RabbitNode, mongo: KillableMongo, replay: Replay, log_dir: Path
+    ) -> None:
         self.rabbit = rabbit
         self.mongo = mongo
         self.replay = replay
@@ -484,7 +546,8 @@ class Pipeline:
                 env["CRYPTOCAST_HEALTH_PORT"] = str(port)
             self.services[name] = ServiceProcess(name, env, log_dir, port)
         self.mongo_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            mongo.url, tz_aware=True, serverSelectionTimeoutMS=2000)
+            mongo.url, tz_aware=True, serverSelectionTimeoutMS=2000
+        )
         self.http = httpx.AsyncClient()
         self.ingestor_started_at = 0.0
 
@@ -506,10 +569,13 @@ class Pipeline:
             return all([await self.services[n].ready(self.http) for n in names])
 
         if not await poll(all_ready, within, every=0.2):
-            states = {n: (self.services[n].alive(), await self.services[n].ready(self.http))
-                      for n in names}
-            raise AssertionError(f"services not ready within {within}s (alive, ready): "
-                                 f"{states}\n{self.tails()}")
+            states = {
+                n: (self.services[n].alive(), await self.services[n].ready(self.http))
+                for n in names
+            }
+            raise AssertionError(
+                f"services not ready within {within}s (alive, ready): {states}\n{self.tails()}"
+            )
 
     async def all_ready(self) -> bool:
         return all([await s.ready(self.http) for s in self.services.values()])
@@ -550,8 +616,7 @@ class Pipeline:
                             await channel.exchange_delete(exchange)
 
     def queue_names(self) -> list[str]:
-        return [f"{self.namespace}.{name}" for name in ("gateway", "inference", "verifier",
-                                                        "dead")]
+        return [f"{self.namespace}.{name}" for name in ("gateway", "inference", "verifier", "dead")]
 
     # -- observation -------------------------------------------------------------------------
 
@@ -564,9 +629,11 @@ class Pipeline:
         logical: dict[str, int] = {}
         for collection in COLLECTIONS:
             key = LOGICAL_KEY[collection]
-            docs = await db[collection].find(
-                {"symbol": {"$in": list(self.replay.symbols)}},
-                {name: 1 for name in key}).to_list()
+            docs = (
+                await db[collection]
+                .find({"symbol": {"$in": list(self.replay.symbols)}}, {name: 1 for name in key})
+                .to_list()
+            )
             ids[collection] = [str(d["_id"]) for d in docs]
             keys = [tuple(str(d.get(name)) for name in key) for d in docs]
             logical[collection] = len(keys) - len(set(keys))
@@ -600,8 +667,9 @@ class Pipeline:
         except Exception:
             return None
 
-    async def drain_dead_letters(self, idle: float = 5.0
-                                 ) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    async def drain_dead_letters(
+        self, idle: float = 5.0
+    ) -> list[aio_pika.abc.AbstractIncomingMessage]:
         """Every message in <ns>.dead, taken off the queue (consumed until it is empty and
         nothing has come for ``idle`` seconds)."""
         messages: list[aio_pika.abc.AbstractIncomingMessage] = []
@@ -699,13 +767,15 @@ class Pipeline:
                 previous = (stored.ids, dead) if quiet else None
             if time.monotonic() > deadline:
                 if snapshot is None:
-                    raise AssertionError(f"neither the broker nor the database answered in "
-                                         f"{within}s\n{self.tails()}")
+                    raise AssertionError(
+                        f"neither the broker nor the database answered in {within}s\n{self.tails()}"
+                    )
                 return snapshot
             await asyncio.sleep(1.0)
 
-    async def wait_recovered(self, since: float, before: Stored | None,
-                             within: float = 90.0) -> float | None:
+    async def wait_recovered(
+        self, since: float, before: Stored | None, within: float = 90.0
+    ) -> float | None:
         """Seconds from ``since`` until every service answers /readyz and the pipeline has
         moved end to end again (a verification stored that was not there at the fault, or
         everything expected stored); None if not within ``within``."""
@@ -717,8 +787,9 @@ class Pipeline:
             stored = await self.try_stored()
             if stored is None:
                 return False
-            return (bool(set(stored.ids["verifications"]) - baseline)
-                    or stored.matches(self.expected))
+            return bool(set(stored.ids["verifications"]) - baseline) or stored.matches(
+                self.expected
+            )
 
         if await poll(recovered, max(0.0, since + within - time.monotonic()), every=0.2):
             return time.monotonic() - since
@@ -734,13 +805,24 @@ class Pipeline:
         step_times = {c.close_time for c in step}
         candles = {c.event_id for c in step}
         have = {c: set(stored.ids[c]) for c in COLLECTIONS}
-        predictions = {p for p in self.expected.predictions
-                       if any(p.endswith(iso_utc(t + (step[0].close_time - step[0].open_time)))
-                              for t in step_times)}
-        verifications = {v for v in self.expected.verifications
-                         if any(v.endswith(iso_utc(t)) for t in step_times)}
-        return (candles <= have["candles"] and predictions <= have["predictions"]
-                and verifications <= have["verifications"])
+        predictions = {
+            p
+            for p in self.expected.predictions
+            if any(
+                p.endswith(iso_utc(t + (step[0].close_time - step[0].open_time)))
+                for t in step_times
+            )
+        }
+        verifications = {
+            v
+            for v in self.expected.verifications
+            if any(v.endswith(iso_utc(t)) for t in step_times)
+        }
+        return (
+            candles <= have["candles"]
+            and predictions <= have["predictions"]
+            and verifications <= have["verifications"]
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,12 +849,16 @@ class Results:
     baseline_wall: float | None = None
 
     def table(self) -> str:
-        header = ("| fault | expected c/p/v | stored c/p/v | missing c/p/v | duplicates c/p/v "
-                  "| dead-lettered | recovery s | outcome |")
+        header = (
+            "| fault | expected c/p/v | stored c/p/v | missing c/p/v | duplicates c/p/v "
+            "| dead-lettered | recovery s | outcome |"
+        )
         lines = [header, "|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in self.rows:
-            lines.append(f"| {r.fault} | {r.expected} | {r.stored} | {r.missing} | "
-                         f"{r.duplicates} | {r.dead_lettered} | {r.recovery} | {r.outcome} |")
+            lines.append(
+                f"| {r.fault} | {r.expected} | {r.stored} | {r.missing} | "
+                f"{r.duplicates} | {r.dead_lettered} | {r.recovery} | {r.outcome} |"
+            )
         return "\n".join(lines)
 
     def notes(self) -> str:

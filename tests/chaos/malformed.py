@@ -19,8 +19,15 @@ import aio_pika
 from cryptocast_common.bus import topic_matches
 from cryptocast_common.events import Candle, InvalidEvent, decode_event
 
-ROUTING_KEYS = ("candle.BTC.4h", "candle.ETH.4h", "candle.SOL.4h", "prediction.BTC.4h",
-                "prediction.SOL.4h", "verification.ETH.4h", "model.BTC.4h")
+ROUTING_KEYS = (
+    "candle.BTC.4h",
+    "candle.ETH.4h",
+    "candle.SOL.4h",
+    "prediction.BTC.4h",
+    "prediction.SOL.4h",
+    "verification.ETH.4h",
+    "model.BTC.4h",
+)
 SCHEMA_VERSION_LIST = b'{"type": "candle", "schema_version": [], "symbol": "BTC" }'
 assert len(SCHEMA_VERSION_LIST) == 58
 NESTED = b"[" * 100_000 + b"]" * 100_000  # 200 KB
@@ -74,31 +81,65 @@ def variants(candle: Candle) -> list[Malformed]:
         Malformed("non-UTF-8", b"\xff\xfe\xfa\x00garbage\x80"),
         Malformed("non-UTF-8", b'{"type": "candle", "symbol": "\xc3\x28"}'),
         Malformed("empty body", b""),
-        *(Malformed("JSON of another type", body) for body in
-          (b"null", b"true", b"false", b"0", b"-1.5e3", b'"candle"', b"[]", b"[1, 2, 3]",
-           b"{}", b'[{"type": "candle"}]')),
+        *(
+            Malformed("JSON of another type", body)
+            for body in (
+                b"null",
+                b"true",
+                b"false",
+                b"0",
+                b"-1.5e3",
+                b'"candle"',
+                b"[]",
+                b"[1, 2, 3]",
+                b"{}",
+                b'[{"type": "candle"}]',
+            )
+        ),
         *(Malformed("candle field of a wrong type", body) for body in _wrong_types(template)),
         Malformed("schema_version a list (58 bytes)", SCHEMA_VERSION_LIST),
         Malformed("200 KB nested array", NESTED),
-        *(Malformed("huge number", json.dumps({**template, name: value}).encode()
-                    .replace(b'"HUGE"', huge))
-          for name, value, huge in (("close", "HUGE", b"1e400"), ("volume", "HUGE", b"1" * 400),
-                                    ("schema_version", "HUGE", b"1" * 40),
-                                    ("open", "HUGE", b"-1e400"))),
-        *(Malformed("NaN/Infinity", json.dumps({**template, "close": "X"}).encode()
-                    .replace(b'"X"', constant))
-          for constant in (b"NaN", b"Infinity", b"-Infinity")),
-        *(Malformed("wrong content type, valid candle body", foreign_body, content_type)
-          for content_type in ("text/plain", "application/xml", "application/octet-stream")),
+        *(
+            Malformed(
+                "huge number",
+                json.dumps({**template, name: value}).encode().replace(b'"HUGE"', huge),
+            )
+            for name, value, huge in (
+                ("close", "HUGE", b"1e400"),
+                ("volume", "HUGE", b"1" * 400),
+                ("schema_version", "HUGE", b"1" * 40),
+                ("open", "HUGE", b"-1e400"),
+            )
+        ),
+        *(
+            Malformed(
+                "NaN/Infinity",
+                json.dumps({**template, "close": "X"}).encode().replace(b'"X"', constant),
+            )
+            for constant in (b"NaN", b"Infinity", b"-Infinity")
+        ),
+        *(
+            Malformed("wrong content type, valid candle body", foreign_body, content_type)
+            for content_type in ("text/plain", "application/xml", "application/octet-stream")
+        ),
         Malformed("missing content type", missing_fields, None),
         Malformed("missing content type", b"not json", None),
-        *(Malformed("headers of wrong types", missing_fields, headers=headers) for headers in (
-            {"x-delivery-count": "five"}, {"x-delivery-count": -1},
-            {"x-delivery-count": 2**62}, {"x-delivery-count": [1, 2]},
-            {"x-death": "not a list"}, {"x-cryptocast-deliveries": "3"},
-            {"x-cryptocast-deliveries": {"n": 1}}, {"x-cryptocast-reason": 42},
-            {"x-cryptocast-queue": ["a"]}, {"x-first-death-reason": 7},
-            {"x-delivery-count": 1.5})),
+        *(
+            Malformed("headers of wrong types", missing_fields, headers=headers)
+            for headers in (
+                {"x-delivery-count": "five"},
+                {"x-delivery-count": -1},
+                {"x-delivery-count": 2**62},
+                {"x-delivery-count": [1, 2]},
+                {"x-death": "not a list"},
+                {"x-cryptocast-deliveries": "3"},
+                {"x-cryptocast-deliveries": {"n": 1}},
+                {"x-cryptocast-reason": 42},
+                {"x-cryptocast-queue": ["a"]},
+                {"x-first-death-reason": 7},
+                {"x-delivery-count": 1.5},
+            )
+        ),
     ]
     for item in out:
         if not item.kind.startswith("wrong content type"):
@@ -113,8 +154,9 @@ class Sent:
     routing_key: str
 
 
-async def publish_malformed(url: str, exchange_name: str, candle: Candle,
-                            total: int = 10_000) -> list[Sent]:
+async def publish_malformed(
+    url: str, exchange_name: str, candle: Candle, total: int = 10_000
+) -> list[Sent]:
     """``total`` messages cycling through every variant on every routing key, published
     with confirms, 256 in flight."""
     combinations = itertools.cycle(itertools.product(variants(candle), ROUTING_KEYS))
@@ -124,16 +166,28 @@ async def publish_malformed(url: str, exchange_name: str, candle: Candle,
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(exchange_name)
         for start in range(0, len(plan), 256):
-            await asyncio.gather(*(
-                exchange.publish(aio_pika.Message(item.body, content_type=item.content_type,
-                                                  message_id=message_id, headers=item.headers,
-                                                  delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                 routing_key=key)
-                for message_id, item, key in plan[start:start + 256]))
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            item.body,
+                            content_type=item.content_type,
+                            message_id=message_id,
+                            headers=item.headers,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=key,
+                    )
+                    for message_id, item, key in plan[start : start + 256]
+                )
+            )
     return [Sent(message_id, item.label, key) for message_id, item, key in plan]
 
 
 def receivers(routing_key: str, bindings: dict[str, list[str]]) -> set[str]:
     """Queues a message with ``routing_key`` reaches, from queue -> binding keys."""
-    return {queue for queue, keys in bindings.items()
-            if any(topic_matches(key, routing_key) for key in keys)}
+    return {
+        queue
+        for queue, keys in bindings.items()
+        if any(topic_matches(key, routing_key) for key in keys)
+    }

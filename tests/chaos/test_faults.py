@@ -29,8 +29,7 @@ from tests.chaos.malformed import Sent, publish_malformed, receivers
 # 3 coins, the served model's window plus 10 steps at once, then 16 paced ones: with the
 # 120-candle window, 438 candles, 81 predictions and 78 verifications.
 WINDOW = serving_model()[1]
-STANDARD = Replay(symbols=("BTC", "ETH", "SOL"), backfill=WINDOW + 10, live=16,
-                  pace_seconds=1.0)
+STANDARD = Replay(symbols=("BTC", "ETH", "SOL"), backfill=WINDOW + 10, live=16, pace_seconds=1.0)
 REPEATS = 3
 MALFORMED = 10_000
 # The flood arrives during the backfill, then live candles keep coming as they would in
@@ -60,8 +59,9 @@ async def test_fault_free_replay_stores_exactly_the_expected_events(pipelines: M
 @pytest.mark.parametrize("moment", ["idle", "busy"])
 @pytest.mark.parametrize("attempt", range(1, REPEATS + 1))
 async def test_broker_killed_for_10s(pipelines: Make, moment: str, attempt: int) -> None:
-    result = await run_case(pipelines(STANDARD), f"broker SIGKILL 10 s, {moment} #{attempt}",
-                            broker_outage(moment))
+    result = await run_case(
+        pipelines(STANDARD), f"broker SIGKILL 10 s, {moment} #{attempt}", broker_outage(moment)
+    )
     result.assert_ok()
 
 
@@ -73,8 +73,9 @@ async def test_database_killed_for_10s(pipelines: Make) -> None:
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 @pytest.mark.parametrize("service", SERVICES)
 async def test_service_stopped_and_restarted(pipelines: Make, service: str, how: str) -> None:
-    result = await run_case(pipelines(STANDARD), f"{service} {how}, restarted",
-                            service_stop(service, how))
+    result = await run_case(
+        pipelines(STANDARD), f"{service} {how}, restarted", service_stop(service, how)
+    )
     result.assert_ok()
 
 
@@ -96,18 +97,27 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(pipelines
     async def flood(pipeline: Pipeline) -> FaultReport:
         await wait_for(pipeline, lambda: candles_of_step_stored(pipeline, 0), "the first candles")
         started = time.monotonic()
-        sent.extend(await publish_malformed(pipeline.rabbit.url, f"{pipeline.namespace}.events",
-                                            LIVE.steps()[0][0], MALFORMED))
-        return FaultReport(note=f"{len(sent)} published during the backfill in "
-                                f"{time.monotonic() - started:.1f}s")
+        sent.extend(
+            await publish_malformed(
+                pipeline.rabbit.url, f"{pipeline.namespace}.events", LIVE.steps()[0][0], MALFORMED
+            )
+        )
+        return FaultReport(
+            note=f"{len(sent)} published during the backfill in {time.monotonic() - started:.1f}s"
+        )
 
-    result = await run_case(pipeline, f"{MALFORMED:,} malformed messages", flood,
-                            dead_expected=None, settle_within=300, stall=90,
-                            stop_at_end=False)  # the bindings below include exclusive queues
+    result = await run_case(
+        pipeline,
+        f"{MALFORMED:,} malformed messages",
+        flood,
+        dead_expected=None,
+        settle_within=300,
+        stall=90,
+        stop_at_end=False,
+    )  # the bindings below include exclusive queues
     problems = list(result.problems)
     bindings = await pipeline.rabbit.list_bindings(f"{pipeline.namespace}.events")
-    expected = {(s.message_id, queue) for s in sent for queue in receivers(s.routing_key,
-                                                                            bindings)}
+    expected = {(s.message_id, queue) for s in sent for queue in receivers(s.routing_key, bindings)}
     kinds = {s.message_id: s.kind for s in sent}
     dead = await pipeline.drain_dead_letters()
     copies: Counter[tuple[str, str]] = Counter()
@@ -126,22 +136,30 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(pipelines
     missing = expected - set(copies)
     result.row.dead_lettered = f"{len(dead)} of {len(expected)}"
     if missing:
-        by_kind = Counter(f"{kinds[m]} on {q.removeprefix(pipeline.namespace + '.')}"
-                          for m, q in missing)
-        problems.append(f"{len(missing)} of {len(expected)} (message, queue) pairs never "
-                        f"dead-lettered: {dict(by_kind.most_common(12))}")
+        by_kind = Counter(
+            f"{kinds[m]} on {q.removeprefix(pipeline.namespace + '.')}" for m, q in missing
+        )
+        problems.append(
+            f"{len(missing)} of {len(expected)} (message, queue) pairs never "
+            f"dead-lettered: {dict(by_kind.most_common(12))}"
+        )
     if without_reason:
         problems.append(f"dead letters without a {REASON_HEADER} header: {dict(without_reason)}")
     if foreign:
-        problems.append(f"{len(foreign)} dead letters of the replay's own events, e.g. "
-                        f"{foreign[:3]}")
+        problems.append(
+            f"{len(foreign)} dead letters of the replay's own events, e.g. {foreign[:3]}"
+        )
     repeated = sum(n - 1 for n in copies.values() if n > 1)
     wall = result.wall
     if wall is None or wall > 1.5 * baseline:
-        problems.append(f"the replay took {wall if wall is None else round(wall, 1)}s to be "
-                        f"stored, more than 1.5 x the fault-free {baseline:.1f}s")
-    result.row.note += (f"; replay stored after {wall if wall is None else round(wall, 1)}s "
-                        f"(fault-free {baseline:.1f}s); {repeated} dead letters repeated")
+        problems.append(
+            f"the replay took {wall if wall is None else round(wall, 1)}s to be "
+            f"stored, more than 1.5 x the fault-free {baseline:.1f}s"
+        )
+    result.row.note += (
+        f"; replay stored after {wall if wall is None else round(wall, 1)}s "
+        f"(fault-free {baseline:.1f}s); {repeated} dead letters repeated"
+    )
     result.row.outcome = "pass" if not problems else "FAIL"
     assert not problems, "\n".join(problems)
 
@@ -164,10 +182,15 @@ async def test_same_history_replayed_twice_leaves_identical_collections(pipeline
     problems += outcome_problems(pipeline, snapshot, first.row, 0)
     for collection in before:
         if after[collection] != before[collection]:
-            changed = [b.get("_id") for b, a in zip(before[collection], after[collection],
-                                                    strict=False) if a != b]
-            problems.append(f"{collection} changed by the second replay: {len(before[collection])}"
-                            f" -> {len(after[collection])} documents, first changed ids "
-                            f"{changed[:3]}")
+            changed = [
+                b.get("_id")
+                for b, a in zip(before[collection], after[collection], strict=False)
+                if a != b
+            ]
+            problems.append(
+                f"{collection} changed by the second replay: {len(before[collection])}"
+                f" -> {len(after[collection])} documents, first changed ids "
+                f"{changed[:3]}"
+            )
     first.row.outcome = "pass" if not problems else "FAIL"
     assert not problems, "\n".join(problems)

@@ -30,16 +30,22 @@ MARKERS = ("ZZA", "ZZB")
 
 
 async def snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
-    return {name: await db[name].find({"symbol": {"$nin": MARKERS}}).sort("_id", 1).to_list()
-            for name in COLLECTIONS}
+    return {
+        name: await db[name].find({"symbol": {"$nin": MARKERS}}).sort("_id", 1).to_list()
+        for name in COLLECTIONS
+    }
 
 
 def recomputed_alike(value: Any) -> Any:
     """A redelivered candle is predicted again under the same id; float32 matrix products
     can differ in the 7th significant digit with the batch the window came in."""
     if isinstance(value, dict):
-        return {key: pytest.approx(item, rel=1e-6) if key == "predicted_close"
-                else recomputed_alike(item) for key, item in value.items()}
+        return {
+            key: pytest.approx(item, rel=1e-6)
+            if key == "predicted_close"
+            else recomputed_alike(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [recomputed_alike(item) for item in value]
     return value
@@ -60,15 +66,17 @@ async def barrier(bus: AmqpBus, db: Any, marker: str) -> None:
 
 
 async def test_replayed_candles_become_predictions_and_verifications(
-        common: CommonSettings) -> None:
+    common: CommonSettings,
+) -> None:
     url = common.amqp_url or ""
     api = await gateway(common, GatewaySettings(port=0), bus=await AmqpBus.connect(url, common))
     await api.start()
     base = f"http://127.0.0.1:{api.port}"
     services = [
         await verifier(common, bus=await AmqpBus.connect(url, common)),
-        await inference(common, InferenceSettings(gateway_url=base),
-                        bus=await AmqpBus.connect(url, common)),
+        await inference(
+            common, InferenceSettings(gateway_url=base), bus=await AmqpBus.connect(url, common)
+        ),
     ]
     replay = IngestorSettings(backfill=BACKFILL, replay_live=0, pace_seconds=0)
     producer = await AmqpBus.connect(url, common)
@@ -90,9 +98,19 @@ async def test_replayed_candles_become_predictions_and_verifications(
         history = await eventually(full_history, within=60)
         assert history[0]["date"] < history[-1]["date"]
         latest = (await http.get("/btc")).json()
-        assert set(latest) == {"_id", "currentPrice", "predictedPrice", "priceChange", "trend",
-                               "timestamp", "timestamp_display", "raw_data",  # the original's
-                               "interval80", "interval95", "probabilityUp"}  # and the new
+        assert set(latest) == {
+            "_id",
+            "currentPrice",
+            "predictedPrice",
+            "priceChange",
+            "trend",
+            "timestamp",
+            "timestamp_display",
+            "raw_data",  # the original's
+            "interval80",
+            "interval95",
+            "probabilityUp",
+        }  # and the new
         band = latest["interval80"]
         assert latest["interval95"]["lower"] <= band["lower"] < band["upper"]
         assert 0 <= latest["probabilityUp"] <= 1
@@ -103,8 +121,9 @@ async def test_replayed_candles_become_predictions_and_verifications(
         assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
         assert ":dist-4h@" in latest["_id"]  # the shipped model serves by default
         verdicts = (await http.get("/api/v1/verifications/btc")).json()["data"]
-        assert verdicts and all(isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0
-                                for v in verdicts)
+        assert verdicts and all(
+            isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0 for v in verdicts
+        )
         scored = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
         [card] = scored["models"].values()
         assert card["n"] == BACKFILL - WINDOW and 0 <= card["coverage_80"] <= 1

@@ -45,8 +45,10 @@ async def routes_by_topic(bus: Any, ns: str, dead: DeadReasons) -> None:
     async with asyncio.timeout(TIMEOUT):
         await candles.done.wait()
         await everything.done.wait()
-    assert {e.event_id for e in candles.events} == {candle(0).event_id,
-                                                    candle(1, symbol="ETH").event_id}
+    assert {e.event_id for e in candles.events} == {
+        candle(0).event_id,
+        candle(1, symbol="ETH").event_id,
+    }
     assert len(everything.events) == 3
 
 
@@ -61,7 +63,8 @@ async def handler_output_is_published(bus: Any, ns: str, dead: DeadReasons) -> N
 
 
 async def failing_handler_is_retried_then_dead_lettered(
-        bus: Any, ns: str, dead: DeadReasons) -> None:
+    bus: Any, ns: str, dead: DeadReasons
+) -> None:
     calls: list[str] = []
 
     async def flaky(events: list[Event]) -> list[Event]:
@@ -81,7 +84,8 @@ async def failing_handler_is_retried_then_dead_lettered(
 
 
 async def malformed_message_is_dead_lettered_with_reason(
-        bus: Any, ns: str, dead: DeadReasons) -> None:
+    bus: Any, ns: str, dead: DeadReasons
+) -> None:
     good = Recorder(1)
     await bus.consume(f"{ns}.contract", ["candle.#"], good, batch_size=10)
     await bus.publish_raw("candle.BTC.4h", b'{"type": "candle", "schema_version": 1}', "bad-1")
@@ -111,8 +115,7 @@ async def one_bad_event_does_not_sink_its_batch(bus: Any, ns: str, dead: DeadRea
     assert "ETH is not supported" in reasons[0]
 
 
-async def a_retry_waits_without_holding_up_the_queue(
-        bus: Any, ns: str, dead: DeadReasons) -> None:
+async def a_retry_waits_without_holding_up_the_queue(bus: Any, ns: str, dead: DeadReasons) -> None:
     calls: list[str] = []
 
     async def fails_once(events: list[Event]) -> list[Event]:
@@ -131,7 +134,8 @@ async def a_retry_waits_without_holding_up_the_queue(
 
 
 async def crafted_bodies_are_dead_lettered_and_neighbours_handled(
-        bus: Any, ns: str, dead: DeadReasons) -> None:
+    bus: Any, ns: str, dead: DeadReasons
+) -> None:
     good = Recorder(2)
     await bus.consume(f"{ns}.contract", ["candle.#"], good, batch_size=10)
     crafted = [
@@ -159,8 +163,12 @@ async def _all_dead(dead: DeadReasons, count: int) -> list[str] | None:
     return reasons if len(reasons) >= count else None
 
 
-CONTRACT = [routes_by_topic, handler_output_is_published,
-            failing_handler_is_retried_then_dead_lettered,
-            malformed_message_is_dead_lettered_with_reason, one_bad_event_does_not_sink_its_batch,
-            a_retry_waits_without_holding_up_the_queue,
-            crafted_bodies_are_dead_lettered_and_neighbours_handled]
+CONTRACT = [
+    routes_by_topic,
+    handler_output_is_published,
+    failing_handler_is_retried_then_dead_lettered,
+    malformed_message_is_dead_lettered_with_reason,
+    one_bad_event_does_not_sink_its_batch,
+    a_retry_waits_without_holding_up_the_queue,
+    crafted_bodies_are_dead_lettered_and_neighbours_handled,
+]

@@ -40,9 +40,11 @@ async def test_messages_carry_the_amqp_metadata(common: CommonSettings) -> None:
     try:
         channel = await connection.channel()
         exchange = await channel.get_exchange(common.exchange)
-        queue = await channel.declare_queue(common.queue_for("contract"), durable=True,
-                                            arguments={"x-dead-letter-exchange":
-                                                       common.dead_letter_exchange})
+        queue = await channel.declare_queue(
+            common.queue_for("contract"),
+            durable=True,
+            arguments={"x-dead-letter-exchange": common.dead_letter_exchange},
+        )
         await queue.bind(exchange, "#")
         await bus.publish([candle(0)])
         message = await queue.get(timeout=10)
@@ -78,8 +80,9 @@ async def test_close_lets_the_batch_in_hand_finish_and_be_acked(common: CommonSe
     connection = await aio_pika.connect(common.amqp_url or "")
     try:
         channel = await connection.channel()
-        queue = await channel.declare_queue(common.queue_for("contract"), durable=True,
-                                            passive=True)
+        queue = await channel.declare_queue(
+            common.queue_for("contract"), durable=True, passive=True
+        )
         remaining = queue.declaration_result.message_count
         assert remaining == 3 - len(handled)  # acked ones are gone; the rest wait, none lost
     finally:

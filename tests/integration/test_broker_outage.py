@@ -14,7 +14,8 @@ from tests.relay import Relay
 
 
 async def test_candles_published_during_an_outage_arrive_when_the_broker_is_back(
-        common: CommonSettings) -> None:
+    common: CommonSettings,
+) -> None:
     relay = Relay(common.amqp_url or "")
     await relay.start()
     bus = await AmqpBus.connect(relay.url, common)
@@ -27,8 +28,7 @@ async def test_candles_published_during_an_outage_arrive_when_the_broker_is_back
 
         await relay.stop()  # the broker is gone
         candles = [candle(i) for i in range(20)]
-        publishing = asyncio.create_task(publish_until_done(bus.publish, candles,
-                                                            asyncio.sleep))
+        publishing = asyncio.create_task(publish_until_done(bus.publish, candles, asyncio.sleep))
         await asyncio.sleep(3)
         assert not publishing.done()  # still trying, not crashed, not given up
         await relay.start()  # the broker is back

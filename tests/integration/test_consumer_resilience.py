@@ -41,7 +41,8 @@ async def _waiting(url: str, queue: str) -> int:
 
 
 async def test_the_loop_survives_losing_the_broker_with_a_message_in_hand(
-        common: CommonSettings) -> None:
+    common: CommonSettings,
+) -> None:
     relay = Relay(common.amqp_url or "")
     await relay.start()
     bus = await AmqpBus.connect(relay.url, common)
@@ -119,7 +120,8 @@ CONSUMER_THAT_DIES = textwrap.dedent("""
 
 @pytest.mark.parametrize("neighbours_first", [False, True])
 async def test_a_message_that_kills_its_consumer_is_dead_lettered_after_max_attempts(
-        common: CommonSettings, tmp_path: Path, neighbours_first: bool) -> None:
+    common: CommonSettings, tmp_path: Path, neighbours_first: bool
+) -> None:
     """Each delivery of the poison message kills the process; a supervisor restarts it.
     The count survives the restarts: after ``max_attempts`` deliveries it is dead-lettered,
     and the messages around it are handled."""
@@ -128,10 +130,13 @@ async def test_a_message_that_kills_its_consumer_is_dead_lettered_after_max_atte
     poison = candle(0, symbol="KILL")
     producer = await AmqpBus.connect(url, common)
     handled = tmp_path / "handled.txt"
-    environment = {**os.environ, "CRYPTOCAST_AMQP_URL": url,
-                   "CRYPTOCAST_NAMESPACE": common.namespace,
-                   "CRYPTOCAST_MAX_ATTEMPTS": str(common.max_attempts),
-                   "CRYPTOCAST_RETRY_DELAY_SECONDS": str(common.retry_delay_seconds)}
+    environment = {
+        **os.environ,
+        "CRYPTOCAST_AMQP_URL": url,
+        "CRYPTOCAST_NAMESPACE": common.namespace,
+        "CRYPTOCAST_MAX_ATTEMPTS": str(common.max_attempts),
+        "CRYPTOCAST_RETRY_DELAY_SECONDS": str(common.retry_delay_seconds),
+    }
     crashes = 0
     try:
         # Declare the queue, its bindings and delay queues before publishing.
@@ -161,8 +166,12 @@ async def test_a_message_that_kills_its_consumer_is_dead_lettered_after_max_atte
     assert all(lines.count(c.symbol) >= 1 for c in neighbours)
     dead_letters = await _dead_letters(url, common)
     assert [(d.message_id, (d.headers or {}).get(REASON_HEADER)) for d in dead_letters] == [
-        (poison.event_id, f"delivered {common.max_attempts} times without being settled "
-                          "(its consumer stopped while handling it)")]
+        (
+            poison.event_id,
+            f"delivered {common.max_attempts} times without being settled "
+            "(its consumer stopped while handling it)",
+        )
+    ]
     [dead] = dead_letters
     assert dead.message_id == poison.event_id
     reason = str((dead.headers or {}).get(REASON_HEADER))
@@ -181,27 +190,35 @@ async def _consuming(url: str, queue: str) -> bool:
 
 
 async def _start_consumer(log: Path, environment: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-c", CONSUMER_THAT_DIES,
-                                                str(log), env=environment)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CONSUMER_THAT_DIES, str(log), env=environment
+    )
 
 
 async def test_a_classic_queue_from_an_earlier_version_is_migrated_keeping_its_messages(
-        common: CommonSettings) -> None:
+    common: CommonSettings,
+) -> None:
     url = common.amqp_url or ""
     queue = common.queue_for("contract")
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
-        exchange = await channel.declare_exchange(common.exchange, aio_pika.ExchangeType.TOPIC,
-                                                  durable=True)
-        old = await channel.declare_queue(queue, durable=True, arguments={
-            "x-dead-letter-exchange": common.dead_letter_exchange})
+        exchange = await channel.declare_exchange(
+            common.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        old = await channel.declare_queue(
+            queue, durable=True, arguments={"x-dead-letter-exchange": common.dead_letter_exchange}
+        )
         await old.bind(exchange, "candle.#")
         for i in range(20):
-            await exchange.publish(aio_pika.Message(candle(i).to_json(),
-                                                    content_type="application/json",
-                                                    message_id=candle(i).event_id),
-                                   routing_key=candle(i).routing_key)
+            await exchange.publish(
+                aio_pika.Message(
+                    candle(i).to_json(),
+                    content_type="application/json",
+                    message_id=candle(i).event_id,
+                ),
+                routing_key=candle(i).routing_key,
+            )
     bus = await AmqpBus.connect(url, common)
     producer = await AmqpBus.connect(url, common)
     handled: list[Event] = []
@@ -227,7 +244,8 @@ async def _has_all(handled: list[Event], count: int) -> bool:
 
 
 async def test_a_forged_delivery_count_on_a_classic_queue_is_ignored(
-        common: CommonSettings) -> None:
+    common: CommonSettings,
+) -> None:
     """Only quorum queues count deliveries; elsewhere ``x-delivery-count`` is whatever the
     publisher wrote, and the message is handled as any other."""
     bus = await AmqpBus.connect(common.amqp_url or "", common)
@@ -239,8 +257,12 @@ async def test_a_forged_delivery_count_on_a_classic_queue_is_ignored(
 
     try:
         await bus.consume(common.queue_for("contract"), ["candle.#"], record, exclusive=True)
-        await bus.publish_raw("candle.BTC.4h", candle(0).to_json(), candle(0).event_id,
-                              headers={"x-delivery-count": 2**62})
+        await bus.publish_raw(
+            "candle.BTC.4h",
+            candle(0).to_json(),
+            candle(0).event_id,
+            headers={"x-delivery-count": 2**62},
+        )
         await eventually(lambda: _has_all(handled, 1), 10)
     finally:
         await bus.close()

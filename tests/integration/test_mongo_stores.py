@@ -56,12 +56,13 @@ async def test_verifier_store_keeps_pending_and_closes(stores: Any) -> None:
     assert await store.forget_closes_before("BTC", "4h", candle(3).close_time) == 1
     assert await store.close_at("BTC", "4h", candle(1).close_time) is None
     assert await store.pending_for("BTC", "4h", prediction(0).target_time) == [prediction(0)]
-    assert await store.known_closes("BTC", "4h", [candle(1).close_time,
-                                                  candle(2).close_time]) == set()
+    assert (
+        await store.known_closes("BTC", "4h", [candle(1).close_time, candle(2).close_time]) == set()
+    )
     await store.save_close(candle(4, close=98.0))
-    assert await store.known_closes("BTC", "4h", [candle(4).close_time]) == {
-        candle(4).close_time}
+    assert await store.known_closes("BTC", "4h", [candle(4).close_time]) == {candle(4).close_time}
     assert await store.forget_pending_before("BTC", "4h", candle(3).close_time) == [
-        prediction(0).target_time]
+        prediction(0).target_time
+    ]
     assert await store.pending_for("BTC", "4h", prediction(0).target_time) == []
     assert await store.pending_for("ETH", "4h", prediction(0).target_time) != []

@@ -36,16 +36,27 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_trainer_writes_a_complete_versioned_artifact(tiny: Path) -> None:
     assert tiny.parts[-2:] == ("tiny", "t1")
-    for name in ("model.keras", "network.npz", "scaler.json", "metadata.json",
-                 "training_history.png", "evaluation.md", "evaluation.png"):
+    for name in (
+        "model.keras",
+        "network.npz",
+        "scaler.json",
+        "metadata.json",
+        "training_history.png",
+        "evaluation.md",
+        "evaluation.png",
+    ):
         assert (tiny / name).stat().st_size > 0, name
     metadata = json.loads((tiny / "metadata.json").read_text())
     assert metadata["features"] == list(FEATURES)
     assert (metadata["window"], metadata["interval"], metadata["horizon"]) == (12, "4h", 1)
     assert [f["symbol"] for f in metadata["data"]["files"]] == ["ADA", "BNB"]
     splits = metadata["data"]["splits"]
-    assert splits["train"]["to"] < splits["validation"]["from"] <= splits["validation"]["to"] \
+    assert (
+        splits["train"]["to"]
+        < splits["validation"]["from"]
+        <= splits["validation"]["to"]
         < splits["test"]["from"]
+    )
     assert metadata["training"]["epochs_run"] == 2
     assert {"keras", "numpy", "python"} <= set(metadata["libraries"])
     assert isinstance(metadata["beats_naive"], bool)
@@ -59,7 +70,8 @@ def numpy_matches_keras(folder: Path) -> float:
     model = keras.saving.load_model(folder / "model.keras")
     series = read_series(BUNDLE / "ADA_4h.csv.gz", "ADA")
     inputs = artifact.forecaster.scaler.transform(
-        make_samples(series, artifact.window, "4h").inputs[:500])
+        make_samples(series, artifact.window, "4h").inputs[:500]
+    )
     expected = model.predict(inputs, verbose=0)[:, 0]
     return float(np.max(np.abs(artifact.forecaster.network(inputs) - expected)))
 

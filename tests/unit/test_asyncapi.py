@@ -29,8 +29,9 @@ def resolve(document: dict[str, Any], ref: str) -> Any:
 
 def test_docs_copy_is_what_the_models_generate() -> None:
     generated = asyncapi_document(CommonSettings(namespace="cryptocast"))
-    assert json.loads(DOCUMENT.read_text()) == generated, \
+    assert json.loads(DOCUMENT.read_text()) == generated, (
         "regenerate: .venv/bin/python -m cryptocast_common.asyncapi > docs/asyncapi.json"
+    )
 
 
 def test_every_event_type_has_a_channel_and_every_reference_resolves() -> None:
@@ -43,4 +44,5 @@ def test_every_event_type_has_a_channel_and_every_reference_resolves() -> None:
         assert resolve(document, ref) is not None, ref
     prediction = document["components"]["schemas"]["Prediction"]
     assert {"event_id", "symbol", "target_time", "predicted_close", "model"} <= set(
-        prediction["properties"])
+        prediction["properties"]
+    )

@@ -11,9 +11,26 @@ import pytest
 
 from cryptocast.backtest import main
 
-KEYS = {"name", "version", "n", "mae", "rmse", "mape", "mase", "directional_accuracy",
-        "direction_ties", "within_2pct", "coverage_80", "coverage_95", "width_80", "width_95",
-        "brier", "brier_base_rate", "dm_vs_naive", "mase_ci"}
+KEYS = {
+    "name",
+    "version",
+    "n",
+    "mae",
+    "rmse",
+    "mape",
+    "mase",
+    "directional_accuracy",
+    "direction_ties",
+    "within_2pct",
+    "coverage_80",
+    "coverage_95",
+    "width_80",
+    "width_95",
+    "brier",
+    "brier_base_rate",
+    "dm_vs_naive",
+    "mase_ci",
+}
 
 
 def write_csv(path: Path, closes: list[float], bad_line: int | None = None) -> Path:
@@ -29,8 +46,9 @@ def write_csv(path: Path, closes: list[float], bad_line: int | None = None) -> P
 def test_naive_through_the_live_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     closes = [100 * math.exp(0.01 * math.sin(i / 3)) for i in range(60)]
     data = write_csv(tmp_path / "btc.csv", closes)
-    main(["--data", str(data), "--symbol", "btc", "--model", "naive", "--out",
-          str(tmp_path / "out")])
+    main(
+        ["--data", str(data), "--symbol", "btc", "--model", "naive", "--out", str(tmp_path / "out")]
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["model"]) >= KEYS
     model, naive = result["model"], result["naive"]
@@ -49,13 +67,24 @@ def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_several_coins_are_pooled_relative_to_the_last_close(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     calm = [100 * math.exp(0.001 * math.sin(i)) for i in range(40)]
     wild = [5 * math.exp(0.05 * math.sin(i)) for i in range(40)]
     calm_file = write_csv(tmp_path / "calm.csv", calm)
     wild_file = write_csv(tmp_path / "wild.csv", wild)
-    main(["--data", f"aaa={calm_file}", "--data", f"BBB={wild_file}", "--model", "naive", "--out",
-          str(tmp_path / "out")])
+    main(
+        [
+            "--data",
+            f"aaa={calm_file}",
+            "--data",
+            f"BBB={wild_file}",
+            "--model",
+            "naive",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     coins = result["coins"]
     assert set(coins) == {"AAA", "BBB"} and result["model"]["n"] == 2 * 39

@@ -10,16 +10,19 @@ from tests.factories import candle
 from tests.integration.bus_contract import CONTRACT
 
 
-@pytest.mark.parametrize(("pattern", "key", "expected"), [
-    ("candle.*.4h", "candle.BTC.4h", True),
-    ("candle.*.4h", "candle.BTC.1h", False),
-    ("candle.#", "candle.BTC.4h", True),
-    ("#", "verification.SOL.4h", True),
-    ("candle.#.4h", "candle.4h", True),
-    ("*.BTC.*", "prediction.BTC.4h", True),
-    ("*.BTC.*", "prediction.ETH.4h", False),
-    ("candle.*", "candle.BTC.4h", False),
-])
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("candle.*.4h", "candle.BTC.4h", True),
+        ("candle.*.4h", "candle.BTC.1h", False),
+        ("candle.#", "candle.BTC.4h", True),
+        ("#", "verification.SOL.4h", True),
+        ("candle.#.4h", "candle.4h", True),
+        ("*.BTC.*", "prediction.BTC.4h", True),
+        ("*.BTC.*", "prediction.ETH.4h", False),
+        ("candle.*", "candle.BTC.4h", False),
+    ],
+)
 def test_topic_matching(pattern: str, key: str, expected: bool) -> None:
     assert topic_matches(pattern, key) is expected
 

@@ -42,8 +42,15 @@ class CapturingBus(InMemoryBus):
         super().__init__()
         self.handlers: dict[str, Handler] = {}
 
-    async def consume(self, queue: str, bindings: Sequence[str], handler: Handler, *,
-                      batch_size: int = 1, exclusive: bool = False) -> None:
+    async def consume(
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        *,
+        batch_size: int = 1,
+        exclusive: bool = False,
+    ) -> None:
         self.handlers[queue] = handler
 
 
@@ -81,10 +88,12 @@ async def service_handlers() -> dict[str, Handler]:
     bus = CapturingBus()
     services = [
         await verifier(common, bus=bus, store=InMemoryVerifierStore()),
-        await inference(common, InferenceSettings(), bus=bus, predictor=NaivePredictor(),
-                        history=NoHistory()),
-        await gateway(common, GatewaySettings(), bus=bus, store=InMemoryEventStore(),
-                      serve_http=False),
+        await inference(
+            common, InferenceSettings(), bus=bus, predictor=NaivePredictor(), history=NoHistory()
+        ),
+        await gateway(
+            common, GatewaySettings(), bus=bus, store=InMemoryEventStore(), serve_http=False
+        ),
     ]
     for service in services:
         await service.start()
@@ -93,9 +102,11 @@ async def service_handlers() -> dict[str, Handler]:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
-    max_leaves=12)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 VALID = json.loads(candle(0).to_json())
 
 
@@ -109,24 +120,34 @@ bodies = st.one_of(
     st.builds(with_field, st.sampled_from(sorted(VALID)), json_values),
     st.integers(1, 50_000).map(lambda n: b"[" * n + b"]" * n),
     st.integers(1, 6000).map(lambda n: with_field("open", 0).replace(b"0,", b"1" * n + b",")),
-    st.sampled_from([b"", b"NaN", b'{"type": "candle", "schema_version": []}',
-                     with_field("volume", float("nan")), with_field("open", float("inf")),
-                     with_field("interval", "99999999999999999999w")]),
+    st.sampled_from(
+        [
+            b"",
+            b"NaN",
+            b'{"type": "candle", "schema_version": []}',
+            with_field("volume", float("nan")),
+            with_field("open", float("inf")),
+            with_field("interval", "99999999999999999999w"),
+        ]
+    ),
 )
 content_types = st.sampled_from([None, "", "application/json", "text/plain", "\x00"])
 
 
-@pytest.mark.parametrize("queue", ["cryptocast.verifier", "cryptocast.inference",
-                                   "cryptocast.gateway"])
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize(
+    "queue", ["cryptocast.verifier", "cryptocast.inference", "cryptocast.gateway"]
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(messages=st.lists(st.tuples(bodies, content_types), min_size=1, max_size=BATCH - 2))
 def test_any_message_is_settled_once_and_neighbours_are_handled(
-        queue: str, messages: list[tuple[bytes, str | None]],
-        caplog: pytest.LogCaptureFixture) -> None:
+    queue: str, messages: list[tuple[bytes, str | None]], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.clear()
-    neighbours = [candle(0), prediction(0)] if queue.endswith("verifier") else [candle(0),
-                                                                                 candle(1)]
+    neighbours = (
+        [candle(0), prediction(0)] if queue.endswith("verifier") else [candle(0), candle(1)]
+    )
     outcome = asyncio.run(_consume(queue, messages, neighbours))
     arbitrary, valid = outcome[:-2], outcome[-2:]
     assert all(len(d.outcomes) == 1 for d in arbitrary), [d.outcomes for d in arbitrary]
@@ -134,8 +155,9 @@ def test_any_message_is_settled_once_and_neighbours_are_handled(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def _consume(queue: str, messages: list[tuple[bytes, str | None]],
-                   neighbours: list[Event]) -> list[RecordedDelivery]:
+async def _consume(
+    queue: str, messages: list[tuple[bytes, str | None]], neighbours: list[Event]
+) -> list[RecordedDelivery]:
     handlers = await service_handlers()
     deliveries = [RecordedDelivery(body, content_type) for body, content_type in messages]
     deliveries += [RecordedDelivery(event.to_json(), "application/json") for event in neighbours]
@@ -147,8 +169,9 @@ async def _consume(queue: str, messages: list[tuple[bytes, str | None]],
     async def publish(events: Sequence[Event]) -> None:
         published.extend(events)
 
-    consumer = BatchConsumer(queue, inbox, handlers[queue], publish, batch_size=BATCH,
-                             max_attempts=3)
+    consumer = BatchConsumer(
+        queue, inbox, handlers[queue], publish, batch_size=BATCH, max_attempts=3
+    )
     consumer.start()
     async with asyncio.timeout(10):
         while not all(d.outcomes for d in deliveries):  # noqa: ASYNC110
@@ -161,11 +184,14 @@ async def _consume(queue: str, messages: list[tuple[bytes, str | None]],
 header_values = st.one_of(json_values, st.binary(max_size=10), st.lists(st.integers()))
 
 
-@given(headers=st.none() | st.dictionaries(
-    st.sampled_from(["x-delivery-count", "x-cryptocast-deliveries", "x-death", "other"]),
-    header_values))
-def test_headers_of_any_type_count_as_deliveries_or_nothing(
-        headers: dict[str, Any] | None) -> None:
+@given(
+    headers=st.none()
+    | st.dictionaries(
+        st.sampled_from(["x-delivery-count", "x-cryptocast-deliveries", "x-death", "other"]),
+        header_values,
+    )
+)
+def test_headers_of_any_type_count_as_deliveries_or_nothing(headers: dict[str, Any] | None) -> None:
     message = SimpleNamespace(body=b"{}", message_id=None, content_type=None, headers=headers)
     delivery = _AmqpDelivery(None, "q", message)  # type: ignore[arg-type]  # a stand-in message
     assert isinstance(delivery.retried, int) and delivery.retried >= 0

@@ -22,8 +22,14 @@ from cryptocast_inference.settings import InferenceSettings
 from tests.factories import candle
 
 UP = 100 * math.exp(0.1)
-PARAMS = DistributionParams(window=3, half_life=1.0, long_run_weight=0.0, seasonal=(1.0,),
-                            quantiles=(-1.0, 1.0, -2.0, 2.0), p_up_tie_slope=-0.5)
+PARAMS = DistributionParams(
+    window=3,
+    half_life=1.0,
+    long_run_weight=0.0,
+    seasonal=(1.0,),
+    quantiles=(-1.0, 1.0, -2.0, 2.0),
+    p_up_tie_slope=-0.5,
+)
 
 
 def test_weights_by_hand() -> None:
@@ -89,17 +95,22 @@ def test_candles_in_forecasts_out(tmp_path: Path) -> None:
 
 
 def test_a_coin_with_quantiles_of_its_own_gets_them_and_others_the_pooled_ones(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # Same window (sigma 0.1) for ETH, with quantiles (-3, 3, -4, 4), and an unseen coin:
     # ETH's 80% band is 100 exp(±0.3) = 74.082 / 134.986, the other's 100 exp(±0.1).
-    params = DistributionParams(3, 1.0, 0.0, (1.0,), (-1.0, 1.0, -2.0, 2.0),
-                                coin_quantiles={"ETH": (-3.0, 3.0, -4.0, 4.0)})
+    params = DistributionParams(
+        3, 1.0, 0.0, (1.0,), (-1.0, 1.0, -2.0, 2.0), coin_quantiles={"ETH": (-3.0, 3.0, -4.0, 4.0)}
+    )
     assert params.quantiles_for(["ETH", "NEW"]).tolist() == [[-3, 3, -4, 4], [-1, 1, -2, 2]]
     save_distribution(tmp_path / "m" / "1", params, {"name": "m", "version": "1"})
     forecaster = load_distribution(tmp_path / "m" / "1")
     eth, new = forecaster.predict_distribution(
-        [[candle(i, close, symbol=symbol) for i, close in enumerate((100.0, UP, 100.0))]
-         for symbol in ("ETH", "NEW")])
+        [
+            [candle(i, close, symbol=symbol) for i, close in enumerate((100.0, UP, 100.0))]
+            for symbol in ("ETH", "NEW")
+        ]
+    )
     assert (eth.lower_80, eth.upper_80) == pytest.approx((74.0818, 134.9859), abs=1e-4)
     assert eth.upper_95 == pytest.approx(100 * math.exp(0.4))
     assert (new.lower_80, new.upper_80) == pytest.approx((90.4837, 110.5171), abs=1e-4)
@@ -110,8 +121,10 @@ def test_shipped_artifact_serves_a_hundred_symbols_within_budget() -> None:
     [folder] = sorted((BUNDLED_MODELS / "dist-4h").iterdir())[-1:]
     forecaster = load_distribution(folder)
     size = forecaster.window
-    windows = [[candle(i, 100.0 * (1 + 0.01 * ((i * 7 + s) % 5 - 2)), symbol=f"C{s}")
-                for i in range(size)] for s in range(100)]
+    windows = [
+        [candle(i, 100.0 * (1 + 0.01 * ((i * 7 + s) % 5 - 2)), symbol=f"C{s}") for i in range(size)]
+        for s in range(100)
+    ]
     forecasts = forecaster.predict_distribution(windows)
     for f in forecasts:
         assert f.lower_95 < f.lower_80 < f.upper_80 < f.upper_95 and 0 <= f.p_up <= 1

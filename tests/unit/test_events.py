@@ -27,12 +27,15 @@ def test_events_are_frozen() -> None:
         candle(0).close = 5  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"high": 50.0}, "high/low do not bracket"),
-    ({"close": -1.0}, "greater than 0"),
-    ({"close_time": T0}, "must equal the interval"),
-    ({"interval": "4x"}, "not of the form"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"high": 50.0}, "high/low do not bracket"),
+        ({"close": -1.0}, "greater than 0"),
+        ({"close_time": T0}, "must equal the interval"),
+        ({"interval": "4x"}, "not of the form"),
+    ],
+)
 def test_candle_rejects_inconsistent_values(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         candle(0, **change)
@@ -53,19 +56,31 @@ def test_a_supplied_id_must_match_the_payload() -> None:
 def test_prediction_target_must_follow_its_horizon() -> None:
     p = prediction(0)
     with pytest.raises(ValidationError, match="target_time"):
-        Prediction(**{**p.model_dump(), "event_id": "", "target_time": p.target_time + (
-            p.target_time - p.based_on.close_time)})
+        Prediction(
+            **{
+                **p.model_dump(),
+                "event_id": "",
+                "target_time": p.target_time + (p.target_time - p.based_on.close_time),
+            }
+        )
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"{not json", "body is not JSON"),
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"type": "trade"}', "unknown event type 'trade'"),
-    (json.dumps({**json.loads(candle(0).to_json()), "schema_version": 7}).encode(),
-     "unsupported version 7"),
-    (json.dumps({**json.loads(candle(0).to_json()), "volume": "lots"}).encode(),
-     "candle.volume: Input should be a valid number"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "body is not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"type": "trade"}', "unknown event type 'trade'"),
+        (
+            json.dumps({**json.loads(candle(0).to_json()), "schema_version": 7}).encode(),
+            "unsupported version 7",
+        ),
+        (
+            json.dumps({**json.loads(candle(0).to_json()), "volume": "lots"}).encode(),
+            "candle.volume: Input should be a valid number",
+        ),
+    ],
+)
 def test_decode_names_what_is_wrong(body: bytes, reason: str) -> None:
     with pytest.raises(InvalidEvent, match=reason):
         decode_event(body)

@@ -27,8 +27,10 @@ async def test_health_and_readiness_answers() -> None:
             broken = True
             down = await http.get("/readyz")
             assert down.status_code == 503
-            assert down.json() == {"status": "unavailable",
-                                   "reason": "not connected to RabbitMQ (reconnecting)"}
+            assert down.json() == {
+                "status": "unavailable",
+                "reason": "not connected to RabbitMQ (reconnecting)",
+            }
             assert (await http.get("/healthz")).status_code == 200  # alive, just not ready
             assert (await http.get("/nowhere")).status_code == 404
             assert (await http.post("/healthz")).status_code == 405
@@ -53,8 +55,9 @@ async def test_metrics_count_dead_letters_by_queue_and_reason() -> None:
             metrics = (await http.get("/metrics")).text
     finally:
         await server.stop()
-    [family] = [f for f in text_string_to_metric_families(metrics)
-                if f.name == "cryptocast_dead_lettered"]
+    [family] = [
+        f for f in text_string_to_metric_families(metrics) if f.name == "cryptocast_dead_lettered"
+    ]
     samples = {(s.labels["queue"], s.labels["reason"]): s.value for s in family.samples}
     assert samples[("health-test.queue", "invalid")] == 1
 

@@ -57,7 +57,8 @@ async def test_naive_predicts_the_last_close_for_the_next_candle() -> None:
     assert p.based_on.close_time == candle(4).close_time
     assert p.target_time == candle(5).close_time
     assert p.event_id == "prediction:naive@1:BTC:4h:" + candle(5).close_time.isoformat().replace(
-        "+00:00", "Z")
+        "+00:00", "Z"
+    )
 
 
 async def test_windows_are_rebuilt_from_history_after_a_restart() -> None:

@@ -54,13 +54,15 @@ def test_binance_loader_handles_every_documented_quirk(tmp_path: Path) -> None:
 
 
 def test_binance_4h_loader_keeps_violent_moves_and_reports_gaps(tmp_path: Path) -> None:
-    rows = ["2021-01-28 16:00:00,0.01,0.011,0.009,0.01,5",
-            "2021-01-28 20:00:00,0.01,0.011,0.009,0.01,0",  # zero volume: kept
-            "2021-01-29 00:00:00,0.01,0.03,0.01,0.0229,9",  # +0.83 log return: a real move
-            "2021-01-29 00:00:00,0.01,0.03,0.01,0.0229,9",  # a duplicate row
-            "2021-01-29 02:00:00,0.02,0.03,0.01,0.02,1",  # off the 4-hour grid
-            "2021-01-29 16:00:00,0.02,0.03,0.02,0.025,1",  # after a 12-hour gap
-            "2021-01-29 20:00:00,0.02,0.019,0.01,0.02,1"]  # high below open
+    rows = [
+        "2021-01-28 16:00:00,0.01,0.011,0.009,0.01,5",
+        "2021-01-28 20:00:00,0.01,0.011,0.009,0.01,0",  # zero volume: kept
+        "2021-01-29 00:00:00,0.01,0.03,0.01,0.0229,9",  # +0.83 log return: a real move
+        "2021-01-29 00:00:00,0.01,0.03,0.01,0.0229,9",  # a duplicate row
+        "2021-01-29 02:00:00,0.02,0.03,0.01,0.02,1",  # off the 4-hour grid
+        "2021-01-29 16:00:00,0.02,0.03,0.02,0.025,1",  # after a 12-hour gap
+        "2021-01-29 20:00:00,0.02,0.019,0.01,0.02,1",
+    ]  # high below open
     path = tmp_path / "DOGEUSDT_4h.csv"
     path.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
     bars, report = load_binance_4h(path)
@@ -69,8 +71,10 @@ def test_binance_4h_loader_keeps_violent_moves_and_reports_gaps(tmp_path: Path) 
     assert report.read == 7 and report.kept == 4 and report.merged_duplicates == 1
     assert report.zero_volume == 1 and report.gaps == 1
     assert report.longest_gap.total_seconds() == 12 * 3600
-    assert report.dropped == {"open time off the 4-hour grid": 1,
-                              "high/low not bracketing open/close": 1}
+    assert report.dropped == {
+        "open time off the 4-hour grid": 1,
+        "high/low not bracketing open/close": 1,
+    }
     assert report.largest_move == pytest.approx(0.8285, abs=1e-4)  # log(0.0229 / 0.01)
     assert "largest move kept" in report.summary()
 
@@ -85,9 +89,11 @@ def test_bundled_binance_4h_set_covers_twenty_coins_to_the_final_test_year() -> 
 
 def test_coingecko_loader_reads_ts_as_the_close_time(tmp_path: Path) -> None:
     path = tmp_path / "bitcoin.csv"
-    path.write_text("ts,close,mcap,volume,open,high,low,close_candle\n"
-                    "2026-07-16 16:00:00,64680.8,1,600,64191.0,64821.0,63833.0,64682.0\n"
-                    "2026-07-16 20:00:00,64229.2,1,600,64567.0,64000.0,63974.0,64229.0\n")
+    path.write_text(
+        "ts,close,mcap,volume,open,high,low,close_candle\n"
+        "2026-07-16 16:00:00,64680.8,1,600,64191.0,64821.0,63833.0,64682.0\n"
+        "2026-07-16 20:00:00,64229.2,1,600,64567.0,64000.0,63974.0,64229.0\n"
+    )
     bars, report = load_coingecko(path)
     assert len(bars) == 1 and bars[0].open_time.hour == 12 and bars[0].volume == 100
     assert report.dropped["high/low not bracketing open/close"] == 1
@@ -153,6 +159,12 @@ async def test_replay_keeps_candles_while_the_broker_is_away() -> None:
     async def no_sleep(_: float) -> None:
         return None
 
-    await replay([[candle(0)], [candle(1)]], flaky_publish, backfill=5, live=1,
-                 pace_seconds=0, sleep=no_sleep)
+    await replay(
+        [[candle(0)], [candle(1)]],
+        flaky_publish,
+        backfill=5,
+        live=1,
+        pace_seconds=0,
+        sleep=no_sleep,
+    )
     assert delivered == [candle(0), candle(1)]

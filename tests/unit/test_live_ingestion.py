@@ -32,14 +32,18 @@ def gate() -> QualityGate:
     return QualityGate("BTC", "4h", "test", jump_sigmas=8, volatility_window=30)
 
 
-@pytest.mark.parametrize("broken, reason", [
-    (bar(0, open=100.0, close=103.0), "high/low not bracketing open/close"),
-    (bar(0, low=-1.0), "non-positive price"),
-    (bar(0, volume=-5.0), "negative volume"),
-    (replace(bar(0), open_time=T0 + timedelta(minutes=30)), "open time not aligned to 4h"),
-])
-def test_inconsistent_candles_are_rejected_and_counted(broken: Bar, reason: str,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "broken, reason",
+    [
+        (bar(0, open=100.0, close=103.0), "high/low not bracketing open/close"),
+        (bar(0, low=-1.0), "non-positive price"),
+        (bar(0, volume=-5.0), "negative volume"),
+        (replace(bar(0), open_time=T0 + timedelta(minutes=30)), "open time not aligned to 4h"),
+    ],
+)
+def test_inconsistent_candles_are_rejected_and_counted(
+    broken: Bar, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     checks = gate()
     assert checks.admit([broken]) == []
     assert checks.rejected == {reason: 1}
@@ -92,8 +96,9 @@ class ScriptedSource:
 
     name = "scripted"
 
-    def __init__(self, bars: Sequence[Bar], late: dict[datetime, int] | None = None,
-                 failures: int = 0) -> None:
+    def __init__(
+        self, bars: Sequence[Bar], late: dict[datetime, int] | None = None, failures: int = 0
+    ) -> None:
         self.bars = list(bars)
         self.late = late or {}  # open time → how many fetches miss it first
         self.failures = failures
@@ -102,8 +107,9 @@ class ScriptedSource:
     def check_interval(self, interval: str) -> None:
         pass
 
-    async def fetch_closed(self, symbol: str, interval: str, since: datetime,
-                           now: datetime) -> list[Bar]:
+    async def fetch_closed(
+        self, symbol: str, interval: str, since: datetime, now: datetime
+    ) -> list[Bar]:
         self.fetches += 1
         if self.failures:
             self.failures -= 1
@@ -133,10 +139,12 @@ class Broker:
         self.published += [e for e in events if isinstance(e, Candle)]
 
 
-async def run(source: ScriptedSource, broker: Broker, clock: Clock,
-              policy: LivePolicy) -> LiveIngestor:
-    live = LiveIngestor(source, broker.publish, policy, clock=clock, sleep=clock.sleep,
-                        jitter=lambda: 1.0)
+async def run(
+    source: ScriptedSource, broker: Broker, clock: Clock, policy: LivePolicy
+) -> LiveIngestor:
+    live = LiveIngestor(
+        source, broker.publish, policy, clock=clock, sleep=clock.sleep, jitter=lambda: 1.0
+    )
     live.add("BTC", "4h")
     with pytest.raises(EndOfTest):
         await live.run()
@@ -157,7 +165,8 @@ async def test_backfill_then_one_candle_just_after_each_close() -> None:
 
 
 async def test_a_late_candle_is_fetched_again_and_order_is_kept(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     start = T0 + 10 * H4 + timedelta(minutes=1)
     source = ScriptedSource([bar(i, wiggle(i)) for i in range(20)], late={T0 + 7 * H4: 2})
     clock = Clock(start, until=start + H4)
@@ -170,7 +179,8 @@ async def test_a_late_candle_is_fetched_again_and_order_is_kept(
 
 
 async def test_a_candle_the_source_never_has_becomes_an_accepted_gap(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     start = T0 + 10 * H4 + timedelta(minutes=1)
     source = ScriptedSource([bar(i, wiggle(i)) for i in range(20) if i != 7])
     clock = Clock(start, until=start + H4)
@@ -184,7 +194,8 @@ async def test_a_candle_the_source_never_has_becomes_an_accepted_gap(
 
 
 async def test_an_unreachable_source_is_logged_once_and_retried_with_capped_backoff(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     start = T0 + 10 * H4 + timedelta(minutes=1)
     source = ScriptedSource([bar(i, wiggle(i)) for i in range(20)], failures=6)
     clock = Clock(start, until=start + H4)

@@ -33,8 +33,10 @@ class FakeExchange:
 
     def __init__(self, failures: list[Exception] | None = None) -> None:
         candles = read_bundle(BUNDLE / "binance/ADA_4h.csv.gz", "ADA", "4h", "test")
-        self.rows = [[int(c.open_time.timestamp() * 1000), c.open, c.high, c.low, c.close,
-                      c.volume] for c in candles]
+        self.rows = [
+            [int(c.open_time.timestamp() * 1000), c.open, c.high, c.low, c.close, c.volume]
+            for c in candles
+        ]
         self.calls: list[tuple[str, str, int, int]] = []
         self.failures = failures or []
         self.closed = False
@@ -59,7 +61,8 @@ async def test_exchange_pages_with_since_and_limit_and_drops_the_forming_candle(
     assert [b.open_time for b in bars] == [first + i * H4 for i in range(250)]
     assert bars[0] == Bar(first, *exchange.rows[0][1:])
     assert [call[2] for call in exchange.calls] == [
-        exchange.rows[0][0] + i * 100 * 4 * 3600 * 1000 for i in range(3)]
+        exchange.rows[0][0] + i * 100 * 4 * 3600 * 1000 for i in range(3)
+    ]
     assert {call[:2] for call in exchange.calls} == {("ADA/USDT", "4h")}
     assert source.market("XRP") == "XRP/USD"
     await source.close()
@@ -68,23 +71,25 @@ async def test_exchange_pages_with_since_and_limit_and_drops_the_forming_candle(
 
 async def test_exchange_errors_become_retryable_source_errors() -> None:
     now = datetime(2021, 1, 1, tzinfo=UTC)
-    source = ExchangeSource(FakeExchange([ccxt.NetworkError("connection reset")]), "USDT", {},
-                            500)
+    source = ExchangeSource(FakeExchange([ccxt.NetworkError("connection reset")]), "USDT", {}, 500)
     with pytest.raises(SourceError, match="connection reset"):
         await source.fetch_closed("ADA", "4h", now - 10 * H4, now)
     broken = FakeExchange()
     broken.rows = [[broken.rows[0][0], 1.0, None, 1.0, 1.0, 1.0]]
     with pytest.raises(SourceError, match="malformed OHLCV row"):
         await ExchangeSource(broken, "USDT", {}, 500).fetch_closed(
-            "ADA", "4h", datetime(2020, 1, 1, tzinfo=UTC), now)
+            "ADA", "4h", datetime(2020, 1, 1, tzinfo=UTC), now
+        )
     with pytest.raises(UnsupportedInterval, match="no 3h candles"):
         source.check_interval("3h")
 
 
 def coingecko(handler: Any, sleeps: list[float] | None = None) -> CoinGeckoSource:
-    client = httpx.AsyncClient(base_url="https://api.coingecko.com/api/v3",
-                               transport=httpx.MockTransport(handler),
-                               headers={DEMO_KEY_HEADER: "demo-key"})
+    client = httpx.AsyncClient(
+        base_url="https://api.coingecko.com/api/v3",
+        transport=httpx.MockTransport(handler),
+        headers={DEMO_KEY_HEADER: "demo-key"},
+    )
 
     async def sleep(seconds: float) -> None:
         (sleeps if sleeps is not None else []).append(seconds)
@@ -95,8 +100,9 @@ def coingecko(handler: Any, sleeps: list[float] | None = None) -> CoinGeckoSourc
 def recorded(request: httpx.Request) -> httpx.Response:
     assert request.headers[DEMO_KEY_HEADER] == "demo-key"
     name = request.url.path.rsplit("/", 1)[-1]
-    return httpx.Response(200, json=json.loads((FIXTURES / f"coingecko/bitcoin_{name}.json")
-                                               .read_text()))
+    return httpx.Response(
+        200, json=json.loads((FIXTURES / f"coingecko/bitcoin_{name}.json").read_text())
+    )
 
 
 async def test_coingecko_candles_from_ohlc_and_market_chart() -> None:
@@ -111,11 +117,17 @@ async def test_coingecko_candles_from_ohlc_and_market_chart() -> None:
     bars = await source.fetch_closed("BTC", "4h", now - 12 * H4, now)
     assert len(bars) == 12
     assert bars[-1].open_time == at("2026-08-15 08:00")  # CoinGecko stamps the close
-    assert (bars[-1].open, bars[-1].high, bars[-1].low, bars[-1].close) == \
-        (63011.0, 63011.0, 62862.0, 62960.0)
+    assert (bars[-1].open, bars[-1].high, bars[-1].low, bars[-1].close) == (
+        63011.0,
+        63011.0,
+        62862.0,
+        62960.0,
+    )
     assert bars[-1].volume == pytest.approx(16475421043.131096 / 6)
-    assert [r.url.path for r in requests] == ["/api/v3/coins/bitcoin/ohlc",
-                                             "/api/v3/coins/bitcoin/market_chart"]
+    assert [r.url.path for r in requests] == [
+        "/api/v3/coins/bitcoin/ohlc",
+        "/api/v3/coins/bitcoin/market_chart",
+    ]
     assert requests[0].url.params["days"] == "7"
     forming = await source.fetch_closed("BTC", "4h", now - 12 * H4, now - timedelta(hours=2))
     assert forming == bars[:-1]  # the candle closing at 12:00 was still forming at 10:00
@@ -123,8 +135,10 @@ async def test_coingecko_candles_from_ohlc_and_market_chart() -> None:
 
 
 async def test_coingecko_waits_as_retry_after_says_on_429() -> None:
-    answers = [httpx.Response(429, headers={"Retry-After": "7"}, json={"error": "slow down"}),
-               httpx.Response(429, json={"error": "slow down"})]
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "7"}, json={"error": "slow down"}),
+        httpx.Response(429, json={"error": "slow down"}),
+    ]
     sleeps: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -136,11 +150,14 @@ async def test_coingecko_waits_as_retry_after_says_on_429() -> None:
     assert sleeps == [7.0, 4.0]  # Retry-After, then exponential backoff without one
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"error": "coin not found"}, "expected a list"),
-    ([[1786795200000, 1.0, "x", 1.0, 1.0]], "malformed row"),
-    ([[1786795200000, 1.0, 1.0]], "rows need 5 finite numbers"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"error": "coin not found"}, "expected a list"),
+        ([[1786795200000, 1.0, "x", 1.0, 1.0]], "malformed row"),
+        ([[1786795200000, 1.0, 1.0]], "rows need 5 finite numbers"),
+    ],
+)
 async def test_coingecko_malformed_answers_are_clear_errors(body: Any, message: str) -> None:
     source = coingecko(lambda request: httpx.Response(200, json=body))
     now = at("2026-08-15 12:00")

@@ -62,16 +62,16 @@ def test_features_by_hand_and_causal() -> None:
     assert row[FEATURES.index("log_return")] == pytest.approx(np.log(closes[t] / closes[t - 1]))
     assert row[FEATURES.index("log_range")] == pytest.approx(np.log(ohlcv[t, 1] / ohlcv[t, 2]))
     assert row[FEATURES.index("sma_gap_12")] == pytest.approx(
-        np.log(closes[t] / closes[t - 11:t + 1].mean()))
-    assert row[FEATURES.index("volatility_12")] == pytest.approx(returns[t - 12:t].std())
-    gains = np.maximum(returns[t - 14:t], 0).mean()
-    losses = np.maximum(-returns[t - 14:t], 0).mean()
+        np.log(closes[t] / closes[t - 11 : t + 1].mean())
+    )
+    assert row[FEATURES.index("volatility_12")] == pytest.approx(returns[t - 12 : t].std())
+    gains = np.maximum(returns[t - 14 : t], 0).mean()
+    losses = np.maximum(-returns[t - 14 : t], 0).mean()
     assert row[FEATURES.index("rsi_14")] == pytest.approx(gains / (gains + losses) - 0.5)
     # A later candle never changes an earlier feature; a batch equals its members.
     changed = ohlcv.copy()
-    changed[t + 1:] *= 3
-    assert np.array_equal(compute_features(changed)[: t - WARMUP + 1],
-                          features[: t - WARMUP + 1])
+    changed[t + 1 :] *= 3
+    assert np.array_equal(compute_features(changed)[: t - WARMUP + 1], features[: t - WARMUP + 1])
     batch = np.stack([ohlcv[:26], ohlcv[10:36]])
     assert np.allclose(compute_features(batch)[1], features[10:22])
 
@@ -81,29 +81,34 @@ def test_flat_prices_give_finite_features() -> None:
     assert np.isfinite(compute_features(flat)).all()
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("2026-08-01T00:00:00Z", 1_785_542_400),
-    ("2026-08-01 00:00:00", 1_785_542_400),
-    ("2026-08-01T02:00:00+02:00", 1_785_542_400),
-    ("1785542400", 1_785_542_400),
-    ("1785542400000", 1_785_542_400),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("2026-08-01T00:00:00Z", 1_785_542_400),
+        ("2026-08-01 00:00:00", 1_785_542_400),
+        ("2026-08-01T02:00:00+02:00", 1_785_542_400),
+        ("1785542400", 1_785_542_400),
+        ("1785542400000", 1_785_542_400),
+    ],
+)
 def test_timestamps_in_every_accepted_form(text: str, seconds: float) -> None:
     assert parse_time(text) == seconds
 
 
-@pytest.mark.parametrize("rows, message", [
-    (["1785542400,1,1,1,1"], "missing column"),
-    (["1785556800,1,1,1,1,1", "1785542400,1,1,1,1,1"], ":3: timestamps are not in ascending"),
-    (["1785542400,1,1,1,1,1", "1785542400,1,1,1,1,1"], ":3: duplicate timestamp"),
-    (["1785542400,1,1,1,nan,1", "1785556800,1,1,1,1,1"], ":2: close is empty or not a number"),
-    (["1785542400,1,1,1,,1", "1785556800,1,1,1,1,1"], ":2: close is empty or not a number"),
-    (["1785542400,1,1,1,-1,1", "1785556800,1,1,1,1,1"], "prices must be positive"),
-    (["yesterday,1,1,1,1,1", "1785556800,1,1,1,1,1"], ":2: unreadable value"),
-    (["1785542400,1,1,1,1,1"], "1 rows; at least 2"),
-])
-def test_bad_csv_is_refused_with_the_reason(tmp_path: Path, rows: list[str],
-                                            message: str) -> None:
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (["1785542400,1,1,1,1"], "missing column"),
+        (["1785556800,1,1,1,1,1", "1785542400,1,1,1,1,1"], ":3: timestamps are not in ascending"),
+        (["1785542400,1,1,1,1,1", "1785542400,1,1,1,1,1"], ":3: duplicate timestamp"),
+        (["1785542400,1,1,1,nan,1", "1785556800,1,1,1,1,1"], ":2: close is empty or not a number"),
+        (["1785542400,1,1,1,,1", "1785556800,1,1,1,1,1"], ":2: close is empty or not a number"),
+        (["1785542400,1,1,1,-1,1", "1785556800,1,1,1,1,1"], "prices must be positive"),
+        (["yesterday,1,1,1,1,1", "1785556800,1,1,1,1,1"], ":2: unreadable value"),
+        (["1785542400,1,1,1,1,1"], "1 rows; at least 2"),
+    ],
+)
+def test_bad_csv_is_refused_with_the_reason(tmp_path: Path, rows: list[str], message: str) -> None:
     path = tmp_path / "bad.csv"
     if message == "missing column":
         path.write_text("timestamp,open,high,low,close\n" + rows[0] + "\n")
@@ -124,41 +129,55 @@ def run_evaluator(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str |
 
 
 def test_evaluator_prints_json_last_and_writes_a_report(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = write_csv(tmp_path / "coin.csv", candle_rows(80))
-    error, out = run_evaluator(capsys, "--data", str(data), "--symbol", "abc",
-                               "--out", str(tmp_path / "report"))
+    error, out = run_evaluator(
+        capsys, "--data", str(data), "--symbol", "abc", "--out", str(tmp_path / "report")
+    )
     assert error is None
     result = json.loads(out.strip().splitlines()[-1])
     assert set(result) == {"model", "naive", "drift", "sma"}
     model = result["model"]
     assert (model["name"], model["version"]) == tuple(SETTINGS.model.split("@"))
     assert model["n"] == 80 - 12 - WARMUP
-    assert set(model) >= {"mae", "rmse", "mape", "mase", "directional_accuracy",
-                          "direction_ties", "within_2pct"}
+    assert set(model) >= {
+        "mae",
+        "rmse",
+        "mape",
+        "mase",
+        "directional_accuracy",
+        "direction_ties",
+        "within_2pct",
+    }
     assert result["naive"]["mase"] == 1.0
     assert (tmp_path / "report/evaluation-abc.md").read_text().count("| naive |") == 1
     assert (tmp_path / "report/evaluation-abc.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("rows, message", [
-    (candle_rows(20), "20 rows; at least 27"),
-    (candle_rows(40, step=3600), "candles are 1h apart"),
-    ([r for i, r in enumerate(candle_rows(60)) if i % 20 != 19], "no run of 27 consecutive"),
-])
-def test_evaluator_refuses_unusable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          rows: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (candle_rows(20), "20 rows; at least 27"),
+        (candle_rows(40, step=3600), "candles are 1h apart"),
+        ([r for i, r in enumerate(candle_rows(60)) if i % 20 != 19], "no run of 27 consecutive"),
+    ],
+)
+def test_evaluator_refuses_unusable_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: list[str], message: str
+) -> None:
     data = write_csv(tmp_path / "coin.csv", rows)
-    error, out = run_evaluator(capsys, "--data", str(data), "--symbol", "abc",
-                               "--out", str(tmp_path))
+    error, out = run_evaluator(
+        capsys, "--data", str(data), "--symbol", "abc", "--out", str(tmp_path)
+    )
     assert error is not None and message in error and "{" not in out
 
 
-def test_evaluator_names_missing_models(tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluator_names_missing_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_csv(tmp_path / "coin.csv", candle_rows(40))
-    error, _ = run_evaluator(capsys, "--data", str(data), "--symbol", "abc",
-                             "--model", "lstm-4h@nope")
+    error, _ = run_evaluator(
+        capsys, "--data", str(data), "--symbol", "abc", "--model", "lstm-4h@nope"
+    )
     assert error is not None and "no model artifact" in error and SETTINGS.model in error
 
 
@@ -187,11 +206,12 @@ def test_service_predictions_equal_the_evaluators(tmp_path: Path) -> None:
     assert isinstance(predictor, LstmPredictor) and predictor.window == 12 + WARMUP
     samples = make_samples(series, 12, "4h")
     expected = predictor.artifact.forecaster.closes(samples.inputs, samples.previous)
-    candles = [candle(i, close=float(c), open=float(o), high=float(h), low=float(lo),
-                      volume=float(v))
-               for i, (o, h, lo, c, v) in enumerate(series.ohlcv[:60])]
-    windows = [candles[end - predictor.window:end] for end in range(predictor.window, 60)]
-    assert np.allclose(predictor.predict(windows), expected[:len(windows)], rtol=1e-6)
+    candles = [
+        candle(i, close=float(c), open=float(o), high=float(h), low=float(lo), volume=float(v))
+        for i, (o, h, lo, c, v) in enumerate(series.ohlcv[:60])
+    ]
+    windows = [candles[end - predictor.window : end] for end in range(predictor.window, 60)]
+    assert np.allclose(predictor.predict(windows), expected[: len(windows)], rtol=1e-6)
 
 
 class NoHistory:
@@ -203,8 +223,10 @@ async def test_predictions_carry_model_and_its_held_out_skill() -> None:
     predictor = build_predictor(SETTINGS, "4h")
     deps = InferenceDeps(predictor, CandleWindows(predictor.window), NoHistory())
     ohlcv = random_walk(predictor.window)
-    candles = [candle(i, close=float(c), open=float(o), high=float(h), low=float(lo),
-                      volume=float(v)) for i, (o, h, lo, c, v) in enumerate(ohlcv)]
+    candles = [
+        candle(i, close=float(c), open=float(o), high=float(h), low=float(lo), volume=float(v))
+        for i, (o, h, lo, c, v) in enumerate(ohlcv)
+    ]
     for c in candles[:-1]:
         assert await handle_candles([c], deps) == []
     [prediction] = await handle_candles([candles[-1]], deps)

@@ -89,7 +89,8 @@ def test_brier_and_running_base_rate_by_hand() -> None:
     assert running_base_rate(outcomes, 1, 2) == pytest.approx([0.5, 2 / 3, 0.5, 0.6])
     # Brier of the base rate: (0.5-1)^2 + (1-0)^2 + (0.5-1)^2 + (2/3-1)^2 = 0.25+1+0.25+1/9
     assert brier_score(running_base_rate(outcomes), outcomes) == pytest.approx(
-        (0.25 + 1 + 0.25 + 1 / 9) / 4)
+        (0.25 + 1 + 0.25 + 1 / 9) / 4
+    )
 
 
 def test_wilson_interval_by_hand() -> None:

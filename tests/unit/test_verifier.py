@@ -15,8 +15,7 @@ def test_scoring_by_hand() -> None:
     assert v.direction_correct is True
     assert v.naive_error_pct == pytest.approx(2 / 102 * 100)
     assert v.event_id == f"verification:{prediction(0).event_id}"
-    wrong = verify(prediction(0, base=100.0, predicted=97.0), actual_close=102.0,
-                   tolerance_pct=2.0)
+    wrong = verify(prediction(0, base=100.0, predicted=97.0), actual_close=102.0, tolerance_pct=2.0)
     assert wrong.within_tolerance is False and wrong.direction_correct is False
 
 
@@ -28,10 +27,16 @@ def test_a_tie_says_nothing_about_direction() -> None:
 
 def deps(max_closes: int = 1000) -> VerifierDeps:
     registry = CollectorRegistry()
-    given_up = GiveUps(Counter("closes", "", registry=registry),
-                       Counter("predictions", "", registry=registry))
-    return VerifierDeps(InMemoryVerifierStore(), tolerance_pct=2.0, reorder_candles=10,
-                        max_closes=max_closes, given_up=given_up)
+    given_up = GiveUps(
+        Counter("closes", "", registry=registry), Counter("predictions", "", registry=registry)
+    )
+    return VerifierDeps(
+        InMemoryVerifierStore(),
+        tolerance_pct=2.0,
+        reorder_candles=10,
+        max_closes=max_closes,
+        given_up=given_up,
+    )
 
 
 def given_up(d: VerifierDeps, what: str) -> float:
@@ -99,10 +104,13 @@ async def test_closes_are_given_up_and_counted_when_predictions_stop_coming() ->
 
 
 def test_a_distribution_is_scored_by_hand() -> None:
-    forecast = prediction(0, base=100.0, predicted=100.0).model_copy(update={
-        "interval_80": PredictionInterval(lower=98.0, upper=102.0),
-        "interval_95": PredictionInterval(lower=96.0, upper=104.0),
-        "p_up": 0.6})
+    forecast = prediction(0, base=100.0, predicted=100.0).model_copy(
+        update={
+            "interval_80": PredictionInterval(lower=98.0, upper=102.0),
+            "interval_95": PredictionInterval(lower=96.0, upper=104.0),
+            "p_up": 0.6,
+        }
+    )
     v = verify(forecast, actual_close=103.0, tolerance_pct=2.0)
     assert (v.inside_80, v.inside_95) == (False, True)
     assert v.width_80_pct == pytest.approx(4.0) and v.width_95_pct == pytest.approx(8.0)

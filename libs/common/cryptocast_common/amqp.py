@@ -75,8 +75,9 @@ def retry_delays(settings: CommonSettings) -> list[float]:
 
 
 class _AmqpDelivery:
-    def __init__(self, bus: AmqpBus, queue: str, message: AbstractIncomingMessage,
-                 quorum: bool = True) -> None:
+    def __init__(
+        self, bus: AmqpBus, queue: str, message: AbstractIncomingMessage, quorum: bool = True
+    ) -> None:
         self._bus = bus
         self._queue = queue
         self._message = message
@@ -115,19 +116,29 @@ class _AmqpDelivery:
 
     async def retry(self, deliveries: int) -> None:
         delay = retry_delay(self._bus.retry_delay_seconds, deliveries)
-        await self._move(self._bus.default_exchange, delay_queue(self._queue, delay),
-                         self._copy(**{DELIVERIES_HEADER: deliveries}))
+        await self._move(
+            self._bus.default_exchange,
+            delay_queue(self._queue, delay),
+            self._copy(**{DELIVERIES_HEADER: deliveries}),
+        )
 
     async def isolate(self, deliveries: int) -> None:
-        await self._move(self._bus.default_exchange, isolation_queue(self._queue),
-                         self._copy(**{DELIVERIES_HEADER: deliveries}))
+        await self._move(
+            self._bus.default_exchange,
+            isolation_queue(self._queue),
+            self._copy(**{DELIVERIES_HEADER: deliveries}),
+        )
 
     async def dead_letter(self, reason: str) -> None:
-        await self._move(self._bus.dead_letter_exchange, self._message.routing_key or "",
-                         self._copy(**{REASON_HEADER: reason[:2000], QUEUE_HEADER: self._queue}))
+        await self._move(
+            self._bus.dead_letter_exchange,
+            self._message.routing_key or "",
+            self._copy(**{REASON_HEADER: reason[:2000], QUEUE_HEADER: self._queue}),
+        )
 
-    async def _move(self, exchange: AbstractExchange, routing_key: str,
-                    copy: aio_pika.Message) -> None:
+    async def _move(
+        self, exchange: AbstractExchange, routing_key: str, copy: aio_pika.Message
+    ) -> None:
         """Publish the copy, then ack; if the copy cannot be published, give the message
         back so that it is delivered again rather than held unsettled."""
         try:
@@ -156,8 +167,9 @@ class AmqpBus:
 
     @classmethod
     async def connect(cls, url: str, settings: CommonSettings) -> AmqpBus:
-        connection = await aio_pika.connect_robust(url, client_properties={
-            "connection_name": f"cryptocast:{settings.namespace}"})
+        connection = await aio_pika.connect_robust(
+            url, client_properties={"connection_name": f"cryptocast:{settings.namespace}"}
+        )
         bus = cls(connection, settings)
         await bus._declare_topology()
         return bus
@@ -165,9 +177,11 @@ class AmqpBus:
     async def _declare_topology(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
         self._exchange = await self._channel.declare_exchange(
-            self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+            self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         self.dead_letter_exchange = await self._channel.declare_exchange(
-            self._settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+            self._settings.dead_letter_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         dead = await self._channel.declare_queue(self._settings.dead_letter_queue, durable=True)
         await dead.bind(self.dead_letter_exchange, "#")
 
@@ -193,8 +207,14 @@ class AmqpBus:
         await self.publish_raw(event.routing_key, event.to_json(), event.event_id, event.type)
 
     async def publish_raw(
-        self, routing_key: str, body: bytes, message_id: str | None, event_type: str | None = None,
-        *, content_type: str | None = "application/json", headers: dict[str, Any] | None = None,
+        self,
+        routing_key: str,
+        body: bytes,
+        message_id: str | None,
+        event_type: str | None = None,
+        *,
+        content_type: str | None = "application/json",
+        headers: dict[str, Any] | None = None,
     ) -> None:
         await self.publishing_channel_open()
         message = aio_pika.Message(
@@ -211,30 +231,42 @@ class AmqpBus:
     def _quorum(self, **arguments: Any) -> dict[str, Any]:
         # At-least-once dead-lettering: the broker keeps a message until the dead-letter
         # queue has confirmed it (it needs reject-publish overflow).
-        return {"x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish", **arguments}
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            **arguments,
+        }
 
-    async def _declare_durable(self, name: str, arguments: dict[str, Any],
-                               bindings: Sequence[str]) -> None:
+    async def _declare_durable(
+        self, name: str, arguments: dict[str, Any], bindings: Sequence[str]
+    ) -> None:
         """Declare on a channel of its own: refusing other arguments closes the channel."""
         probe = await self._connection.channel()
         try:
             await probe.declare_queue(name, durable=True, arguments=arguments)
         except ChannelPreconditionFailed:
-            await redeclare_keeping_messages(self._connection, self._settings.exchange, name,
-                                             arguments, bindings)
+            await redeclare_keeping_messages(
+                self._connection, self._settings.exchange, name, arguments, bindings
+            )
         finally:
             if not probe.is_closed:
                 await probe.close()
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        *,
+        batch_size: int = 1,
         exclusive: bool = False,
     ) -> None:
         dead_letters = {"x-dead-letter-exchange": self._settings.dead_letter_exchange}
         if exclusive:  # quorum queues cannot be exclusive: this one is classic and goes away
-            await self._consume(queue, bindings, handler, batch_size, exclusive=True,
-                                arguments=dead_letters)
+            await self._consume(
+                queue, bindings, handler, batch_size, exclusive=True, arguments=dead_letters
+            )
         else:
             # The broker's limits are backstops for a consumer that dies before it can act
             # on the count: generous on the work queue, whose consumer holds many messages,
@@ -245,38 +277,68 @@ class AmqpBus:
             await self._declare_durable(queue, work, bindings)
             await self._declare_durable(isolation_queue(queue), isolation, [])
             await self._consume(queue, bindings, handler, batch_size, arguments=work)
-            await self._consume(isolation_queue(queue), [], handler, 1, arguments=isolation,
-                                isolated=True, settles_for=queue)
+            await self._consume(
+                isolation_queue(queue),
+                [],
+                handler,
+                1,
+                arguments=isolation,
+                isolated=True,
+                settles_for=queue,
+            )
         for delay in retry_delays(self._settings):
-            back: dict[str, Any] = {"x-message-ttl": round(delay * 1000),
-                                    "x-dead-letter-exchange": "",
-                                    "x-dead-letter-routing-key": queue}
+            back: dict[str, Any] = {
+                "x-message-ttl": round(delay * 1000),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+            }
             if exclusive:
-                await self._channel.declare_queue(delay_queue(queue, delay), exclusive=True,
-                                                  arguments=back)
+                await self._channel.declare_queue(
+                    delay_queue(queue, delay), exclusive=True, arguments=back
+                )
             else:
                 await self._declare_durable(delay_queue(queue, delay), self._quorum(**back), [])
 
     async def _consume(
-        self, queue: str, bindings: Sequence[str], handler: Handler, batch_size: int, *,
-        arguments: dict[str, Any], exclusive: bool = False, isolated: bool = False,
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        batch_size: int,
+        *,
+        arguments: dict[str, Any],
+        exclusive: bool = False,
+        isolated: bool = False,
         settles_for: str | None = None,
     ) -> None:
         """One consumer on a channel of its own; ``settles_for`` is the work queue whose
         delay and isolation queues its retries go to."""
         channel = await self._connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=batch_size if isolated
-                              else max(self._settings.prefetch, batch_size))
+        await channel.set_qos(
+            prefetch_count=batch_size if isolated else max(self._settings.prefetch, batch_size)
+        )
         exchange = await channel.declare_exchange(
-            self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+            self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         declared = await channel.declare_queue(
-            queue, durable=not exclusive, exclusive=exclusive, auto_delete=exclusive,
-            arguments=arguments)
+            queue,
+            durable=not exclusive,
+            exclusive=exclusive,
+            auto_delete=exclusive,
+            arguments=arguments,
+        )
         for binding in bindings:
             await declared.bind(exchange, binding)
         inbox: asyncio.Queue[Delivery] = asyncio.Queue()
-        consumer = BatchConsumer(queue, inbox, handler, self.publish, batch_size=batch_size,
-                                 max_attempts=self._settings.max_attempts, isolated=isolated)
+        consumer = BatchConsumer(
+            queue,
+            inbox,
+            handler,
+            self.publish,
+            batch_size=batch_size,
+            max_attempts=self._settings.max_attempts,
+            isolated=isolated,
+        )
         consumer.start()
         work_queue = settles_for or queue
 
@@ -292,8 +354,9 @@ class AmqpBus:
             try:
                 await queue.cancel(tag)
             except Exception as exc:  # the broker is away: it returns the messages itself
-                log.warning("could not cancel a consumer", extra={"queue": queue.name,
-                                                                  "error": repr(exc)})
+                log.warning(
+                    "could not cancel a consumer", extra={"queue": queue.name, "error": repr(exc)}
+                )
         for consumer, _, _, channel in self._consumers:
             await consumer.stop()
             if not channel.is_closed:

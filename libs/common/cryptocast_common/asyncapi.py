@@ -20,10 +20,16 @@ CHANNELS: dict[str, tuple[type[BaseModel], str, str]] = {
     # name: (event model, who publishes it, what it means)
     "candle": (Candle, "the ingestor", "A closed OHLCV candle."),
     "prediction": (Prediction, "inference", "A forecast of the close of the next candle."),
-    "verification": (Verification, "the verifier",
-                     "The verdict on a prediction once its target candle has closed."),
-    "model": (ModelCard, "inference, when it starts",
-              "The model serving a symbol and interval, with its held-out evaluation."),
+    "verification": (
+        Verification,
+        "the verifier",
+        "The verdict on a prediction once its target candle has closed.",
+    ),
+    "model": (
+        ModelCard,
+        "inference, when it starts",
+        "The model serving a symbol and interval, with its held-out evaluation.",
+    ),
 }
 
 
@@ -31,9 +37,15 @@ def asyncapi_document(settings: CommonSettings | None = None) -> dict[str, Any]:
     settings = settings or CommonSettings()
     _, schemas = models_json_schema(
         [(model, "serialization") for model, _, _ in CHANNELS.values()],
-        ref_template="#/components/schemas/{model}")
-    exchange = {"name": settings.exchange, "type": "topic", "durable": True,
-                "autoDelete": False, "vhost": "/"}
+        ref_template="#/components/schemas/{model}",
+    )
+    exchange = {
+        "name": settings.exchange,
+        "type": "topic",
+        "durable": True,
+        "autoDelete": False,
+        "vhost": "/",
+    }
     channels, operations, messages = {}, {}, {}
     for name, (model, publisher, meaning) in CHANNELS.items():
         channels[name] = {
@@ -44,8 +56,9 @@ def asyncapi_document(settings: CommonSettings | None = None) -> dict[str, Any]:
                 "interval": {"description": "Candle interval, e.g. 4h"},
             },
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-            "bindings": {"amqp": {"is": "routingKey", "exchange": exchange,
-                                  "bindingVersion": "0.3.0"}},
+            "bindings": {
+                "amqp": {"is": "routingKey", "exchange": exchange, "bindingVersion": "0.3.0"}
+            },
         }
         operations[f"receive_{name}"] = {
             "action": "receive",
@@ -59,11 +72,14 @@ def asyncapi_document(settings: CommonSettings | None = None) -> dict[str, Any]:
             "summary": meaning,
             "contentType": "application/json",
             "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
-            "correlationId": {"description": "Deterministic event id, also the AMQP "
-                                             "message_id: use it to deduplicate",
-                              "location": "$message.payload#/event_id"},
-            "bindings": {"amqp": {"messageType": name, "contentEncoding": "utf-8",
-                                  "bindingVersion": "0.3.0"}},
+            "correlationId": {
+                "description": "Deterministic event id, also the AMQP "
+                "message_id: use it to deduplicate",
+                "location": "$message.payload#/event_id",
+            },
+            "bindings": {
+                "amqp": {"messageType": name, "contentEncoding": "utf-8", "bindingVersion": "0.3.0"}
+            },
         }
     return {
         "asyncapi": "3.0.0",
@@ -75,12 +91,18 @@ def asyncapi_document(settings: CommonSettings | None = None) -> dict[str, Any]:
                 "interval and occurred_at, published persistently with publisher confirms on "
                 f"the topic exchange {settings.exchange!r}. Delivery is at least once: the "
                 "same event (same event_id) can arrive twice. Bind your own durable queue "
-                "with the routing keys you want; see docs/subscribing.md."),
+                "with the routing keys you want; see docs/subscribing.md."
+            ),
         },
         "defaultContentType": "application/json",
-        "servers": {"rabbitmq": {"host": "rabbitmq:5672", "protocol": "amqp",
-                                 "protocolVersion": "0.9.1",
-                                 "description": "The broker of the deployment"}},
+        "servers": {
+            "rabbitmq": {
+                "host": "rabbitmq:5672",
+                "protocol": "amqp",
+                "protocolVersion": "0.9.1",
+                "description": "The broker of the deployment",
+            }
+        },
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas["$defs"]},

@@ -44,7 +44,12 @@ class Bus(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        *,
+        batch_size: int = 1,
         exclusive: bool = False,
     ) -> None:
         """Declare ``queue`` bound to ``bindings`` and start feeding ``handler`` in the
@@ -171,8 +176,11 @@ class BatchConsumer:
     def _ended(self, task: asyncio.Task[None]) -> None:
         if self._stopping or task is not self._task or task.cancelled():
             return  # stopped on purpose, or cancelled with the event loop
-        log.error("consume loop ended unexpectedly, restarting it", exc_info=task.exception(),
-                  extra={"queue": self.queue})
+        log.error(
+            "consume loop ended unexpectedly, restarting it",
+            exc_info=task.exception(),
+            extra={"queue": self.queue},
+        )
         self.start()
 
     async def stop(self) -> None:
@@ -197,8 +205,10 @@ class BatchConsumer:
             try:
                 await self._process([d for d in batch if not d.stale])
             except Exception:
-                log.exception("batch failed outside its handler; unsettled messages will be "
-                              "delivered again", extra={"queue": self.queue})
+                log.exception(
+                    "batch failed outside its handler; unsettled messages will be delivered again",
+                    extra={"queue": self.queue},
+                )
 
     async def _process(self, batch: list[Delivery]) -> None:
         events: list[Event] = []
@@ -210,9 +220,14 @@ class BatchConsumer:
                 continue
             delivered = self._delivered_before(delivery)
             if delivered >= self._max_attempts:
-                set_aside.append(self._dead_letter(
-                    delivery, "redelivered", f"delivered {delivered} times without being "
-                    "settled (its consumer stopped while handling it)"))
+                set_aside.append(
+                    self._dead_letter(
+                        delivery,
+                        "redelivered",
+                        f"delivered {delivered} times without being "
+                        "settled (its consumer stopped while handling it)",
+                    )
+                )
                 continue
             try:
                 events.append(decode_event(delivery.body, delivery.content_type))
@@ -248,18 +263,25 @@ class BatchConsumer:
         try:
             await settling
         except Exception as exc:
-            log.warning("could not settle a message, it will be delivered again",
-                        extra={"queue": self.queue, "message_id": delivery.message_id,
-                               "error": repr(exc)})
+            log.warning(
+                "could not settle a message, it will be delivered again",
+                extra={"queue": self.queue, "message_id": delivery.message_id, "error": repr(exc)},
+            )
 
     async def _dead_letter(self, delivery: Delivery, kind: str, reason: str) -> None:
         count = DEAD_LETTERED[self.queue, kind] = DEAD_LETTERED[self.queue, kind] + 1
         if count <= LOGGED_DEAD_LETTERS or count % LOGGED_DEAD_LETTERS == 0:
             # A flood of bad messages must not become a flood of log lines: every reason is
             # in the dead-letter queue's header, and the count in the metrics.
-            log.warning("dead-lettering a message", extra={
-                "queue": self.queue, "message_id": delivery.message_id, "reason": reason[:500],
-                "dead_lettered_so_far": count})
+            log.warning(
+                "dead-lettering a message",
+                extra={
+                    "queue": self.queue,
+                    "message_id": delivery.message_id,
+                    "reason": reason[:500],
+                    "dead_lettered_so_far": count,
+                },
+            )
         await self._settle(delivery.dead_letter(reason), delivery)
 
     async def _failed(self, delivery: Delivery, event: Event, exc: Exception) -> None:
@@ -270,8 +292,9 @@ class BatchConsumer:
             extra={"queue": self.queue, "event_id": event.event_id, "attempt": deliveries},
         )
         if deliveries >= self._max_attempts:
-            await self._dead_letter(delivery, "failed",
-                                    f"handler failed {deliveries} times: {exc!r}")
+            await self._dead_letter(
+                delivery, "failed", f"handler failed {deliveries} times: {exc!r}"
+            )
             return
         await self._settle(delivery.retry(deliveries), delivery)
 
@@ -336,23 +359,38 @@ class InMemoryBus:
         for event in events:
             await self.publish_raw(event.routing_key, event.to_json(), event.event_id)
 
-    async def publish_raw(self, routing_key: str, body: bytes, message_id: str | None,
-                          content_type: str | None = "application/json") -> None:
+    async def publish_raw(
+        self,
+        routing_key: str,
+        body: bytes,
+        message_id: str | None,
+        content_type: str | None = "application/json",
+    ) -> None:
         """Publish bytes as they are (tests use it to send malformed messages)."""
         for name, queue in self._queues.items():
             if any(topic_matches(b, routing_key) for b in queue.bindings):
-                queue.inbox.put_nowait(_MemoryDelivery(self, name, routing_key, body, message_id,
-                                                       content_type))
+                queue.inbox.put_nowait(
+                    _MemoryDelivery(self, name, routing_key, body, message_id, content_type)
+                )
 
     async def consume(
-        self, queue: str, bindings: Sequence[str], handler: Handler, *, batch_size: int = 1,
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: Handler,
+        *,
+        batch_size: int = 1,
         exclusive: bool = False,
     ) -> None:
         declared = self._queues.setdefault(queue, _MemoryQueue(set()))
         declared.bindings.update(bindings)
         consumer = BatchConsumer(
-            queue, declared.inbox, handler, self.publish,
-            batch_size=batch_size, max_attempts=self._max_attempts,
+            queue,
+            declared.inbox,
+            handler,
+            self.publish,
+            batch_size=batch_size,
+            max_attempts=self._max_attempts,
         )
         consumer.start()
         self._consumers.append(consumer)
@@ -371,8 +409,11 @@ class InMemoryBus:
     async def drain(self) -> None:
         """Wait until every queue is empty, every retry delivered and every consumer idle
         (wrap in a timeout)."""
-        while (self._retries or any(not q.inbox.empty() for q in self._queues.values())  # noqa: ASYNC110
-               or any(not c.idle for c in self._consumers)):
+        while (  # noqa: ASYNC110  # polls state spread over queues, timers and consumers
+            self._retries
+            or any(not q.inbox.empty() for q in self._queues.values())
+            or any(not c.idle for c in self._consumers)
+        ):
             await asyncio.sleep(0.005)
 
     async def close(self) -> None:

@@ -84,8 +84,9 @@ def _no_default(schema: dict[str, Any]) -> None:
 
 class _Frozen(BaseModel):
     # Serialised events always carry every field, defaulted or not: the schema says so.
-    model_config = ConfigDict(frozen=True, extra="forbid",
-                              json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
 
 class EventBase(_Frozen):
@@ -220,24 +221,34 @@ class Prediction(EventBase):
     skill: ModelSkill | None = None  # None for the baselines themselves
     horizon: int = Field(default=1, ge=1, le=10_000)
     interval_80: PredictionInterval | None = Field(
-        default=None, description="Central 80% prediction interval for the target close")
+        default=None, description="Central 80% prediction interval for the target close"
+    )
     interval_95: PredictionInterval | None = Field(
-        default=None, description="Central 95% prediction interval for the target close")
+        default=None, description="Central 95% prediction interval for the target close"
+    )
     p_up: float | None = Field(
-        default=None, ge=0, le=1, allow_inf_nan=False,
-        description="Probability that the target close is above based_on.close")
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Probability that the target close is above based_on.close",
+    )
 
     _occurred_at_from: ClassVar[str] = "based_on.close_time"
 
     @model_validator(mode="after")
     def _check_distribution(self) -> Prediction:
-        given = [self.interval_80 is not None, self.interval_95 is not None,
-                 self.p_up is not None]
+        given = [self.interval_80 is not None, self.interval_95 is not None, self.p_up is not None]
         if any(given) and not all(given):
             raise ValueError("interval_80, interval_95 and p_up come together or not at all")
-        if self.interval_80 and self.interval_95 and not (
+        if (
+            self.interval_80
+            and self.interval_95
+            and not (
                 self.interval_95.lower <= self.interval_80.lower
-                and self.interval_80.upper <= self.interval_95.upper):
+                and self.interval_80.upper <= self.interval_95.upper
+            )
+        ):
             raise ValueError("interval_95 must contain interval_80")
         return self
 
@@ -278,13 +289,21 @@ class Verification(EventBase):
     # Scoring of the forecast distribution; None when the prediction had none (version 1).
     inside_80: bool | None = None
     inside_95: bool | None = None
-    width_80_pct: float | None = Field(default=None, ge=0, description="Width of the 80% "
-                                       "interval, in percent of based_on_close")
+    width_80_pct: float | None = Field(
+        default=None, ge=0, description="Width of the 80% interval, in percent of based_on_close"
+    )
     width_95_pct: float | None = Field(default=None, ge=0)
-    went_up: bool | None = Field(default=None, description="Whether the actual close was above "
-                                 "based_on_close; None on no change")
-    brier: float | None = Field(default=None, ge=0, le=1, description="(p_up - went_up)^2, "
-                                "this prediction's term of the Brier score; None on no change")
+    went_up: bool | None = Field(
+        default=None,
+        description="Whether the actual close was above based_on_close; None on no change",
+    )
+    brier: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="(p_up - went_up)^2, "
+        "this prediction's term of the Brier score; None on no change",
+    )
 
     _occurred_at_from: ClassVar[str] = "target_time"
 
@@ -321,7 +340,8 @@ class ModelCard(EventBase):
     trained_from: UtcDatetime
     trained_to: UtcDatetime
     evaluation: dict[str, ForecastScore] = Field(
-        description="Held-out test metrics of the model and of each baseline")
+        description="Held-out test metrics of the model and of each baseline"
+    )
     beats_naive: bool
 
     _occurred_at_from: ClassVar[str] = "trained_at"
@@ -407,13 +427,16 @@ def decode_event(body: bytes, content_type: str | None = None) -> Event:
     event_type = data.get("type")
     model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if model is None or not isinstance(event_type, str):
-        raise InvalidEvent(f"type: unknown event type {_shown(event_type)}, expected one of "
-                           f"{sorted(EVENT_TYPES)}")
+        raise InvalidEvent(
+            f"type: unknown event type {_shown(event_type)}, expected one of {sorted(EVENT_TYPES)}"
+        )
     version = data.get("schema_version")
     if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise InvalidEvent(f"{event_type}.schema_version: unsupported version "
-                           f"{_shown(version)}, this consumer knows "
-                           f"{sorted(SUPPORTED_SCHEMA_VERSIONS)}")
+        raise InvalidEvent(
+            f"{event_type}.schema_version: unsupported version "
+            f"{_shown(version)}, this consumer knows "
+            f"{sorted(SUPPORTED_SCHEMA_VERSIONS)}"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

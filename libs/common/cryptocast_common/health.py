@@ -29,8 +29,11 @@ class DeadLetterCollector(Collector):
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         family = CounterMetricFamily(
-            "cryptocast_dead_lettered", "Messages this process sent to the dead-letter queue, "
-            "by queue and reason (invalid, failed, redelivered)", labels=["queue", "reason"])
+            "cryptocast_dead_lettered",
+            "Messages this process sent to the dead-letter queue, "
+            "by queue and reason (invalid, failed, redelivered)",
+            labels=["queue", "reason"],
+        )
         for (queue, reason), count in sorted(bus.DEAD_LETTERED.items()):
             family.add_metric([queue, reason], count)
         yield family
@@ -72,8 +75,11 @@ class HealthServer:
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), READY_TIMEOUT)
-            while (await asyncio.wait_for(reader.readline(), READY_TIMEOUT)) not in (b"\r\n",
-                                                                                     b"\n", b""):
+            while (await asyncio.wait_for(reader.readline(), READY_TIMEOUT)) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
                 pass  # headers: nothing in them matters here
             method, path, *_ = request.decode("latin-1").split() or ["", ""]
             if method != "GET":
@@ -85,15 +91,20 @@ class HealthServer:
             elif path == "/metrics":
                 status, body = 200, None
             else:
-                status, body = 404, {"status": "error",
-                                     "message": "try /healthz, /readyz or /metrics"}
+                status, body = (
+                    404,
+                    {"status": "error", "message": "try /healthz, /readyz or /metrics"},
+                )
             if body is None:
                 payload, content_type = metrics_exposition(), "text/plain; version=0.0.4"
             else:
                 payload, content_type = json.dumps(body).encode(), "application/json"
-            writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
-                         f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + payload)
+            writer.write(
+                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + payload
+            )
             await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):
             pass  # a client that goes away or sends garbage gets nothing

@@ -8,8 +8,8 @@ import logging
 import sys
 import threading
 import time
-from typing import TextIO
 from datetime import UTC, datetime
+from typing import TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -35,8 +35,15 @@ class BufferedLinesHandler(logging.StreamHandler[TextIO]):
     lines still show within a second."""
 
     def __init__(self) -> None:
-        super().__init__(open(sys.stderr.fileno(), "w", buffering=65536,  # noqa: SIM115
-                              encoding="utf-8", closefd=False))
+        super().__init__(
+            open(  # noqa: SIM115  # the handler owns it for the process's life
+                sys.stderr.fileno(),
+                "w",
+                buffering=65536,
+                encoding="utf-8",
+                closefd=False,
+            )
+        )
         threading.Thread(target=self._flush_every_second, name="log-flush", daemon=True).start()
 
     def flush(self) -> None:

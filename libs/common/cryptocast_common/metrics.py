@@ -43,19 +43,30 @@ def direction_correct(predicted: float, actual: float, previous: float) -> bool 
 
 
 def forecast_metrics(
-    predicted: Sequence[float], actual: Sequence[float], previous: Sequence[float],
+    predicted: Sequence[float],
+    actual: Sequence[float],
+    previous: Sequence[float],
 ) -> ForecastMetrics:
     if not len(predicted) == len(actual) == len(previous):
         raise ValueError("predicted, actual and previous must have the same length")
     n = len(predicted)
     if n == 0:
-        return ForecastMetrics(n=0, mae=None, rmse=None, mape=None, mase=None,
-                               directional_accuracy=None, direction_ties=0, within_2pct=None)
+        return ForecastMetrics(
+            n=0,
+            mae=None,
+            rmse=None,
+            mape=None,
+            mase=None,
+            directional_accuracy=None,
+            direction_ties=0,
+            within_2pct=None,
+        )
     errors = [p - a for p, a in zip(predicted, actual, strict=True)]
     mae = sum(abs(e) for e in errors) / n
     naive_mae = sum(abs(b - a) for b, a in zip(previous, actual, strict=True)) / n
-    directions = [direction_correct(p, a, b) for p, a, b in zip(predicted, actual, previous,
-                                                                strict=True)]
+    directions = [
+        direction_correct(p, a, b) for p, a, b in zip(predicted, actual, previous, strict=True)
+    ]
     judged = [d for d in directions if d is not None]
     pcts = [error_pct(p, a) for p, a in zip(predicted, actual, strict=True)]
     return ForecastMetrics(

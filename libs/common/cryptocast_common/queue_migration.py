@@ -31,7 +31,10 @@ T = TypeVar("T")
 
 
 async def redeclare_keeping_messages(
-    connection: AbstractConnection, exchange: str, name: str, arguments: dict[str, Any],
+    connection: AbstractConnection,
+    exchange: str,
+    name: str,
+    arguments: dict[str, Any],
     bindings: Sequence[str],
 ) -> int:
     """Re-create queue ``name`` with ``arguments``; returns how many messages were moved."""
@@ -72,8 +75,12 @@ async def redeclare_keeping_messages(
     async def delete_holding(channel: AbstractChannel) -> None:
         await channel.queue_delete(holding)
 
-    log.warning("queue %s exists with other arguments (an earlier version or other "
-                "settings): re-creating it with %s and keeping its messages", name, arguments)
+    log.warning(
+        "queue %s exists with other arguments (an earlier version or other "
+        "settings): re-creating it with %s and keeping its messages",
+        name,
+        arguments,
+    )
     await on_channel(hold)
     moved = 0
     for _ in range(3):  # a message may still arrive through a binding the old version had
@@ -100,9 +107,14 @@ async def _move(channel: AbstractChannel, source: str, target: str) -> int:
     moved = 0
     while (message := await queue.get(fail=False)) is not None:
         copy = aio_pika.Message(
-            message.body, headers=message.headers, content_type=message.content_type,
-            message_id=message.message_id, type=message.type, timestamp=message.timestamp,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            message.body,
+            headers=message.headers,
+            content_type=message.content_type,
+            message_id=message.message_id,
+            type=message.type,
+            timestamp=message.timestamp,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
         await channel.default_exchange.publish(copy, routing_key=target)
         await message.ack()
         moved += 1

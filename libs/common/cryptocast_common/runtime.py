@@ -37,10 +37,13 @@ class Service(Protocol):
 async def connect_bus(settings: CommonSettings) -> Bus:
     if settings.amqp_url:
         return await AmqpBus.connect(settings.amqp_url, settings)
-    log.warning("CRYPTOCAST_AMQP_URL is not set: using the in-memory bus, which only reaches "
-                "services in this same process")
-    return InMemoryBus(max_attempts=settings.max_attempts,
-                       retry_delay_seconds=settings.retry_delay_seconds)
+    log.warning(
+        "CRYPTOCAST_AMQP_URL is not set: using the in-memory bus, which only reaches "
+        "services in this same process"
+    )
+    return InMemoryBus(
+        max_attempts=settings.max_attempts, retry_delay_seconds=settings.retry_delay_seconds
+    )
 
 
 async def serve_until_signalled(services: Sequence[Service]) -> None:
@@ -72,8 +75,7 @@ def run_service(build: Callable[[], Awaitable[Service]]) -> None:
         service = await build()
         health = None
         if settings.health_port is not None:
-            health = HealthServer(settings.health_host, settings.health_port,
-                                  service.check_ready)
+            health = HealthServer(settings.health_host, settings.health_port, service.check_ready)
             await health.start()
         try:
             await serve_until_signalled([service])

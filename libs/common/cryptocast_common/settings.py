@@ -37,19 +37,26 @@ class CommonSettings(BaseSettings):
     interval: str = "4h"
     prefetch: int = Field(default=64, ge=1, description="Unacked messages per consumer.")
     max_attempts: int = Field(
-        default=5, ge=1,
+        default=5,
+        ge=1,
         description="Deliveries of a failing message before it is dead-lettered, counted "
         "across restarts and replicas (the broker's delivery limit enforces it).",
     )
     retry_delay_seconds: float = Field(
-        default=1.0, gt=0, le=60,
+        default=1.0,
+        gt=0,
+        le=60,
         description="Wait before a failed message is delivered again; doubles with each "
-        "retry, up to a minute. The wait happens in a delay queue, not in the consumer.")
+        "retry, up to a minute. The wait happens in a delay queue, not in the consumer.",
+    )
     log_level: str = "INFO"
     health_port: int | None = Field(
-        default=None, ge=0, le=65535,
+        default=None,
+        ge=0,
+        le=65535,
         description="Serve /healthz and /readyz on this port (consumers; the gateway's API "
-                    "has its own). Unset: no health server.")
+        "has its own). Unset: no health server.",
+    )
     health_host: str = "0.0.0.0"
 
     @field_validator("symbols", mode="before")

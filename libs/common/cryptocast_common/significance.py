@@ -61,8 +61,13 @@ def long_run_variance(values: Sequence[float], lags: int) -> float:
     return variance
 
 
-def diebold_mariano(loss_a: Sequence[float], loss_b: Sequence[float], lags: int | None = None,
-                    horizon: int = 1, small_sample: bool = True) -> DieboldMariano:
+def diebold_mariano(
+    loss_a: Sequence[float],
+    loss_b: Sequence[float],
+    lags: int | None = None,
+    horizon: int = 1,
+    small_sample: bool = True,
+) -> DieboldMariano:
     """Diebold-Mariano test of equal expected loss, HAC variance, optional HLN correction.
 
     Identical losses give a statistic of 0 and a p-value of 1 (no evidence either way)."""
@@ -96,8 +101,10 @@ def _betacf(a: float, b: float, x: float) -> float:
     h = d
     for m in range(1, 100_000):
         m2 = 2 * m
-        for numerator in (m * (b - m) * x / ((qam + m2) * (a + m2)),
-                          -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+        for numerator in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
             d = 1 + numerator * d
             d = 1 / (d if abs(d) > tiny else tiny)
             c = 1 + numerator / c
@@ -114,8 +121,9 @@ def regularized_beta(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1:
         return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1) / (a + b + 2):
         return math.exp(log_front) * _betacf(a, b, x) / a
     return 1 - math.exp(log_front) * _betacf(b, a, 1 - x) / b
@@ -149,9 +157,14 @@ def default_block(n: int) -> int:
     return max(1, min(n, round(math.cbrt(n))))
 
 
-def block_bootstrap_mae_ratio(model_errors: Sequence[float], naive_errors: Sequence[float],
-                              block: int | None = None, resamples: int = 2000,
-                              confidence: float = 0.95, seed: int = 0) -> RatioInterval:
+def block_bootstrap_mae_ratio(
+    model_errors: Sequence[float],
+    naive_errors: Sequence[float],
+    block: int | None = None,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> RatioInterval:
     """Moving-block bootstrap percentile interval of sum|model| / sum|naive|.
 
     Each resample concatenates ``ceil(n / block)`` blocks of ``block`` consecutive points,
@@ -189,8 +202,9 @@ def block_bootstrap_mae_ratio(model_errors: Sequence[float], naive_errors: Seque
     if not ratios:
         return RatioInterval(ratio, math.nan, math.nan, block, resamples)
     alpha = (1 - confidence) / 2
-    return RatioInterval(ratio, _quantile(ratios, alpha), _quantile(ratios, 1 - alpha), block,
-                         resamples)
+    return RatioInterval(
+        ratio, _quantile(ratios, alpha), _quantile(ratios, 1 - alpha), block, resamples
+    )
 
 
 def brier_score(probabilities: Sequence[float], outcomes: Sequence[bool | int]) -> float:
@@ -198,11 +212,16 @@ def brier_score(probabilities: Sequence[float], outcomes: Sequence[bool | int]) 
     if len(probabilities) != len(outcomes) or not outcomes:
         raise ValueError("probabilities and outcomes must be non-empty and of equal length")
     return sum((p - float(o)) ** 2 for p, o in zip(probabilities, outcomes, strict=True)) / len(
-        outcomes)
+        outcomes
+    )
 
 
-def running_base_rate(outcomes: Sequence[bool | int], prior_ups: float = 0.0,
-                      prior_count: float = 0.0, first: float = 0.5) -> list[float]:
+def running_base_rate(
+    outcomes: Sequence[bool | int],
+    prior_ups: float = 0.0,
+    prior_count: float = 0.0,
+    first: float = 0.5,
+) -> list[float]:
     """Before each outcome, the share of ups so far (``first`` when nothing is known yet).
 
     ``prior_ups`` of ``prior_count`` earlier outcomes (say, the history before a test

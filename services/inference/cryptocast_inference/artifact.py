@@ -72,32 +72,55 @@ class Artifact:
     @property
     def skill(self) -> ModelSkill:
         test = self.metadata["metrics"]["test"]["model"]
-        return ModelSkill(mase=test["mase"], directional_accuracy=test["directional_accuracy"],
-                          beats_naive=self.metadata["beats_naive"])
+        return ModelSkill(
+            mase=test["mase"],
+            directional_accuracy=test["directional_accuracy"],
+            beats_naive=self.metadata["beats_naive"],
+        )
 
     def cards(self, symbols: Sequence[str], interval: str) -> list[ModelCard]:
         """What this model is and how it did, for each symbol it serves."""
         metadata = self.metadata
-        scores = {name: ForecastScore(**{k: v for k, v in metrics.items()
-                                        if k in ForecastScore.model_fields})
-                  for name, metrics in metadata["metrics"]["test"].items()}
-        return [ModelCard(symbol=symbol, interval=interval, model=self.model,
-                          trained_at=metadata["created_at"], features=metadata["features"],
-                          window=self.window, horizon=metadata["horizon"],
-                          trained_from=metadata["data"]["range"]["first"],
-                          trained_to=metadata["data"]["range"]["last"],
-                          evaluation=scores, beats_naive=metadata["beats_naive"])
-                for symbol in symbols]
+        scores = {
+            name: ForecastScore(
+                **{k: v for k, v in metrics.items() if k in ForecastScore.model_fields}
+            )
+            for name, metrics in metadata["metrics"]["test"].items()
+        }
+        return [
+            ModelCard(
+                symbol=symbol,
+                interval=interval,
+                model=self.model,
+                trained_at=metadata["created_at"],
+                features=metadata["features"],
+                window=self.window,
+                horizon=metadata["horizon"],
+                trained_from=metadata["data"]["range"]["first"],
+                trained_to=metadata["data"]["range"]["last"],
+                evaluation=scores,
+                beats_naive=metadata["beats_naive"],
+            )
+            for symbol in symbols
+        ]
 
     def check_fits(self, window: int, interval: str) -> None:
         """Refuse an artifact whose inputs differ from what this service would feed it."""
-        expected = {"features": list(FEATURES), "warmup": WARMUP, "window": window,
-                    "interval": interval}
-        wrong = [f"{key}: artifact has {self.metadata.get(key)!r}, service uses {value!r}"
-                 for key, value in expected.items() if self.metadata.get(key) != value]
+        expected = {
+            "features": list(FEATURES),
+            "warmup": WARMUP,
+            "window": window,
+            "interval": interval,
+        }
+        wrong = [
+            f"{key}: artifact has {self.metadata.get(key)!r}, service uses {value!r}"
+            for key, value in expected.items()
+            if self.metadata.get(key) != value
+        ]
         if wrong:
-            raise ArtifactError(f"model artifact {self.path} does not fit this service: "
-                                + "; ".join(wrong))
+            raise ArtifactError(
+                f"model artifact {self.path} does not fit this service: " + "; ".join(wrong)
+            )
 
 
 def artifact_dir(root: Path, model: str) -> Path:
@@ -110,16 +133,21 @@ def artifact_dir(root: Path, model: str) -> Path:
 def load_artifact(path: Path) -> Artifact:
     metadata_file = path / "metadata.json"
     if not metadata_file.is_file():
-        available = sorted(f"{p.parent.name}@{p.name}" for p in path.parent.parent.glob("*/*")
-                           if (p / "metadata.json").is_file())
-        raise ArtifactError(f"no model artifact at {path}; available: "
-                            f"{', '.join(available) or 'none'}")
+        available = sorted(
+            f"{p.parent.name}@{p.name}"
+            for p in path.parent.parent.glob("*/*")
+            if (p / "metadata.json").is_file()
+        )
+        raise ArtifactError(
+            f"no model artifact at {path}; available: {', '.join(available) or 'none'}"
+        )
     metadata = json.loads(metadata_file.read_text())
     for name in SERVED_FILES:
         if sha256_of(path / name) != metadata["files"][name]:
             raise ArtifactError(f"{path / name} does not match the hash in metadata.json")
-    forecaster = Forecaster(FeatureScaler.load(path / "scaler.json"),
-                            NumpyNetwork.load(path / "network.npz"))
+    forecaster = Forecaster(
+        FeatureScaler.load(path / "scaler.json"), NumpyNetwork.load(path / "network.npz")
+    )
     return Artifact(path, metadata, forecaster)
 
 

@@ -47,9 +47,12 @@ class Inference:
         async def handler(events: list[Event]) -> list[Event]:
             return await handle(events, self.deps)
 
-        await self.bus.consume(self.common.queue_for("inference"),
-                               [f"candle.*.{self.common.interval}"], handler,
-                               batch_size=self.settings.batch_size)
+        await self.bus.consume(
+            self.common.queue_for("inference"),
+            [f"candle.*.{self.common.interval}"],
+            handler,
+            batch_size=self.settings.batch_size,
+        )
         predictor = self.deps.predictor
         if isinstance(predictor, CardedPredictor):  # the baseline has no card to show
             await self.bus.publish(predictor.cards(self.common.symbols, self.common.interval))
@@ -79,5 +82,6 @@ async def bootstrap(
         http = httpx.AsyncClient(base_url=settings.gateway_url, timeout=10)
         history = GatewayCandleHistory(http)
     deps = InferenceDeps(predictor, CandleWindows(predictor.window), history)
-    return Inference(bus or await connect_bus(common), common, settings, deps, http,
-                     owns_bus=bus is None)
+    return Inference(
+        bus or await connect_bus(common), common, settings, deps, http, owns_bus=bus is None
+    )

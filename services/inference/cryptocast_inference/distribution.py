@@ -99,15 +99,17 @@ class DistributionParams:
         data = dict(data)
         data["seasonal"] = tuple(data["seasonal"])
         data["quantiles"] = tuple(data["quantiles"])
-        data["coin_quantiles"] = {coin: tuple(q) for coin, q in
-                                  data.get("coin_quantiles", {}).items()}
+        data["coin_quantiles"] = {
+            coin: tuple(q) for coin, q in data.get("coin_quantiles", {}).items()
+        }
         return cls(**data)
 
     def quantiles_for(self, symbols: Sequence[str]) -> np.ndarray:
         """(n, 4) quantiles of z for windows of these coins."""
         pooled = self.quantiles
-        return np.array([self.coin_quantiles.get(symbol, pooled) for symbol in symbols],
-                        dtype=np.float64)
+        return np.array(
+            [self.coin_quantiles.get(symbol, pooled) for symbol in symbols], dtype=np.float64
+        )
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,13 @@ def _prepare(params: DistributionParams) -> _Prepared:
     return _Prepared(base[None, :] / seasonal[slots] ** 2, seasonal.copy())
 
 
-def forecast_arrays(params: DistributionParams, closes: np.ndarray, target_slots: np.ndarray,
-                    quantiles: np.ndarray | None = None,
-                    prepared: _Prepared | None = None) -> ForecastArrays:
+def forecast_arrays(
+    params: DistributionParams,
+    closes: np.ndarray,
+    target_slots: np.ndarray,
+    quantiles: np.ndarray | None = None,
+    prepared: _Prepared | None = None,
+) -> ForecastArrays:
     """Forecasts for (n, W) windows of closes whose next candles fall in ``target_slots``,
     with z's ``quantiles``: (n, 4) per window or (4,) for all; the pooled ones if None.
 
@@ -166,8 +172,9 @@ def forecast_arrays(params: DistributionParams, closes: np.ndarray, target_slots
     bounds = last[:, None] * np.exp(mu[:, None] + sigma[:, None] * q)
     ties = (returns == 0).mean(axis=1)
     p_up = np.clip(params.p_up_intercept + params.p_up_tie_slope * ties, 0.0, 1.0)
-    return ForecastArrays(last * np.exp(mu), bounds[:, 0], bounds[:, 1], bounds[:, 2],
-                          bounds[:, 3], p_up, sigma, mu)
+    return ForecastArrays(
+        last * np.exp(mu), bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3], p_up, sigma, mu
+    )
 
 
 def target_slot(candle: Candle) -> int:
@@ -194,8 +201,11 @@ class DistributionForecaster:
     def skill(self) -> ModelSkill:
         """Its final-test record, pooled over coins: beats naive only if significantly."""
         test = self.metadata["test_metrics"]["pooled"]["model"]
-        return ModelSkill(mase=test["mae_ratio"], directional_accuracy=test["direction"],
-                          beats_naive=test["dm"] < -1.96)
+        return ModelSkill(
+            mase=test["mae_ratio"],
+            directional_accuracy=test["direction"],
+            beats_naive=test["dm"] < -1.96,
+        )
 
     def cards(self, symbols: Sequence[str], interval: str) -> list[ModelCard]:
         """What this model is and how it did on the final test year, per symbol: the coin's
@@ -207,33 +217,51 @@ class DistributionForecaster:
         cards = []
         for symbol in symbols:
             record = tested["coins"].get(symbol, tested["pooled"])
-            evaluation = {name: _score(record[name]) for name in ("model", "drift", "lstm")
-                          if name in record}
+            evaluation = {
+                name: _score(record[name]) for name in ("model", "drift", "lstm") if name in record
+            }
             evaluation["naive"] = ForecastScore(
-                n=record["model"]["n"], mae=None, rmse=None, mape=None, mase=1.0,
-                directional_accuracy=None, direction_ties=record["model"]["n"],
-                within_2pct=None)
-            cards.append(ModelCard(
-                symbol=symbol, interval=interval, model=self.model,
-                trained_at=self.metadata["created_at"], features=self.metadata["features"],
-                window=self.window, horizon=self.metadata["horizon"],
-                trained_from=data["training_range"]["first"],
-                trained_to=data["training_range"]["last_target_before"],
-                evaluation=evaluation, beats_naive=self.skill.beats_naive))
+                n=record["model"]["n"],
+                mae=None,
+                rmse=None,
+                mape=None,
+                mase=1.0,
+                directional_accuracy=None,
+                direction_ties=record["model"]["n"],
+                within_2pct=None,
+            )
+            cards.append(
+                ModelCard(
+                    symbol=symbol,
+                    interval=interval,
+                    model=self.model,
+                    trained_at=self.metadata["created_at"],
+                    features=self.metadata["features"],
+                    window=self.window,
+                    horizon=self.metadata["horizon"],
+                    trained_from=data["training_range"]["first"],
+                    trained_to=data["training_range"]["last_target_before"],
+                    evaluation=evaluation,
+                    beats_naive=self.skill.beats_naive,
+                )
+            )
         return cards
 
     def check_fits(self, window: int | None, interval: str) -> None:
         """Refuse to serve candles of another interval, or windows of another length."""
         wrong = []
         if self.metadata.get("interval") != interval:
-            wrong.append(f"interval: fitted on {self.metadata.get('interval')!r}, service "
-                         f"uses {interval!r}")
+            wrong.append(
+                f"interval: fitted on {self.metadata.get('interval')!r}, service uses {interval!r}"
+            )
         if window is not None and window != self.window:
-            wrong.append(f"window: fitted on {self.window}, CRYPTOCAST_INFERENCE_WINDOW is "
-                         f"{window}")
+            wrong.append(
+                f"window: fitted on {self.window}, CRYPTOCAST_INFERENCE_WINDOW is {window}"
+            )
         if wrong:
-            raise ArtifactError(f"model {self.model} does not fit this service: "
-                                + "; ".join(wrong))
+            raise ArtifactError(
+                f"model {self.model} does not fit this service: " + "; ".join(wrong)
+            )
 
     def predict_distribution(self, windows: Sequence[Sequence[Candle]]) -> list[Forecast]:
         if not windows:
@@ -241,23 +269,35 @@ class DistributionForecaster:
         size = self.window
         if any(len(w) < size for w in windows):
             raise ValueError(f"every window needs {size} candles")
-        closes = np.fromiter(map(_CLOSE, chain.from_iterable(w[-size:] for w in windows)),
-                             dtype=np.float64, count=size * len(windows)).reshape(-1, size)
-        slots = np.fromiter((target_slot(w[-1]) for w in windows), dtype=np.int64,
-                            count=len(windows))
+        closes = np.fromiter(
+            map(_CLOSE, chain.from_iterable(w[-size:] for w in windows)),
+            dtype=np.float64,
+            count=size * len(windows),
+        ).reshape(-1, size)
+        slots = np.fromiter(
+            (target_slot(w[-1]) for w in windows), dtype=np.int64, count=len(windows)
+        )
         quantiles = self.params.quantiles_for([w[-1].symbol for w in windows])
         f = forecast_arrays(self.params, closes, slots, quantiles, self._prepared)
-        return [Forecast(*row) for row in zip(
-            f.point.tolist(), f.lower_80.tolist(), f.upper_80.tolist(), f.lower_95.tolist(),
-            f.upper_95.tolist(), f.p_up.tolist(), strict=True)]
+        return [
+            Forecast(*row)
+            for row in zip(
+                f.point.tolist(),
+                f.lower_80.tolist(),
+                f.upper_80.tolist(),
+                f.lower_95.tolist(),
+                f.upper_95.tolist(),
+                f.p_up.tolist(),
+                strict=True,
+            )
+        ]
 
     def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
         """The point forecasts alone, for the existing ``Predictor`` protocol."""
         return [forecast.point for forecast in self.predict_distribution(windows)]
 
 
-def save_distribution(folder: Path, params: DistributionParams,
-                      metadata: dict[str, Any]) -> Path:
+def save_distribution(folder: Path, params: DistributionParams, metadata: dict[str, Any]) -> Path:
     """Write ``model.json`` (parameters and metadata); its hash is recorded inside."""
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps(params.to_json(), sort_keys=True).encode()).hexdigest()
@@ -269,9 +309,16 @@ def save_distribution(folder: Path, params: DistributionParams,
 
 def _score(record: dict[str, Any]) -> ForecastScore:
     """A final-test record as a card's score: the MAE ratio is the card's MASE."""
-    return ForecastScore(n=record["n"], mae=None, rmse=None, mape=None,
-                         mase=record["mae_ratio"], directional_accuracy=record["direction"],
-                         direction_ties=record["direction_ties"], within_2pct=None)
+    return ForecastScore(
+        n=record["n"],
+        mae=None,
+        rmse=None,
+        mape=None,
+        mase=record["mae_ratio"],
+        directional_accuracy=record["direction"],
+        direction_ties=record["direction_ties"],
+        within_2pct=None,
+    )
 
 
 class DistributionArtifactError(ArtifactError):
@@ -292,5 +339,6 @@ def load_distribution(path: Path) -> DistributionForecaster:
     digest = hashlib.sha256(json.dumps(params.to_json(), sort_keys=True).encode()).hexdigest()
     if body.get("params_sha256") != digest:
         raise DistributionArtifactError(f"{file}: parameters do not match their recorded hash")
-    return DistributionForecaster(params, ModelRef(name=body["name"], version=body["version"]),
-                                  body)
+    return DistributionForecaster(
+        params, ModelRef(name=body["name"], version=body["version"]), body
+    )

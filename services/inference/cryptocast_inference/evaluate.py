@@ -28,17 +28,27 @@ def evaluate(data: Path, symbol: str, artifact_path: Path, out: Path) -> dict:
     series = read_series(data, symbol, min_rows=needed)
     spacing = float(np.median(np.diff(series.times)))
     if spacing != interval_delta(interval).total_seconds():
-        raise SeriesError(f"{data}: candles are {spacing / 3600:g}h apart, but "
-                          f"{artifact.model} forecasts {interval} candles")
+        raise SeriesError(
+            f"{data}: candles are {spacing / 3600:g}h apart, but "
+            f"{artifact.model} forecasts {interval} candles"
+        )
     samples = make_samples(series, artifact.window, interval)
     if not len(samples):
         raise SeriesError(f"{data}: no run of {needed} consecutive {interval} candles")
     results, predicted = score(artifact, samples)
-    report = write_report(out, f"evaluation-{symbol.lower()}", f"{artifact.model} on {data.name}",
-                          results, samples, predicted)
+    report = write_report(
+        out,
+        f"evaluation-{symbol.lower()}",
+        f"{artifact.model} on {data.name}",
+        results,
+        samples,
+        predicted,
+    )
     skipped = len(series) - len(samples)
-    print(f"{symbol}: {len(series):,} candles, {len(samples):,} forecasts "
-          f"({skipped:,} candles are only history: warm-up or gaps); report {report}")
+    print(
+        f"{symbol}: {len(series):,} candles, {len(samples):,} forecasts "
+        f"({skipped:,} candles are only history: warm-up or gaps); report {report}"
+    )
     print(verdict(results))
     return results
 
@@ -46,19 +56,28 @@ def evaluate(data: Path, symbol: str, artifact_path: Path, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     settings = InferenceSettings()
     parser = argparse.ArgumentParser(prog="cryptocast-evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True,
-                        help="CSV with timestamp,open,high,low,close,volume (.gz works too)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="CSV with timestamp,open,high,low,close,volume (.gz works too)",
+    )
     parser.add_argument("--symbol", required=True)
-    parser.add_argument("--model", default=LSTM_MODEL,
-                        help=f"an LSTM artifact as name@version under --artifacts (default "
-                             f"{LSTM_MODEL}); cryptocast-backtest scores any served model")
+    parser.add_argument(
+        "--model",
+        default=LSTM_MODEL,
+        help=f"an LSTM artifact as name@version under --artifacts (default "
+        f"{LSTM_MODEL}); cryptocast-backtest scores any served model",
+    )
     parser.add_argument("--artifacts", type=Path, default=settings.artifacts_dir)
-    parser.add_argument("--out", type=Path, default=Path(".data/evaluation"),
-                        help="where the report and plot go")
+    parser.add_argument(
+        "--out", type=Path, default=Path(".data/evaluation"), help="where the report and plot go"
+    )
     args = parser.parse_args(argv)
     try:
-        results = evaluate(args.data, args.symbol.upper(),
-                           artifact_dir(args.artifacts, args.model), args.out)
+        results = evaluate(
+            args.data, args.symbol.upper(), artifact_dir(args.artifacts, args.model), args.out
+        )
     except (SeriesError, ArtifactError) as error:
         sys.exit(f"cryptocast-evaluate: {error}")
     print(json.dumps(results))

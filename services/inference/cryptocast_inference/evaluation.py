@@ -39,10 +39,14 @@ def score(artifact: Artifact, samples: Samples) -> tuple[dict[str, Any], np.ndar
     forecasts = {"model": predicted} | baseline_forecasts(samples)
     results: dict[str, Any] = {}
     for name, forecast in forecasts.items():
-        metrics = forecast_metrics(forecast.tolist(), samples.actual.tolist(),
-                                   samples.previous.tolist())
-        results[name] = ({"name": artifact.model.name, "version": artifact.model.version}
-                         if name == "model" else {"name": name}) | metrics
+        metrics = forecast_metrics(
+            forecast.tolist(), samples.actual.tolist(), samples.previous.tolist()
+        )
+        results[name] = (
+            {"name": artifact.model.name, "version": artifact.model.version}
+            if name == "model"
+            else {"name": name}
+        ) | metrics
     return results, predicted
 
 
@@ -59,14 +63,17 @@ def _fmt(value: Any, percent: bool = False) -> str:
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    lines = ["| forecast | n | MAE | RMSE | MAPE | MASE | direction | within 2% |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| forecast | n | MAE | RMSE | MAPE | MASE | direction | within 2% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for key, m in results.items():
         label = f"{m['name']}@{m['version']}" if key == "model" else key
         lines.append(
             f"| {label} | {_fmt(m['n'])} | {_fmt(m['mae'])} | {_fmt(m['rmse'])} "
             f"| {_fmt(m['mape'])}% | {_fmt(m['mase'])} | {_fmt(m['directional_accuracy'], True)} "
-            f"| {_fmt(m['within_2pct'], True)} |")
+            f"| {_fmt(m['within_2pct'], True)} |"
+        )
     return "\n".join(lines)
 
 
@@ -74,11 +81,15 @@ def verdict(results: dict[str, Any]) -> str:
     model = results["model"]
     mase, direction = model["mase"], model["directional_accuracy"]
     if mase is not None and mase < 1 and direction is not None and direction > 0.5:
-        return (f"The model beats the no-change forecast here: MASE {mase:.4f} < 1 and "
-                f"directional accuracy {direction:.2%} > 50%.")
-    return (f"The model does NOT beat the no-change forecast here (MASE {_fmt(mase)}, "
-            f"directional accuracy {_fmt(direction, True)}); treat its predictions as no "
-            "better than the last close.")
+        return (
+            f"The model beats the no-change forecast here: MASE {mase:.4f} < 1 and "
+            f"directional accuracy {direction:.2%} > 50%."
+        )
+    return (
+        f"The model does NOT beat the no-change forecast here (MASE {_fmt(mase)}, "
+        f"directional accuracy {_fmt(direction, True)}); treat its predictions as no "
+        "better than the last close."
+    )
 
 
 def pyplot() -> Any:
@@ -91,8 +102,15 @@ def pyplot() -> Any:
     return plt
 
 
-def write_report(folder: Path, stem: str, title: str, results: dict[str, Any],
-                 samples: Samples, predicted: np.ndarray, notes: str = "") -> Path:
+def write_report(
+    folder: Path,
+    stem: str,
+    title: str,
+    results: dict[str, Any],
+    samples: Samples,
+    predicted: np.ndarray,
+    notes: str = "",
+) -> Path:
     """Write ``<stem>.md`` and ``<stem>.png`` (predicted vs actual closes) into ``folder``."""
     plt = pyplot()
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,8 +119,14 @@ def write_report(folder: Path, stem: str, title: str, results: dict[str, Any],
     figure, axis = plt.subplots(figsize=(11, 4.5))
     axis.plot(times, samples.actual[shown], label="actual close", color="black", linewidth=1.2)
     axis.plot(times, predicted[shown], label="model", color="tab:blue", linewidth=1)
-    axis.plot(times, samples.previous[shown], label="naive (last close)", color="tab:orange",
-              linewidth=0.8, linestyle="--")
+    axis.plot(
+        times,
+        samples.previous[shown],
+        label="naive (last close)",
+        color="tab:orange",
+        linewidth=0.8,
+        linestyle="--",
+    )
     axis.set_title(f"{title}: last {len(times)} one-step forecasts")
     axis.legend()
     figure.autofmt_xdate()
@@ -111,16 +135,20 @@ def write_report(folder: Path, stem: str, title: str, results: dict[str, Any],
     plt.close(figure)
 
     span = f"{_iso(samples.target_times.min())} .. {_iso(samples.target_times.max())}"
-    text = "\n\n".join(part for part in [
-        f"# {title}",
-        f"{len(samples):,} one-step forecasts of candles closing {span}. Within 2% means "
-        f"within {TOLERANCE_PCT:g}% of the actual close; direction counts only non-ties.",
-        markdown_table(results),
-        verdict(results),
-        "Baselines: " + "; ".join(f"**{k}**: {v}" for k, v in BASELINES.items()) + ".",
-        notes,
-        f"![predicted vs actual]({stem}.png)",
-    ] if part)
+    text = "\n\n".join(
+        part
+        for part in [
+            f"# {title}",
+            f"{len(samples):,} one-step forecasts of candles closing {span}. Within 2% means "
+            f"within {TOLERANCE_PCT:g}% of the actual close; direction counts only non-ties.",
+            markdown_table(results),
+            verdict(results),
+            "Baselines: " + "; ".join(f"**{k}**: {v}" for k, v in BASELINES.items()) + ".",
+            notes,
+            f"![predicted vs actual]({stem}.png)",
+        ]
+        if part
+    )
     path = folder / f"{stem}.md"
     path.write_text(text + "\n")
     return path

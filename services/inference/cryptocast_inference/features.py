@@ -38,28 +38,41 @@ def compute_features(ohlcv: np.ndarray) -> np.ndarray:
     logs = np.log(ohlcv[..., :4])
     log_close = logs[..., CLOSE]
     returns = np.diff(log_close, axis=-1, prepend=log_close[..., :1])  # candle t's; [0] is 0
-    running = np.cumsum(np.stack([np.maximum(returns, 0), np.maximum(-returns, 0), returns,
-                                  returns * returns, ohlcv[..., CLOSE]]), axis=-1)
+    running = np.cumsum(
+        np.stack(
+            [
+                np.maximum(returns, 0),
+                np.maximum(-returns, 0),
+                returns,
+                returns * returns,
+                ohlcv[..., CLOSE],
+            ]
+        ),
+        axis=-1,
+    )
 
     def last(size: int) -> np.ndarray:
         """Sums over the ``size`` candles ending at each candle from WARMUP on."""
-        return running[..., WARMUP:] - running[..., WARMUP - size:-size]
+        return running[..., WARMUP:] - running[..., WARMUP - size : -size]
 
     (gains, losses, *_), (_, _, sum12, squares12, closes12) = last(14), last(12)
     moved = gains + losses
     rsi = np.divide(gains, moved, out=np.full_like(moved, 0.5), where=moved > 0) - 0.5
     mean12 = sum12 / 12
-    volume_change = np.diff(np.log(ohlcv[..., VOLUME] + _TINY), axis=-1)[..., WARMUP - 1:]
+    volume_change = np.diff(np.log(ohlcv[..., VOLUME] + _TINY), axis=-1)[..., WARMUP - 1 :]
     t = slice(WARMUP, None)  # candles that have a full look-back
-    return np.stack([
-        returns[..., t],
-        (logs[..., HIGH] - logs[..., LOW])[..., t],
-        (log_close - logs[..., OPEN])[..., t],
-        np.clip(volume_change, -_VOLUME_CLIP, _VOLUME_CLIP),
-        rsi,
-        log_close[..., t] - np.log(closes12 / 12),
-        np.sqrt(np.maximum(squares12 / 12 - mean12 * mean12, 0)),
-    ], axis=-1)
+    return np.stack(
+        [
+            returns[..., t],
+            (logs[..., HIGH] - logs[..., LOW])[..., t],
+            (log_close - logs[..., OPEN])[..., t],
+            np.clip(volume_change, -_VOLUME_CLIP, _VOLUME_CLIP),
+            rsi,
+            log_close[..., t] - np.log(closes12 / 12),
+            np.sqrt(np.maximum(squares12 / 12 - mean12 * mean12, 0)),
+        ],
+        axis=-1,
+    )
 
 
 @dataclass(frozen=True)
@@ -80,20 +93,28 @@ class FeatureScaler:
     def fit(cls, rows: np.ndarray, targets: np.ndarray, clip: float = 5.0) -> FeatureScaler:
         q25, q50, q75 = np.percentile(rows, [25, 50, 75], axis=0)
         scale = np.where(q75 - q25 > 0, q75 - q25, 1.0)
-        return cls(tuple(map(float, q50)), tuple(map(float, scale)), clip,
-                   float(np.std(targets)))
+        return cls(tuple(map(float, q50)), tuple(map(float, scale)), clip, float(np.std(targets)))
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         scaled = (features - np.asarray(self.center)) / np.asarray(self.scale)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"features": FEATURES, "center": self.center,
-                                    "scale": self.scale, "clip": self.clip,
-                                    "target_scale": self.target_scale}, indent=2) + "\n")
+        path.write_text(
+            json.dumps(
+                {
+                    "features": FEATURES,
+                    "center": self.center,
+                    "scale": self.scale,
+                    "clip": self.clip,
+                    "target_scale": self.target_scale,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     @classmethod
     def load(cls, path: Path) -> FeatureScaler:
         data = json.loads(path.read_text())
-        return cls(tuple(data["center"]), tuple(data["scale"]), data["clip"],
-                   data["target_scale"])
+        return cls(tuple(data["center"]), tuple(data["scale"]), data["clip"], data["target_scale"])

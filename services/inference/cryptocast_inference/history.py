@@ -27,7 +27,8 @@ class GatewayCandleHistory:
         try:
             response = await self._client.get(
                 f"/api/v1/candles/{symbol}",
-                params={"interval": interval, "end": end.isoformat(), "limit": limit})
+                params={"interval": interval, "end": end.isoformat(), "limit": limit},
+            )
             response.raise_for_status()
             return [Candle.model_validate(item) for item in response.json()["data"]]
         except (httpx.HTTPError, ValueError, KeyError) as exc:

@@ -32,7 +32,7 @@ class Lstm:
         """
         units = self.recurrent_kernel.shape[0]
         half = np.full(4 * units, 0.5, dtype=np.float32)
-        half[2 * units:3 * units] = 1.0  # the candidate gate keeps its tanh unscaled
+        half[2 * units : 3 * units] = 1.0  # the candidate gate keeps its tanh unscaled
         return (self.kernel * half, self.recurrent_kernel * half * 0.5, self.bias * half)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -40,16 +40,19 @@ class Lstm:
         units = self.recurrent_kernel.shape[0]
         kernel, recurrent, bias = self._prepared
         # Every step's input term in one product, step-major so each step is contiguous.
-        projected = (x.transpose(1, 0, 2).reshape(steps * batch, inputs) @ kernel + bias
-                     ).reshape(steps, batch, 4 * units)
+        projected = (x.transpose(1, 0, 2).reshape(steps * batch, inputs) @ kernel + bias).reshape(
+            steps, batch, 4 * units
+        )
         h2 = np.zeros((batch, units), dtype=x.dtype)  # twice the hidden state
         c = np.zeros((batch, units), dtype=x.dtype)
         outputs = np.empty((steps, batch, units), dtype=x.dtype)
         for step in range(steps):
             z = np.tanh(projected[step] + h2 @ recurrent)
             gate = z + 1.0  # twice the sigmoid of the input, forget and output gates
-            c = 0.5 * (gate[:, units:2 * units] * c + gate[:, :units] * z[:, 2 * units:3 * units])
-            h2 = outputs[step] = gate[:, 3 * units:] * np.tanh(c)
+            c = 0.5 * (
+                gate[:, units : 2 * units] * c + gate[:, :units] * z[:, 2 * units : 3 * units]
+            )
+            h2 = outputs[step] = gate[:, 3 * units :] * np.tanh(c)
         if self.return_sequences:
             return 0.5 * outputs.transpose(1, 0, 2)
         return 0.5 * h2
@@ -81,13 +84,14 @@ class NumpyNetwork:
         arrays: dict[str, np.ndarray] = {}
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Lstm):
-                arrays |= {f"{index}.lstm.kernel": layer.kernel,
-                           f"{index}.lstm.recurrent_kernel": layer.recurrent_kernel,
-                           f"{index}.lstm.bias": layer.bias,
-                           f"{index}.lstm.return_sequences": np.array(layer.return_sequences)}
+                arrays |= {
+                    f"{index}.lstm.kernel": layer.kernel,
+                    f"{index}.lstm.recurrent_kernel": layer.recurrent_kernel,
+                    f"{index}.lstm.bias": layer.bias,
+                    f"{index}.lstm.return_sequences": np.array(layer.return_sequences),
+                }
             else:
-                arrays |= {f"{index}.dense.kernel": layer.kernel,
-                           f"{index}.dense.bias": layer.bias}
+                arrays |= {f"{index}.dense.kernel": layer.kernel, f"{index}.dense.bias": layer.bias}
         with path.open("wb") as file:
             np.savez(file, **arrays)  # type: ignore[arg-type]  # the stub lets ** fill allow_pickle
 
@@ -98,11 +102,14 @@ class NumpyNetwork:
         layers: list[Lstm | Dense] = []
         for index in range(len({key.split(".")[0] for key in arrays})):
             if f"{index}.lstm.kernel" in arrays:
-                layers.append(Lstm(arrays[f"{index}.lstm.kernel"],
-                                   arrays[f"{index}.lstm.recurrent_kernel"],
-                                   arrays[f"{index}.lstm.bias"],
-                                   bool(arrays[f"{index}.lstm.return_sequences"])))
+                layers.append(
+                    Lstm(
+                        arrays[f"{index}.lstm.kernel"],
+                        arrays[f"{index}.lstm.recurrent_kernel"],
+                        arrays[f"{index}.lstm.bias"],
+                        bool(arrays[f"{index}.lstm.return_sequences"]),
+                    )
+                )
             else:
-                layers.append(Dense(arrays[f"{index}.dense.kernel"],
-                                    arrays[f"{index}.dense.bias"]))
+                layers.append(Dense(arrays[f"{index}.dense.kernel"], arrays[f"{index}.dense.bias"]))
         return cls(tuple(layers))

@@ -30,13 +30,18 @@ class Samples:
         return np.log(self.actual / self.previous)
 
     def select(self, mask: np.ndarray) -> Samples:
-        return Samples(self.inputs[mask], self.closes[mask], self.actual[mask],
-                       self.target_times[mask])
+        return Samples(
+            self.inputs[mask], self.closes[mask], self.actual[mask], self.target_times[mask]
+        )
 
     @staticmethod
     def concat(parts: list[Samples]) -> Samples:
-        return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                         ("inputs", "closes", "actual", "target_times")))
+        return Samples(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("inputs", "closes", "actual", "target_times")
+            )
+        )
 
 
 def candles_needed(window: int) -> int:
@@ -53,13 +58,16 @@ def make_samples(series: Series, window: int, interval: str) -> Samples:
         inputs = sliding_window_view(features, window, axis=0).transpose(0, 2, 1)
         last = np.arange(len(inputs)) + candles_needed(window) - 1  # each window's last candle
         closes = segment.ohlcv[:, CLOSE]
-        parts.append(Samples(
-            inputs=np.ascontiguousarray(inputs),
-            closes=sliding_window_view(closes[:-1], window)[-len(inputs):].copy(),
-            actual=closes[last + 1],
-            target_times=segment.times[last + 1],
-        ))
+        parts.append(
+            Samples(
+                inputs=np.ascontiguousarray(inputs),
+                closes=sliding_window_view(closes[:-1], window)[-len(inputs) :].copy(),
+                actual=closes[last + 1],
+                target_times=segment.times[last + 1],
+            )
+        )
     if not parts:
-        return Samples(np.empty((0, window, len(FEATURES))), np.empty((0, window)),
-                       np.empty(0), np.empty(0))
+        return Samples(
+            np.empty((0, window, len(FEATURES))), np.empty((0, window)), np.empty(0), np.empty(0)
+        )
     return Samples.concat(parts)

@@ -103,8 +103,7 @@ def load_coins(folder: Path, window: int = WINDOW) -> list[Coin]:
         windows = sliding_window_view(closes, window)[j - window]
         # before target j: ups among returns 1 .. j - 1 (of candles 1 .. j - 1)
         base_rate = ups[j - 1] / np.maximum(j - 1, 1)
-        coins.append(Coin(series.symbol, windows, closes[j], times[j], base_rate, times,
-                          returns))
+        coins.append(Coin(series.symbol, windows, closes[j], times[j], base_rate, times, returns))
     return coins
 
 
@@ -124,30 +123,40 @@ def fit_seasonal(coins: list[Coin], end: float, period: int) -> tuple[float, ...
         r = np.abs(coin.all_returns[mask])
         slot = (coin.all_times[mask] // SLOT_SECONDS).astype(np.int64) % period
         per_slot = np.bincount(slot, weights=r, minlength=period) / np.bincount(
-            slot, minlength=period)
+            slot, minlength=period
+        )
         ratios.append(per_slot / r.mean())
     factors = np.median(ratios, axis=0)
-    factors /= np.sqrt(np.mean(factors ** 2))
+    factors /= np.sqrt(np.mean(factors**2))
     return tuple(float(f) for f in factors)
 
 
 def coin_forecasts(params: DistributionParams, coin: Coin, mask: np.ndarray) -> ForecastArrays:
-    return forecast_arrays(params, coin.windows[mask], coin.slots[mask],
-                           params.quantiles_for([coin.symbol])[0])
+    return forecast_arrays(
+        params, coin.windows[mask], coin.slots[mask], params.quantiles_for([coin.symbol])[0]
+    )
 
 
 def sigmas(params: DistributionParams, coin: Coin, mask: np.ndarray) -> np.ndarray:
     return coin_forecasts(params, coin, mask).sigma
 
 
-def fit_params(coins: list[Coin], end: float, half_life: float, long_run: float, period: int,
-               point: str = "naive", p_up: str = "half",
-               coin_weight: float = 0.0) -> DistributionParams:
+def fit_params(
+    coins: list[Coin],
+    end: float,
+    half_life: float,
+    long_run: float,
+    period: int,
+    point: str = "naive",
+    p_up: str = "half",
+    coin_weight: float = 0.0,
+) -> DistributionParams:
     """Everything fitted on candles whose targets open before ``end``; each coin with
     ``COIN_HISTORY`` training targets gets quantiles ``coin_weight`` of its own and the rest
     pooled."""
-    params = DistributionParams(WINDOW, half_life, long_run, fit_seasonal(coins, end, period),
-                                (0.0, 0.0, 0.0, 0.0))
+    params = DistributionParams(
+        WINDOW, half_life, long_run, fit_seasonal(coins, end, period), (0.0, 0.0, 0.0, 0.0)
+    )
     zs, xs_drift, xs_rev, ys, ties, ups, symbols = [], [], [], [], [], [], []
     for coin in coins:
         mask = coin.times < end
@@ -165,10 +174,16 @@ def fit_params(coins: list[Coin], end: float, half_life: float, long_run: float,
         ups.append(target > 0)
     z = np.concatenate(zs)
     pooled = np.quantile(z, LEVELS)
-    own = {symbol: coin_weight * np.quantile(coin_z, LEVELS) + (1 - coin_weight) * pooled
-           for symbol, coin_z in zip(symbols, zs, strict=True) if len(coin_z) >= COIN_HISTORY}
-    params = replace(params, quantiles=_floats(pooled), coin_quantiles={
-        symbol: _floats(q) for symbol, q in own.items()} if coin_weight else {})
+    own = {
+        symbol: coin_weight * np.quantile(coin_z, LEVELS) + (1 - coin_weight) * pooled
+        for symbol, coin_z in zip(symbols, zs, strict=True)
+        if len(coin_z) >= COIN_HISTORY
+    }
+    params = replace(
+        params,
+        quantiles=_floats(pooled),
+        coin_quantiles={symbol: _floats(q) for symbol, q in own.items()} if coin_weight else {},
+    )
     y = np.concatenate(ys)
     if point == "drift":
         x = np.concatenate(xs_drift)
@@ -203,12 +218,16 @@ def constant_width(coin: Coin, end: float) -> tuple[float, float, float, float] 
 
 def interval_score(lower: np.ndarray, upper: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """Gneiting and Raftery's interval score (lower is better), in log-return units."""
-    return ((upper - lower) + (2 / alpha) * np.maximum(lower - y, 0)
-            + (2 / alpha) * np.maximum(y - upper, 0))
+    return (
+        (upper - lower)
+        + (2 / alpha) * np.maximum(lower - y, 0)
+        + (2 / alpha) * np.maximum(y - upper, 0)
+    )
 
 
-def score_period(coins: list[Coin], params: DistributionParams, period: tuple[float, float],
-                 end: float) -> dict[str, Any]:
+def score_period(
+    coins: list[Coin], params: DistributionParams, period: tuple[float, float], end: float
+) -> dict[str, Any]:
     """Per-coin and pooled fold scores of a parameter set (everything scale-free)."""
     per_coin = {}
     for coin in coins:
@@ -221,19 +240,21 @@ def score_period(coins: list[Coin], params: DistributionParams, period: tuple[fl
         lo80, hi80 = np.log(f.lower_80 / last), np.log(f.upper_80 / last)
         lo95, hi95 = np.log(f.lower_95 / last), np.log(f.upper_95 / last)
         up = y > 0
-        is_model = (interval_score(lo80, hi80, y, 0.2).mean()
-                    + interval_score(lo95, hi95, y, 0.05).mean())
-        is_const = (interval_score(np.full_like(y, const[0]), np.full_like(y, const[1]), y,
-                                   0.2).mean()
-                    + interval_score(np.full_like(y, const[2]), np.full_like(y, const[3]), y,
-                                     0.05).mean())
+        is_model = (
+            interval_score(lo80, hi80, y, 0.2).mean() + interval_score(lo95, hi95, y, 0.05).mean()
+        )
+        is_const = (
+            interval_score(np.full_like(y, const[0]), np.full_like(y, const[1]), y, 0.2).mean()
+            + interval_score(np.full_like(y, const[2]), np.full_like(y, const[3]), y, 0.05).mean()
+        )
         per_coin[coin.symbol] = {
             "n": int(mask.sum()),
             "cov80": float(((y >= lo80) & (y <= hi80)).mean()),
             "cov95": float(((y >= lo95) & (y <= hi95)).mean()),
             "relative_interval_score": float(is_model / is_const),
-            "mae_ratio": float(np.abs(coin.actual[mask] - f.point).sum()
-                               / np.abs(coin.actual[mask] - last).sum()),
+            "mae_ratio": float(
+                np.abs(coin.actual[mask] - f.point).sum() / np.abs(coin.actual[mask] - last).sum()
+            ),
             "brier": float(np.mean((f.p_up - up) ** 2)),
             "brier_base": float(np.mean((coin.base_rate[mask] - up) ** 2)),
             "rel_model": np.abs(coin.actual[mask] - f.point) / last,
@@ -245,10 +266,12 @@ def score_period(coins: list[Coin], params: DistributionParams, period: tuple[fl
     pooled = {
         "coins": len(values),
         "relative_interval_score": float(np.mean([v["relative_interval_score"] for v in values])),
-        "calibration_error": float(np.mean([abs(v["cov80"] - 0.8) + abs(v["cov95"] - 0.95)
-                                            for v in values])),
-        "max_coverage_miss": float(max(max(abs(v["cov80"] - 0.8), abs(v["cov95"] - 0.95))
-                                       for v in values)),
+        "calibration_error": float(
+            np.mean([abs(v["cov80"] - 0.8) + abs(v["cov95"] - 0.95) for v in values])
+        ),
+        "max_coverage_miss": float(
+            max(max(abs(v["cov80"] - 0.8), abs(v["cov95"] - 0.95)) for v in values)
+        ),
         "mae_ratio": float(model.sum() / naive.sum()),
         "brier_wins": sum(v["brier"] <= v["brier_base"] for v in values),
         "brier": float(np.mean([v["brier"] for v in values])),
@@ -266,45 +289,75 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
         for name, test in FOLDS.items():
             params = fit_params(coins, test[0], half_life, long_run, period)
             folds[name] = score_period(coins, params, test, test[0])["pooled"]
-        grid[key] = {"half_life": half_life, "long_run_weight": long_run, "period": period,
-                     "folds": folds,
-                     "relative_interval_score": float(np.mean(
-                         [f["relative_interval_score"] for f in folds.values()])),
-                     "calibration_error": float(np.mean(
-                         [f["calibration_error"] for f in folds.values()]))}
-        log(f"  {key}: relative interval score {grid[key]['relative_interval_score']:.4f}, "
-            f"calibration error {grid[key]['calibration_error']:.4f}")
+        grid[key] = {
+            "half_life": half_life,
+            "long_run_weight": long_run,
+            "period": period,
+            "folds": folds,
+            "relative_interval_score": float(
+                np.mean([f["relative_interval_score"] for f in folds.values()])
+            ),
+            "calibration_error": float(np.mean([f["calibration_error"] for f in folds.values()])),
+        }
+        log(
+            f"  {key}: relative interval score {grid[key]['relative_interval_score']:.4f}, "
+            f"calibration error {grid[key]['calibration_error']:.4f}"
+        )
     best = min(grid, key=lambda k: grid[k]["relative_interval_score"])
     chosen = grid[best]
     log(f"volatility: {best}")
     others = {}
-    for point, p_up in [("drift", "half"), ("reversal", "half"), ("naive", "ties"),
-                        ("naive", "fitted")]:
+    for point, p_up in [
+        ("drift", "half"),
+        ("reversal", "half"),
+        ("naive", "ties"),
+        ("naive", "fitted"),
+    ]:
         folds = {}
         for name, test in FOLDS.items():
-            params = fit_params(coins, test[0], chosen["half_life"], chosen["long_run_weight"],
-                                chosen["period"], point, p_up)
+            params = fit_params(
+                coins,
+                test[0],
+                chosen["half_life"],
+                chosen["long_run_weight"],
+                chosen["period"],
+                point,
+                p_up,
+            )
             scored = score_period(coins, params, test, test[0])
-            folds[name] = scored["pooled"] | {"coins_worse_brier": sorted(
-                s for s, v in scored["coins"].items() if v["brier"] > v["brier_base"])}
+            folds[name] = scored["pooled"] | {
+                "coins_worse_brier": sorted(
+                    s for s, v in scored["coins"].items() if v["brier"] > v["brier_base"]
+                )
+            }
             if point != "naive":
                 folds[name]["coef"] = params.drift_coef or params.reversal_coef
         others[f"{point}/{p_up}"] = folds
-        log(f"  {point}/{p_up}: " + ", ".join(
-            f"{k} MAE ratio {v['mae_ratio']:.5f} Brier {v['brier']:.5f} vs base "
-            f"{v['brier_base']:.5f}" for k, v in folds.items()))
+        log(
+            f"  {point}/{p_up}: "
+            + ", ".join(
+                f"{k} MAE ratio {v['mae_ratio']:.5f} Brier {v['brier']:.5f} vs base "
+                f"{v['brier_base']:.5f}"
+                for k, v in folds.items()
+            )
+        )
     point = "naive"
     for candidate in ("drift", "reversal"):
         folds = others[f"{candidate}/half"]
         survives = all(f["mae_ratio"] < 1 for f in folds.values())
-        if survives and (point == "naive" or np.mean([f["mae_ratio"] for f in folds.values()])
-                         < np.mean([f["mae_ratio"] for f in others[f"{point}/half"].values()])):
+        if survives and (
+            point == "naive"
+            or np.mean([f["mae_ratio"] for f in folds.values()])
+            < np.mean([f["mae_ratio"] for f in others[f"{point}/half"].values()])
+        ):
             point = candidate
     half = grid[best]["folds"]
 
     def brier_rank(folds: dict[str, Any]) -> tuple[int, float]:
-        return (-sum(f["brier_wins"] for f in folds.values()),
-                float(np.mean([f["brier"] for f in folds.values()])))
+        return (
+            -sum(f["brier_wins"] for f in folds.values()),
+            float(np.mean([f["brier"] for f in folds.values()])),
+        )
 
     p_up_folds = {"half": half, "ties": others["naive/ties"], "fitted": others["naive/fitted"]}
     p_up = min(p_up_folds, key=lambda k: brier_rank(p_up_folds[k]))
@@ -313,26 +366,50 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
     for weight in COIN_WEIGHTS:
         folds = {}
         for name, test in FOLDS.items():
-            params = fit_params(coins, test[0], chosen["half_life"], chosen["long_run_weight"],
-                                chosen["period"], point, p_up, weight)
+            params = fit_params(
+                coins,
+                test[0],
+                chosen["half_life"],
+                chosen["long_run_weight"],
+                chosen["period"],
+                point,
+                p_up,
+                weight,
+            )
             scored = score_period(coins, params, test, test[0])
-            folds[name] = scored["pooled"] | {"coins_off_by_2pp": sum(
-                max(abs(v["cov80"] - 0.8), abs(v["cov95"] - 0.95)) > 0.02
-                for v in scored["coins"].values())}
+            folds[name] = scored["pooled"] | {
+                "coins_off_by_2pp": sum(
+                    max(abs(v["cov80"] - 0.8), abs(v["cov95"] - 0.95)) > 0.02
+                    for v in scored["coins"].values()
+                )
+            }
         calibration[weight] = folds
-        log(f"  coin weight {weight:g}: calibration error "
-            f"{np.mean([f['calibration_error'] for f in folds.values()]) * 100:.2f} pp")
-    coin_weight = min(COIN_WEIGHTS, key=lambda w: np.mean(
-        [f["calibration_error"] for f in calibration[w].values()]))
+        log(
+            f"  coin weight {weight:g}: calibration error "
+            f"{np.mean([f['calibration_error'] for f in folds.values()]) * 100:.2f} pp"
+        )
+    coin_weight = min(
+        COIN_WEIGHTS,
+        key=lambda w: np.mean([f["calibration_error"] for f in calibration[w].values()]),
+    )
     log(f"coin quantile weight: {coin_weight:g}")
-    return ({"volatility": best, "half_life": chosen["half_life"],
-             "long_run_weight": chosen["long_run_weight"], "period": chosen["period"],
-             "point": point, "p_up": p_up, "coin_weight": coin_weight},
-            {"grid": grid, "point_and_p_up": others, "coin_weight": calibration})
+    return (
+        {
+            "volatility": best,
+            "half_life": chosen["half_life"],
+            "long_run_weight": chosen["long_run_weight"],
+            "period": chosen["period"],
+            "point": point,
+            "p_up": p_up,
+            "coin_weight": coin_weight,
+        },
+        {"grid": grid, "point_and_p_up": others, "coin_weight": calibration},
+    )
 
 
-def coverage_by_volatility(coins: list[Coin], fold_params: dict[str, DistributionParams]
-                           ) -> dict[str, list[list[float]]]:
+def coverage_by_volatility(
+    coins: list[Coin], fold_params: dict[str, DistributionParams]
+) -> dict[str, list[list[float]]]:
     """80% coverage per tercile of forecast volatility (calm, middle, wild), per coin-fold,
     of the model and of the coin's constant band fitted on the same training data: an
     interval that is only right on average is wrong when it matters."""
@@ -349,19 +426,25 @@ def coverage_by_volatility(coins: list[Coin], fold_params: dict[str, Distributio
             tercile = np.digitize(f.sigma, np.quantile(f.sigma, [1 / 3, 2 / 3]))
             for k in range(3):
                 part = tercile == k
-                out["model"][k].append(float(((y[part] >= low[part])
-                                              & (y[part] <= high[part])).mean()))
-                out["constant"][k].append(float(((y[part] >= const[0])
-                                                 & (y[part] <= const[1])).mean()))
+                out["model"][k].append(
+                    float(((y[part] >= low[part]) & (y[part] <= high[part])).mean())
+                )
+                out["constant"][k].append(
+                    float(((y[part] >= const[0]) & (y[part] <= const[1])).mean())
+                )
     return out
 
 
 def _tercile_table(terciles: dict[str, list[list[float]]]) -> str:
     lines = ["| 80% interval | calm third | middle third | wild third |", "|---|---|---|---|"]
-    for name, label in (("model", "served (volatility-scaled)"),
-                        ("constant", "constant band (training quantiles)")):
-        cells = [f"{np.mean(v) * 100:.1f}% ({np.min(v) * 100:.1f} .. {np.max(v) * 100:.1f})"
-                 for v in terciles[name]]
+    for name, label in (
+        ("model", "served (volatility-scaled)"),
+        ("constant", "constant band (training quantiles)"),
+    ):
+        cells = [
+            f"{np.mean(v) * 100:.1f}% ({np.min(v) * 100:.1f} .. {np.max(v) * 100:.1f})"
+            for v in terciles[name]
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -398,8 +481,9 @@ def _register_lstm(coin: Coin, path: Path) -> None:
     _lstm_cache[coin.symbol] = run
 
 
-def point_metrics(predicted: np.ndarray, actual: np.ndarray, last: np.ndarray,
-                  seed: int) -> dict[str, Any]:
+def point_metrics(
+    predicted: np.ndarray, actual: np.ndarray, last: np.ndarray, seed: int
+) -> dict[str, Any]:
     errors, naive = np.abs(predicted - actual), np.abs(last - actual)
     out: dict[str, Any] = {"n": len(actual)}
     out["mae_ratio"] = float(errors.sum() / naive.sum())
@@ -418,8 +502,9 @@ def point_metrics(predicted: np.ndarray, actual: np.ndarray, last: np.ndarray,
     return out
 
 
-def pooled_point(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-                 seed: int) -> dict[str, Any]:
+def pooled_point(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], seed: int
+) -> dict[str, Any]:
     """Scale-free pooling: per target time, the sums over coins of |error| / last close."""
     times = np.concatenate([p[0] for p in parts])
     model = np.concatenate([np.abs(p[1] - p[2]) / p[3] for p in parts])
@@ -475,7 +560,8 @@ def final_test(coins: list[Coin], params: DistributionParams, data: Path) -> dic
         cov80, cov95 = float(inside80.mean()), float(inside95.mean())
         up = actual > last
         row["intervals"] = {
-            "cov80": cov80, "cov95": cov95,
+            "cov80": cov80,
+            "cov95": cov95,
             "cov80_ci": list(wilson_interval(int(inside80.sum()), int(mask.sum()))),
             "cov95_ci": list(wilson_interval(int(inside95.sum()), int(mask.sum()))),
             "width80": float(np.mean((f.upper_80 - f.lower_80) / last)),
@@ -505,9 +591,12 @@ def final_test(coins: list[Coin], params: DistributionParams, data: Path) -> dic
     width80 = np.concatenate([(r[2].upper_80 - r[2].lower_80) / r[3] for r in interval_rows])
     width95 = np.concatenate([(r[2].upper_95 - r[2].lower_95) / r[3] for r in interval_rows])
     results["pooled"]["intervals"] = {
-        "cov80": float(inside80.mean()), "cov95": float(inside95.mean()),
-        "width80": float(width80.mean()), "width95": float(width95.mean()),
-        "brier": float(np.mean((p_up - up) ** 2)), "brier_base": float(np.mean((base - up) ** 2)),
+        "cov80": float(inside80.mean()),
+        "cov95": float(inside95.mean()),
+        "width80": float(width80.mean()),
+        "width95": float(width95.mean()),
+        "brier": float(np.mean((p_up - up) ** 2)),
+        "brier_base": float(np.mean((base - up) ** 2)),
         "brier_half": float(np.mean((0.5 - up) ** 2)),
     }
     return results
@@ -522,54 +611,74 @@ def _p(x: float | None, digits: int = 2) -> str:
 
 def _fold_table(selection: dict[str, Any], chosen: dict[str, Any]) -> str:
     grid = selection["grid"]
-    lines = ["| candidate (half-life, long-run weight, seasonal period) | mean relative interval "
-             "score | mean calibration error | worst coin-fold coverage miss |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        "| candidate (half-life, long-run weight, seasonal period) | mean relative interval "
+        "score | mean calibration error | worst coin-fold coverage miss |",
+        "|---|---:|---:|---:|",
+    ]
     for key, g in sorted(grid.items(), key=lambda kv: kv[1]["relative_interval_score"]):
         worst = max(f["max_coverage_miss"] for f in g["folds"].values())
         mark = " **chosen**" if key == chosen["volatility"] else ""
-        lines.append(f"| {key}{mark} | {g['relative_interval_score']:.4f} | "
-                     f"{g['calibration_error'] * 100:.2f} pp | {worst * 100:.1f} pp |")
+        lines.append(
+            f"| {key}{mark} | {g['relative_interval_score']:.4f} | "
+            f"{g['calibration_error'] * 100:.2f} pp | {worst * 100:.1f} pp |"
+        )
     return "\n".join(lines)
 
 
 def _fold_detail(selection: dict[str, Any], chosen: dict[str, Any]) -> str:
     folds = selection["grid"][chosen["volatility"]]["folds"]
-    lines = ["| fold | coins | relative interval score | calibration error (mean over coins) | "
-             "worst coverage miss | Brier p_up=1/2 | Brier base rate | coins where 1/2 ≤ base |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| fold | coins | relative interval score | calibration error (mean over coins) | "
+        "worst coverage miss | Brier p_up=1/2 | Brier base rate | coins where 1/2 ≤ base |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, f in folds.items():
-        lines.append(f"| {name} | {f['coins']} | {f['relative_interval_score']:.4f} | "
-                     f"{f['calibration_error'] * 100:.2f} pp | "
-                     f"{f['max_coverage_miss'] * 100:.1f} pp | {f['brier']:.5f} | "
-                     f"{f['brier_base']:.5f} | {f['brier_wins']}/{f['coins']} |")
+        lines.append(
+            f"| {name} | {f['coins']} | {f['relative_interval_score']:.4f} | "
+            f"{f['calibration_error'] * 100:.2f} pp | "
+            f"{f['max_coverage_miss'] * 100:.1f} pp | {f['brier']:.5f} | "
+            f"{f['brier_base']:.5f} | {f['brier_wins']}/{f['coins']} |"
+        )
     return "\n".join(lines)
 
 
 def _point_folds(selection: dict[str, Any]) -> str:
-    lines = ["| candidate | " + " | ".join(f"fold {k}" for k in FOLDS) + " |",
-             "|---|" + "---:|" * len(FOLDS)]
+    lines = [
+        "| candidate | " + " | ".join(f"fold {k}" for k in FOLDS) + " |",
+        "|---|" + "---:|" * len(FOLDS),
+    ]
     for key, folds in selection["point_and_p_up"].items():
         point, p_up = key.split("/")
         if point != "naive":
-            cells = [f"MAE ratio {f['mae_ratio']:.5f} (coef {f.get('coef', 0):+.4f})"
-                     for f in folds.values()]
+            cells = [
+                f"MAE ratio {f['mae_ratio']:.5f} (coef {f.get('coef', 0):+.4f})"
+                for f in folds.values()
+            ]
             lines.append(f"| point = {point} (shrunk ×{SHRINK}) | " + " | ".join(cells) + " |")
         else:
-            cells = [f"Brier {f['brier']:.5f} vs base {f['brier_base']:.5f}, "
-                     f"{f['brier_wins']}/{f['coins']} coins ≤ base" for f in folds.values()]
+            cells = [
+                f"Brier {f['brier']:.5f} vs base {f['brier_base']:.5f}, "
+                f"{f['brier_wins']}/{f['coins']} coins ≤ base"
+                for f in folds.values()
+            ]
             lines.append(f"| p_up = {p_up} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _coin_weight_folds(selection: dict[str, Any], chosen: dict[str, Any]) -> str:
-    lines = ["| weight of the coin's own quantiles | " + " | ".join(
-        f"fold {k}" for k in FOLDS) + " | mean calibration error |",
-        "|---|" + "---:|" * (len(FOLDS) + 1)]
+    lines = [
+        "| weight of the coin's own quantiles | "
+        + " | ".join(f"fold {k}" for k in FOLDS)
+        + " | mean calibration error |",
+        "|---|" + "---:|" * (len(FOLDS) + 1),
+    ]
     for weight, folds in selection["coin_weight"].items():
-        cells = [f"{f['calibration_error'] * 100:.2f} pp, worst {f['max_coverage_miss'] * 100:.1f}"
-                 f" pp, {f['coins_off_by_2pp']}/{f['coins']} coins off by > 2 pp"
-                 for f in folds.values()]
+        cells = [
+            f"{f['calibration_error'] * 100:.2f} pp, worst {f['max_coverage_miss'] * 100:.1f}"
+            f" pp, {f['coins_off_by_2pp']}/{f['coins']} coins off by > 2 pp"
+            for f in folds.values()
+        ]
         mean = np.mean([f["calibration_error"] for f in folds.values()])
         mark = " **chosen**" if weight == chosen["coin_weight"] else ""
         lines.append(f"| {weight:g}{mark} | " + " | ".join(cells) + f" | {mean * 100:.2f} pp |")
@@ -583,32 +692,44 @@ def _ci(pair: list[float]) -> str:
 def _final_tables(results: dict[str, Any]) -> str:
     out = []
     for forecast in ("model", "drift", "lstm"):
-        title = {"model": "served forecast (point)", "drift": "drift (12-candle mean change)",
-                 "lstm": "old LSTM lstm-4h@20261125-f64027e9"}[forecast]
-        lines = [f"#### {title}",
-                 "",
-                 "| coin | n | MAE ratio | 95% CI (block bootstrap) | DM | p "
-                 "| direction (judged, ties) | 95% CI |",
-                 "|---|---:|---:|---|---:|---:|---|---|"]
+        title = {
+            "model": "served forecast (point)",
+            "drift": "drift (12-candle mean change)",
+            "lstm": "old LSTM lstm-4h@20261125-f64027e9",
+        }[forecast]
+        lines = [
+            f"#### {title}",
+            "",
+            "| coin | n | MAE ratio | 95% CI (block bootstrap) | DM | p "
+            "| direction (judged, ties) | 95% CI |",
+            "|---|---:|---:|---|---:|---:|---|---|",
+        ]
         rows = [(s, r[forecast]) for s, r in results["coins"].items() if forecast in r]
         if forecast in results["pooled"]:
             rows.append(("**pooled**", results["pooled"][forecast]))
         for symbol, m in rows:
-            direction = ("n/a (all ties)" if m["direction"] is None else
-                         f"{_p(m['direction'])} ({m['direction_judged']:,}, "
-                         f"{m['direction_ties']:,})")
+            direction = (
+                "n/a (all ties)"
+                if m["direction"] is None
+                else f"{_p(m['direction'])} ({m['direction_judged']:,}, {m['direction_ties']:,})"
+            )
             low, high = m["direction_ci"]
             dci = "-" if m["direction"] is None else f"[{_p(low)}, {_p(high)}]"
-            out_line = (f"| {symbol} | {m['n']:,} | {m['mae_ratio']:.4f} | "
-                        f"{_ci(m['mae_ratio_ci'])} "
-                        f"| {m['dm']:+.2f} | {m['dm_p']:.3f} | {direction} | {dci} |")
+            out_line = (
+                f"| {symbol} | {m['n']:,} | {m['mae_ratio']:.4f} | "
+                f"{_ci(m['mae_ratio_ci'])} "
+                f"| {m['dm']:+.2f} | {m['dm_p']:.3f} | {direction} | {dci} |"
+            )
             lines.append(out_line)
         out.append("\n".join(lines))
-    lines = ["#### Intervals and P(up)", "",
-             "| coin | cover 80 | cover 95 | width 80 | width 95 | constant (train) cover 80 / 95 "
-             "| constant (train) width 80 / 95 | constant width at the same coverage 80 / 95 "
-             "| Brier | Brier base rate | Brier 1/2 | up share |",
-             "|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "#### Intervals and P(up)",
+        "",
+        "| coin | cover 80 | cover 95 | width 80 | width 95 | constant (train) cover 80 / 95 "
+        "| constant (train) width 80 / 95 | constant width at the same coverage 80 / 95 "
+        "| Brier | Brier base rate | Brier 1/2 | up share |",
+        "|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|",
+    ]
     for symbol, r in results["coins"].items():
         i = r["intervals"]
         lines.append(
@@ -616,11 +737,14 @@ def _final_tables(results: dict[str, Any]) -> str:
             f"{_p(i['width95'])} | {_p(i['const_cov80'], 1)} / {_p(i['const_cov95'], 1)} | "
             f"{_p(i['const_width80'])} / {_p(i['const_width95'])} | "
             f"{_p(i['same_cov_width80'])} / {_p(i['same_cov_width95'])} | {i['brier']:.5f} | "
-            f"{i['brier_base']:.5f} | {i['brier_half']:.5f} | {_p(i['up_share'], 1)} |")
+            f"{i['brier_base']:.5f} | {i['brier_half']:.5f} | {_p(i['up_share'], 1)} |"
+        )
     i = results["pooled"]["intervals"]
-    lines.append(f"| **pooled** | {_p(i['cov80'], 1)} | {_p(i['cov95'], 1)} | {_p(i['width80'])} | "
-                 f"{_p(i['width95'])} | | | | {i['brier']:.5f} | {i['brier_base']:.5f} | "
-                 f"{i['brier_half']:.5f} | |")
+    lines.append(
+        f"| **pooled** | {_p(i['cov80'], 1)} | {_p(i['cov95'], 1)} | {_p(i['width80'])} | "
+        f"{_p(i['width95'])} | | | | {i['brier']:.5f} | {i['brier_base']:.5f} | "
+        f"{i['brier_half']:.5f} | |"
+    )
     out.append("\n".join(lines))
     return "\n\n".join(out)
 
@@ -630,40 +754,64 @@ def goals(results: dict[str, Any]) -> list[str]:
     lines = []
     worst_dm = max(coins.items(), key=lambda kv: kv[1]["model"]["dm"])
     pooled = results["pooled"]["model"]
-    lines.append(f"- Never significantly worse than naive (DM < 1.96 on every coin): "
-                 f"{'MET' if worst_dm[1]['model']['dm'] < 1.96 else 'NOT MET'} (largest DM "
-                 f"{worst_dm[1]['model']['dm']:+.2f}, {worst_dm[0]}); pooled MAE ratio "
-                 f"{pooled['mae_ratio']:.4f} ({'MET' if pooled['mae_ratio'] <= 1 else 'NOT MET'}"
-                 f" ≤ 1.000; the ambitious ≤ 0.998 with significant DM is "
-                 f"{'MET' if pooled['mae_ratio'] <= 0.998 and pooled['dm'] < -1.96 else 'NOT MET'}"
-                 ").")
-    misses = {s: (r["intervals"]["cov80"] - 0.8, r["intervals"]["cov95"] - 0.95)
-              for s, r in coins.items()}
+    lines.append(
+        f"- Never significantly worse than naive (DM < 1.96 on every coin): "
+        f"{'MET' if worst_dm[1]['model']['dm'] < 1.96 else 'NOT MET'} (largest DM "
+        f"{worst_dm[1]['model']['dm']:+.2f}, {worst_dm[0]}); pooled MAE ratio "
+        f"{pooled['mae_ratio']:.4f} ({'MET' if pooled['mae_ratio'] <= 1 else 'NOT MET'}"
+        f" ≤ 1.000; the ambitious ≤ 0.998 with significant DM is "
+        f"{'MET' if pooled['mae_ratio'] <= 0.998 and pooled['dm'] < -1.96 else 'NOT MET'}"
+        ")."
+    )
+    misses = {
+        s: (r["intervals"]["cov80"] - 0.8, r["intervals"]["cov95"] - 0.95) for s, r in coins.items()
+    }
     bad = {s: m for s, m in misses.items() if max(abs(m[0]), abs(m[1])) > 0.02}
-    lines.append("- Coverage within 2 points of nominal on every coin: "
-                 + ("MET" if not bad else "NOT MET on " + ", ".join(
-                     f"{s} ({_p(0.8 + m[0], 1)} / {_p(0.95 + m[1], 1)})" for s, m in bad.items())))
-    wider = [s for s, r in coins.items()
-             if r["intervals"]["width80"] > r["intervals"]["same_cov_width80"]
-             or r["intervals"]["width95"] > r["intervals"]["same_cov_width95"]]
-    wider_train = [s for s, r in coins.items()
-                   if r["intervals"]["width80"] > r["intervals"]["const_width80"]
-                   or r["intervals"]["width95"] > r["intervals"]["const_width95"]]
-    lines.append("- Mean width no wider than a constant-width interval of the same coverage: "
-                 + ("MET on every coin" if not wider else "NOT MET on " + ", ".join(wider))
-                 + "; against the constant interval fitted on training data: "
-                 + ("narrower on every coin" if not wider_train else "wider on "
-                    + ", ".join(wider_train)))
+    lines.append(
+        "- Coverage within 2 points of nominal on every coin: "
+        + (
+            "MET"
+            if not bad
+            else "NOT MET on "
+            + ", ".join(f"{s} ({_p(0.8 + m[0], 1)} / {_p(0.95 + m[1], 1)})" for s, m in bad.items())
+        )
+    )
+    wider = [
+        s
+        for s, r in coins.items()
+        if r["intervals"]["width80"] > r["intervals"]["same_cov_width80"]
+        or r["intervals"]["width95"] > r["intervals"]["same_cov_width95"]
+    ]
+    wider_train = [
+        s
+        for s, r in coins.items()
+        if r["intervals"]["width80"] > r["intervals"]["const_width80"]
+        or r["intervals"]["width95"] > r["intervals"]["const_width95"]
+    ]
+    lines.append(
+        "- Mean width no wider than a constant-width interval of the same coverage: "
+        + ("MET on every coin" if not wider else "NOT MET on " + ", ".join(wider))
+        + "; against the constant interval fitted on training data: "
+        + ("narrower on every coin" if not wider_train else "wider on " + ", ".join(wider_train))
+    )
     worse = [s for s, r in coins.items() if r["intervals"]["brier"] > r["intervals"]["brier_base"]]
-    lines.append("- Brier at or below the base rate's on every coin: "
-                 + ("MET" if not worse else "NOT MET on " + ", ".join(
-                     f"{s} ({coins[s]['intervals']['brier']:.5f} vs "
-                     f"{coins[s]['intervals']['brier_base']:.5f})" for s in worse)))
+    lines.append(
+        "- Brier at or below the base rate's on every coin: "
+        + (
+            "MET"
+            if not worse
+            else "NOT MET on "
+            + ", ".join(
+                f"{s} ({coins[s]['intervals']['brier']:.5f} vs "
+                f"{coins[s]['intervals']['brier_base']:.5f})"
+                for s in worse
+            )
+        )
+    )
     return lines
 
 
-def plain_words(results: dict[str, Any], selection: dict[str, Any],
-                chosen: dict[str, Any]) -> str:
+def plain_words(results: dict[str, Any], selection: dict[str, Any], chosen: dict[str, Any]) -> str:
     pooled = results["pooled"]
     model, lstm = pooled["model"], pooled.get("lstm")
     iv = pooled["intervals"]
@@ -674,7 +822,7 @@ def plain_words(results: dict[str, Any], selection: dict[str, Any],
         f"4-hour return (it was below naive's MAE on every fold: {fold_ratios}). On the final "
         f"year its pooled MAE ratio is {model['mae_ratio']:.4f} (95% CI "
         f"{_ci(model['mae_ratio_ci'])}, DM {model['dm']:+.2f}): an edge of a few hundredths of a "
-        "percent that is not significant. Read the point forecast as \"about the last close\"; "
+        'percent that is not significant. Read the point forecast as "about the last close"; '
         "its direction is right about half the time.",
         f"- The intervals are the product: pooled coverage {_p(iv['cov80'], 1)} (80%) and "
         f"{_p(iv['cov95'], 1)} (95%), mean widths {_p(iv['width80'])} and {_p(iv['width95'])} "
@@ -691,11 +839,13 @@ def plain_words(results: dict[str, Any], selection: dict[str, Any],
         f"({iv['brier_half']:.5f}); which one is lower on a coin is noise.",
     ]
     if lstm:
-        text.append(f"- The old LSTM's pooled MAE ratio on the same year is "
-                    f"{lstm['mae_ratio']:.4f} (DM {lstm['dm']:+.2f}); it is significantly worse "
-                    "than naive on some coins "
-                    "(see its table). The 12-candle drift is worse everywhere (pooled "
-                    f"{pooled['drift']['mae_ratio']:.4f}).")
+        text.append(
+            f"- The old LSTM's pooled MAE ratio on the same year is "
+            f"{lstm['mae_ratio']:.4f} (DM {lstm['dm']:+.2f}); it is significantly worse "
+            "than naive on some coins "
+            "(see its table). The 12-candle drift is worse everywhere (pooled "
+            f"{pooled['drift']['mae_ratio']:.4f})."
+        )
     return "\n".join(text)
 
 
@@ -714,8 +864,14 @@ def main(argv: list[str] | None = None) -> None:
     coins = load_coins(args.data)
     log(f"{len(coins)} coins, {sum(len(c.actual) for c in coins):,} windows")
     chosen, selection = select(coins, log)
-    choice = (chosen["half_life"], chosen["long_run_weight"], chosen["period"], chosen["point"],
-              chosen["p_up"], chosen["coin_weight"])
+    choice = (
+        chosen["half_life"],
+        chosen["long_run_weight"],
+        chosen["period"],
+        chosen["point"],
+        chosen["p_up"],
+        chosen["coin_weight"],
+    )
     final_params = fit_params(coins, FINAL[1][0], *choice)
     fitted_folds = {name: fit_params(coins, test[0], *choice) for name, test in FOLDS.items()}
     fold_params = {name: params.to_json() for name, params in fitted_folds.items()}
@@ -727,16 +883,25 @@ def main(argv: list[str] | None = None) -> None:
     digest = hashlib.sha256(json.dumps(final_params.to_json(), sort_keys=True).encode())
     version = args.version or f"{datetime.now(UTC):%Y%m%d}-{digest.hexdigest()[:8]}"
     metadata = {
-        "name": NAME, "version": version, "created_at": datetime.now(UTC).isoformat(),
-        "kind": "distribution", "interval": "4h", "horizon": 1, "window": WINDOW,
+        "name": NAME,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "kind": "distribution",
+        "interval": "4h",
+        "horizon": 1,
+        "window": WINDOW,
         "features": ["close"],
-        "data": {"folder": str(args.data.relative_to(REPO)) if args.data.is_relative_to(REPO)
-                 else str(args.data),
-                 "coins": [c.symbol for c in coins],
-                 "training_range": {"first": datetime.fromtimestamp(first, UTC).isoformat(),
-                                    "last_target_before": datetime.fromtimestamp(
-                                        FINAL[1][0], UTC).isoformat()},
-                 "final_test": [datetime.fromtimestamp(t, UTC).isoformat() for t in FINAL[1]]},
+        "data": {
+            "folder": str(args.data.relative_to(REPO))
+            if args.data.is_relative_to(REPO)
+            else str(args.data),
+            "coins": [c.symbol for c in coins],
+            "training_range": {
+                "first": datetime.fromtimestamp(first, UTC).isoformat(),
+                "last_target_before": datetime.fromtimestamp(FINAL[1][0], UTC).isoformat(),
+            },
+            "final_test": [datetime.fromtimestamp(t, UTC).isoformat() for t in FINAL[1]],
+        },
         "selection": chosen,
         "fold_params": fold_params,
         "fold_metrics": {k: v for k, v in selection["grid"][chosen["volatility"]]["folds"].items()},
@@ -751,8 +916,14 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(goals(results)))
 
 
-def write_report(path: Path, chosen: dict[str, Any], selection: dict[str, Any],
-                 results: dict[str, Any], params: DistributionParams, ref: str) -> None:
+def write_report(
+    path: Path,
+    chosen: dict[str, Any],
+    selection: dict[str, Any],
+    results: dict[str, Any],
+    params: DistributionParams,
+    ref: str,
+) -> None:
     text = f"""# Choosing the distribution forecaster (`{ref}`)
 
 Written by `python -m cryptocast_inference.select_distribution` from the bundled Binance
@@ -767,14 +938,14 @@ before it) was then scored once.
 log(next close / last close) = mu + sigma * z. sigma is an exponentially weighted volatility
 of the last {WINDOW - 1} log returns (half-life {params.half_life:g} candles, blended with
 the window's plain mean of squares at weight {params.long_run_weight:g}), with the
-{'none' if len(params.seasonal) == 1 else f'{len(params.seasonal)}-slot'} seasonal pattern of
+{"none" if len(params.seasonal) == 1 else f"{len(params.seasonal)}-slot"} seasonal pattern of
 4-hour volatility removed from the window and applied to the target slot. z's quantiles at
 10/90/2.5/97.5% were fitted on the training period, pooled over coins:
-{', '.join(f'{q:+.3f}' for q in params.quantiles)} (a normal would give ±1.282, ±1.960);
+{", ".join(f"{q:+.3f}" for q in params.quantiles)} (a normal would give ±1.282, ±1.960);
 {len(params.coin_quantiles)} coins have quantiles of their own, weight
-{chosen['coin_weight']:g} on their own and the rest pooled.
-Point forecast: **{chosen['point']}** (mu = {params.drift_coef:g} × window mean return
-{params.reversal_coef:+g} × last return). P(up): **{chosen['p_up']}**
+{chosen["coin_weight"]:g} on their own and the rest pooled.
+Point forecast: **{chosen["point"]}** (mu = {params.drift_coef:g} × window mean return
+{params.reversal_coef:+g} × last return). P(up): **{chosen["p_up"]}**
 (intercept {params.p_up_intercept:.4f}, slope on the window's share of unchanged closes
 {params.p_up_tie_slope:+.4f}).
 

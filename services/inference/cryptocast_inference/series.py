@@ -35,8 +35,12 @@ class Series:
         """Maximal runs of consecutive candles: windows must not span a gap."""
         step = interval_delta(interval).total_seconds()
         breaks = np.flatnonzero(np.diff(self.times) != step) + 1
-        return [Series(self.symbol, times, ohlcv) for times, ohlcv in
-                zip(np.split(self.times, breaks), np.split(self.ohlcv, breaks), strict=True)]
+        return [
+            Series(self.symbol, times, ohlcv)
+            for times, ohlcv in zip(
+                np.split(self.times, breaks), np.split(self.ohlcv, breaks), strict=True
+            )
+        ]
 
 
 def parse_time(text: str) -> float:
@@ -70,8 +74,10 @@ def read_series(path: Path, symbol: str, min_rows: int = 2) -> Series:
         missing = [c for c in PRICE_COLUMNS if c not in header]
         if time_column is None or missing:
             needed = ([] if time_column else ["timestamp"]) + missing
-            raise SeriesError(f"{path}: missing column(s) {', '.join(needed)}; "
-                              f"found {', '.join(header) or 'nothing'}")
+            raise SeriesError(
+                f"{path}: missing column(s) {', '.join(needed)}; "
+                f"found {', '.join(header) or 'nothing'}"
+            )
         times, rows = [], []
         for line, record in enumerate(reader, start=2):
             try:
@@ -107,12 +113,24 @@ def read_candles(path: Path, symbol: str, interval: str) -> list[Candle]:
         raise SeriesError(f"{path}: candles are {spacing / 3600:g}h apart, not {interval}")
     candles = []
     for line, (opened, (o, h, low, c, v)) in enumerate(
-            zip(series.times, series.ohlcv, strict=True), start=2):
+        zip(series.times, series.ohlcv, strict=True), start=2
+    ):
         start = datetime.fromtimestamp(float(opened), UTC)
         try:
-            candles.append(Candle(symbol=symbol, interval=interval, open_time=start,
-                                  close_time=start + step, open=o, high=h, low=low, close=c,
-                                  volume=v, source=path.name))
+            candles.append(
+                Candle(
+                    symbol=symbol,
+                    interval=interval,
+                    open_time=start,
+                    close_time=start + step,
+                    open=o,
+                    high=h,
+                    low=low,
+                    close=c,
+                    volume=v,
+                    source=path.name,
+                )
+            )
         except ValueError as error:
             raise SeriesError(f"{path}:{line}: {str(error).splitlines()[-1].strip()}") from None
     return candles

@@ -17,14 +17,19 @@ class InferenceSettings(BaseSettings):
     model: str = Field(
         default=SHIPPED_MODEL,
         description="The artifact that serves, as name@version under artifacts_dir, "
-                    "or 'naive' for the no-change baseline.")
-    artifacts_dir: Path = Field(default=BUNDLED_ARTIFACTS,
-                                description="Folder holding <name>/<version>/ artifacts.")
+        "or 'naive' for the no-change baseline.",
+    )
+    artifacts_dir: Path = Field(
+        default=BUNDLED_ARTIFACTS, description="Folder holding <name>/<version>/ artifacts."
+    )
     window: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Candles per model input; unset: what the artifact was fitted on. When "
-                    "set, the service refuses an artifact fitted otherwise.")
+        "set, the service refuses an artifact fitted otherwise.",
+    )
     gateway_url: str = Field(
         default="http://127.0.0.1:8000",
-        description="Where to fetch candle history when a window is incomplete (after a restart).")
+        description="Where to fetch candle history when a window is incomplete (after a restart).",
+    )
     batch_size: int = Field(default=100, ge=1, description="Candles predicted in one batch.")

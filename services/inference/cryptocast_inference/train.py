@@ -43,10 +43,9 @@ from cryptocast_inference.samples import Samples, make_samples
 from cryptocast_inference.series import Series, SeriesError, read_series
 
 BUNDLES = Path(__file__).parent.parent.parent / "ingestor" / "cryptocast_ingestor" / "data"
-DEFAULT_DATA = [f"{coin}={BUNDLES}/binance/{coin}_4h.csv.gz" for coin in
-                ("BTC", "ETH", "ADA", "BNB")] + \
-               [f"{coin}={BUNDLES}/coingecko/{coin}_4h.csv.gz" for coin in
-                ("BTC", "ETH", "SOL", "XRP")]
+DEFAULT_DATA = [
+    f"{coin}={BUNDLES}/binance/{coin}_4h.csv.gz" for coin in ("BTC", "ETH", "ADA", "BNB")
+] + [f"{coin}={BUNDLES}/coingecko/{coin}_4h.csv.gz" for coin in ("BTC", "ETH", "SOL", "XRP")]
 
 
 @dataclass(frozen=True)
@@ -70,8 +69,10 @@ PARTS = ("train", "validation", "test")
 def split_chronologically(target_times: np.ndarray, hp: Hyperparameters) -> np.ndarray:
     """The part (index into PARTS) of each sample, by the time of the candle it predicts."""
     times = np.sort(target_times)
-    cutoffs = [times[int(len(times) * hp.train_share)],
-               times[int(len(times) * (hp.train_share + hp.validation_share))]]
+    cutoffs = [
+        times[int(len(times) * hp.train_share)],
+        times[int(len(times) * (hp.train_share + hp.validation_share))],
+    ]
     return np.searchsorted(cutoffs, target_times, side="right")
 
 
@@ -94,8 +95,10 @@ def to_numpy(model: Any) -> NumpyNetwork:
     layers: list[Lstm | Dense] = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.LSTM):
-            if (layer.activation.__name__, layer.recurrent_activation.__name__) != \
-                    ("tanh", "sigmoid"):
+            if (layer.activation.__name__, layer.recurrent_activation.__name__) != (
+                "tanh",
+                "sigmoid",
+            ):
                 raise ValueError(f"{layer.name}: only tanh/sigmoid LSTMs can be exported")
             kernel, recurrent, bias = (w.astype(np.float32) for w in layer.get_weights())
             layers.append(Lstm(kernel, recurrent, bias, layer.return_sequences))
@@ -111,9 +114,16 @@ def _load(specs: list[str]) -> tuple[list[Series], list[dict[str, Any]]]:
         symbol, _, path = spec.partition("=")
         loaded = read_series(Path(path), symbol.upper())
         series.append(loaded)
-        described.append({"symbol": loaded.symbol, "file": Path(path).name,
-                          "rows": len(loaded), "sha256": sha256_of(Path(path)),
-                          "first": _iso(loaded.times[0]), "last": _iso(loaded.times[-1])})
+        described.append(
+            {
+                "symbol": loaded.symbol,
+                "file": Path(path).name,
+                "rows": len(loaded),
+                "sha256": sha256_of(Path(path)),
+                "first": _iso(loaded.times[0]),
+                "last": _iso(loaded.times[-1]),
+            }
+        )
     return series, described
 
 
@@ -132,8 +142,10 @@ def _library_versions() -> dict[str, str]:
 
 
 def _per_symbol(artifact: Artifact, test: Samples, symbols: np.ndarray) -> dict[str, Any]:
-    return {symbol: score(artifact, test.select(symbols == symbol))[0]["model"]
-            for symbol in sorted(set(symbols.tolist()))}
+    return {
+        symbol: score(artifact, test.select(symbols == symbol))[0]["model"]
+        for symbol in sorted(set(symbols.tolist()))
+    }
 
 
 def _plot_history(history: dict[str, list[float]], path: Path) -> None:
@@ -149,8 +161,9 @@ def _plot_history(history: dict[str, list[float]], path: Path) -> None:
     plt.close(figure)
 
 
-def train(data: list[str], hp: Hyperparameters, interval: str, name: str, version: str | None,
-          out: Path) -> Path:
+def train(
+    data: list[str], hp: Hyperparameters, interval: str, name: str, version: str | None, out: Path
+) -> Path:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import tensorflow as tf
@@ -161,19 +174,24 @@ def train(data: list[str], hp: Hyperparameters, interval: str, name: str, versio
     series, files = _load(data)
     parts = [make_samples(s, hp.window, interval) for s in series]
     samples = Samples.concat(parts)
-    symbols = np.concatenate([np.full(len(p), s.symbol) for p, s in zip(parts, series,
-                                                                       strict=True)])
+    symbols = np.concatenate(
+        [np.full(len(p), s.symbol) for p, s in zip(parts, series, strict=True)]
+    )
     part_of = split_chronologically(samples.target_times, hp)
     train_set, validation_set, test_set = (samples.select(part_of == i) for i in range(3))
-    print(f"samples: {len(train_set):,} train, {len(validation_set):,} validation, "
-          f"{len(test_set):,} test", flush=True)
+    print(
+        f"samples: {len(train_set):,} train, {len(validation_set):,} validation, "
+        f"{len(test_set):,} test",
+        flush=True,
+    )
 
     train_rows = train_set.inputs[:, -1, :]  # each candle once, not once per window
     scaler = FeatureScaler.fit(train_rows, train_set.target_log_returns)
 
     def xy(part: Samples) -> tuple[np.ndarray, np.ndarray]:
-        return scaler.transform(part.inputs), (part.target_log_returns
-                                               / scaler.target_scale).astype(np.float32)
+        return scaler.transform(part.inputs), (
+            part.target_log_returns / scaler.target_scale
+        ).astype(np.float32)
 
     data_hash = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
     hp_hash = hashlib.sha256(json.dumps(asdict(hp)).encode()).hexdigest()
@@ -184,16 +202,24 @@ def train(data: list[str], hp: Hyperparameters, interval: str, name: str, versio
 
     model = build_model(hp, len(FEATURES))
     steps = -(-len(train_set) // hp.batch_size) * hp.epochs
-    model.compile(optimizer=keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(hp.learning_rate, steps, alpha=0.05)),
-        loss=keras.losses.Huber(hp.huber_delta))
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(hp.learning_rate, steps, alpha=0.05)
+        ),
+        loss=keras.losses.Huber(hp.huber_delta),
+    )
     history = model.fit(
-        *xy(train_set), validation_data=xy(validation_set), epochs=hp.epochs,
-        batch_size=hp.batch_size, shuffle=True, verbose=2,
+        *xy(train_set),
+        validation_data=xy(validation_set),
+        epochs=hp.epochs,
+        batch_size=hp.batch_size,
+        shuffle=True,
+        verbose=2,
         callbacks=[
             keras.callbacks.EarlyStopping(patience=hp.patience, restore_best_weights=True),
             keras.callbacks.ModelCheckpoint(folder / "model.keras", save_best_only=True),
-        ])
+        ],
+    )
     model = keras.saving.load_model(folder / "model.keras")  # the best epoch's weights
 
     network = to_numpy(model)
@@ -204,42 +230,66 @@ def train(data: list[str], hp: Hyperparameters, interval: str, name: str, versio
     network.save(folder / "network.npz")
     scaler.save(folder / "scaler.json")
 
-    artifact = Artifact(folder, {"name": name, "version": version},
-                        Forecaster(scaler, network))
+    artifact = Artifact(folder, {"name": name, "version": version}, Forecaster(scaler, network))
     validation_results = score(artifact, validation_set)[0]
     test_results, test_predicted = score(artifact, test_set)
-    beats = (test_results["model"]["mase"] or 2) < 1 \
-        and (test_results["model"]["directional_accuracy"] or 0) > 0.5
+    beats = (test_results["model"]["mase"] or 2) < 1 and (
+        test_results["model"]["directional_accuracy"] or 0
+    ) > 0.5
 
     metadata = {
-        "name": name, "version": version, "created_at": iso_utc(datetime.now(UTC)),
-        "features": list(FEATURES), "warmup": WARMUP, "window": hp.window,
-        "interval": interval, "horizon": 1,
+        "name": name,
+        "version": version,
+        "created_at": iso_utc(datetime.now(UTC)),
+        "features": list(FEATURES),
+        "warmup": WARMUP,
+        "window": hp.window,
+        "interval": interval,
+        "horizon": 1,
         "target": "log(next close / last close), divided by scaler.json target_scale",
-        "hyperparameters": asdict(hp) | {"optimizer": "adam", "schedule": "cosine decay",
-                                         "loss": "huber"},
-        "data": {"files": files, "sha256": data_hash,
-                 "range": {"first": min(f["first"] for f in files),
-                           "last": max(f["last"] for f in files)},
-                 "splits": {part: {"samples": len(subset),
-                                   "from": _iso(subset.target_times.min()),
-                                   "to": _iso(subset.target_times.max())}
-                            for part, subset in zip(PARTS, (train_set, validation_set, test_set),
-                                                    strict=True)}},
-        "training": {"epochs_run": len(history.history["loss"]),
-                     "best_val_loss": float(min(history.history["val_loss"])),
-                     "numpy_vs_keras_max_abs_diff": gap},
+        "hyperparameters": asdict(hp)
+        | {"optimizer": "adam", "schedule": "cosine decay", "loss": "huber"},
+        "data": {
+            "files": files,
+            "sha256": data_hash,
+            "range": {
+                "first": min(f["first"] for f in files),
+                "last": max(f["last"] for f in files),
+            },
+            "splits": {
+                part: {
+                    "samples": len(subset),
+                    "from": _iso(subset.target_times.min()),
+                    "to": _iso(subset.target_times.max()),
+                }
+                for part, subset in zip(PARTS, (train_set, validation_set, test_set), strict=True)
+            },
+        },
+        "training": {
+            "epochs_run": len(history.history["loss"]),
+            "best_val_loss": float(min(history.history["val_loss"])),
+            "numpy_vs_keras_max_abs_diff": gap,
+        },
         "libraries": _library_versions(),
-        "metrics": {"validation": validation_results, "test": test_results,
-                    "test_model_by_symbol": _per_symbol(artifact, test_set, symbols[part_of == 2])},
+        "metrics": {
+            "validation": validation_results,
+            "test": test_results,
+            "test_model_by_symbol": _per_symbol(artifact, test_set, symbols[part_of == 2]),
+        },
         "beats_naive": beats,
         "files": {f: sha256_of(folder / f) for f in SERVED_FILES},
     }
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     _plot_history(history.history, folder / "training_history.png")
-    write_report(folder, "evaluation", f"{name}@{version}, held-out test split", test_results,
-                 test_set, test_predicted,
-                 notes="Validation split:\n\n" + markdown_table(validation_results))
+    write_report(
+        folder,
+        "evaluation",
+        f"{name}@{version}, held-out test split",
+        test_results,
+        test_set,
+        test_predicted,
+        notes="Validation split:\n\n" + markdown_table(validation_results),
+    )
     print(verdict(test_results), flush=True)
     print(f"artifact written to {folder}", flush=True)
     return folder
@@ -248,8 +298,12 @@ def train(data: list[str], hp: Hyperparameters, interval: str, name: str, versio
 def main(argv: list[str] | None = None) -> None:
     defaults = Hyperparameters()
     parser = argparse.ArgumentParser(prog="cryptocast-train", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", action="append", metavar="SYMBOL=FILE",
-                        help="an OHLCV CSV per coin (repeat); default: the bundled candles")
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="SYMBOL=FILE",
+        help="an OHLCV CSV per coin (repeat); default: the bundled candles",
+    )
     parser.add_argument("--interval", default="4h")
     parser.add_argument("--name", default="lstm-4h")
     parser.add_argument("--version", help="default: <date>-<hash of data and settings>")
@@ -257,14 +311,20 @@ def main(argv: list[str] | None = None) -> None:
     for field, default in asdict(defaults).items():
         flag = "--" + field.replace("_", "-")
         if isinstance(default, tuple):
-            parser.add_argument(flag, default=",".join(map(str, default)),
-                                help=f"comma-separated (default {default})")
+            parser.add_argument(
+                flag,
+                default=",".join(map(str, default)),
+                help=f"comma-separated (default {default})",
+            )
         else:
-            parser.add_argument(flag, type=type(default), default=default,
-                                help=f"default {default}")
+            parser.add_argument(
+                flag, type=type(default), default=default, help=f"default {default}"
+            )
     args = parser.parse_args(argv)
-    chosen: dict[str, Any] = {f: tuple(int(u) for u in getattr(args, f).split(","))
-                              if f == "units" else getattr(args, f) for f in asdict(defaults)}
+    chosen: dict[str, Any] = {
+        f: tuple(int(u) for u in getattr(args, f).split(",")) if f == "units" else getattr(args, f)
+        for f in asdict(defaults)
+    }
     hp = Hyperparameters(**chosen)
     try:
         train(args.data or DEFAULT_DATA, hp, args.interval, args.name, args.version, args.out)

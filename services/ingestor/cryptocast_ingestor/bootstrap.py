@@ -20,20 +20,24 @@ from cryptocast_ingestor.sources.replay import load_timeline
 
 def build_source(settings: IngestorSettings) -> CandleSource:
     if settings.source == "exchange":
-        return ExchangeSource.connect(settings.exchange, settings.quote, settings.markets,
-                                      settings.page_limit)
+        return ExchangeSource.connect(
+            settings.exchange, settings.quote, settings.markets, settings.page_limit
+        )
     key = settings.coingecko_api_key
-    return CoinGeckoSource.connect(settings.coingecko_url,
-                                   key.get_secret_value() if key else None,
-                                   settings.coingecko_ids)
+    return CoinGeckoSource.connect(
+        settings.coingecko_url, key.get_secret_value() if key else None, settings.coingecko_ids
+    )
 
 
 def live_policy(settings: IngestorSettings) -> LivePolicy:
-    return LivePolicy(backfill=settings.backfill, settle_seconds=settings.settle_seconds,
-                      lag_retry_seconds=settings.lag_retry_seconds,
-                      max_backoff_seconds=settings.max_backoff_seconds,
-                      jump_sigmas=settings.jump_sigmas,
-                      volatility_window=settings.volatility_window)
+    return LivePolicy(
+        backfill=settings.backfill,
+        settle_seconds=settings.settle_seconds,
+        lag_retry_seconds=settings.lag_retry_seconds,
+        max_backoff_seconds=settings.max_backoff_seconds,
+        jump_sigmas=settings.jump_sigmas,
+        volatility_window=settings.volatility_window,
+    )
 
 
 @dataclass
@@ -48,11 +52,18 @@ class Ingestor:
 
     async def start(self) -> None:
         if self.source is None:
-            steps = load_timeline(self.settings.replay_dir, self.common.symbols,
-                                  self.common.interval)
-            self.task = asyncio.create_task(replay(
-                steps, self.bus.publish, backfill=self.settings.backfill,
-                live=self.settings.replay_live, pace_seconds=self.settings.pace_seconds))
+            steps = load_timeline(
+                self.settings.replay_dir, self.common.symbols, self.common.interval
+            )
+            self.task = asyncio.create_task(
+                replay(
+                    steps,
+                    self.bus.publish,
+                    backfill=self.settings.backfill,
+                    live=self.settings.replay_live,
+                    pace_seconds=self.settings.pace_seconds,
+                )
+            )
             return
         live = LiveIngestor(self.source, self.bus.publish, live_policy(self.settings))
         for interval in self.settings.intervals or [self.common.interval]:
@@ -84,5 +95,6 @@ async def bootstrap(
     settings = settings or IngestorSettings()
     if source is None and settings.source != "replay":
         source = build_source(settings)
-    return Ingestor(bus or await connect_bus(common), common, settings,
-                    owns_bus=bus is None, source=source)
+    return Ingestor(
+        bus or await connect_bus(common), common, settings, owns_bus=bus is None, source=source
+    )

@@ -1,6 +1,6 @@
 """Rebuild the bundled candle data from shared/data and report what was kept and dropped.
 
-    uv run cryptocast-build-data --shared ../shared/data
+uv run cryptocast-build-data --shared ../shared/data
 """
 
 from __future__ import annotations
@@ -24,8 +24,28 @@ COINGECKO_IDS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "XRP": "x
 BINANCE_SYMBOLS = ("BTC", "ETH", "ADA", "BNB")
 # shared/data/binance_4h: 2017 .. 2025-10-23, the multi-regime history models train and are
 # tested on (MATIC and XMR end at their delistings).
-BINANCE_4H_SYMBOLS = ("ADA", "ATOM", "AVAX", "BNB", "BTC", "DOGE", "DOT", "ETC", "ETH", "LINK",
-                      "LTC", "MATIC", "PAXG", "SHIB", "SOL", "TRX", "UNI", "XLM", "XMR", "XRP")
+BINANCE_4H_SYMBOLS = (
+    "ADA",
+    "ATOM",
+    "AVAX",
+    "BNB",
+    "BTC",
+    "DOGE",
+    "DOT",
+    "ETC",
+    "ETH",
+    "LINK",
+    "LTC",
+    "MATIC",
+    "PAXG",
+    "SHIB",
+    "SOL",
+    "TRX",
+    "UNI",
+    "XLM",
+    "XMR",
+    "XRP",
+)
 
 
 def _rate(rows: int, started: float) -> str:
@@ -52,15 +72,20 @@ def build(shared: Path, out: Path) -> Iterator[str]:
         bars, report = load_binance_4h(shared / "binance_4h" / f"{symbol}USDT_4h.csv")
         target = out / "binance_4h" / f"{symbol}_4h.csv.gz"
         write_bundle(bars, target)
-        yield (f"binance_4h {symbol} 4h <- {report.summary()} {_rate(report.read, started)}; "
-               f"{target.stat().st_size:,} bytes gzipped")
+        yield (
+            f"binance_4h {symbol} 4h <- {report.summary()} {_rate(report.read, started)}; "
+            f"{target.stat().st_size:,} bytes gzipped"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path("../shared/data"),
-                        help="folder with coingecko_4h/, binance_1h/ and binance_4h/ "
-                             "(default ../shared/data)")
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder with coingecko_4h/, binance_1h/ and binance_4h/ (default ../shared/data)",
+    )
     parser.add_argument("--out", type=Path, default=BUNDLE_DIR)
     args = parser.parse_args(argv)
     if not args.shared.is_dir():

@@ -58,12 +58,17 @@ class CleaningReport:
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
         span = f"{iso_utc(self.first)} .. {iso_utc(self.last)}" if self.first and self.last else "-"
-        move = (f"; largest move kept: |log return| {self.largest_move:.3f} at "
-                f"{iso_utc(self.largest_move_at)}"
-                if self.largest_move is not None and self.largest_move_at else "")
-        return (f"{self.name}: read {self.read}, kept {self.kept} ({span}), merged "
-                f"{self.merged_duplicates} duplicates, dropped: {dropped}; {self.zero_volume} "
-                f"zero-volume bars kept; {self.gaps} gaps (longest {self.longest_gap}){move}")
+        move = (
+            f"; largest move kept: |log return| {self.largest_move:.3f} at "
+            f"{iso_utc(self.largest_move_at)}"
+            if self.largest_move is not None and self.largest_move_at
+            else ""
+        )
+        return (
+            f"{self.name}: read {self.read}, kept {self.kept} ({span}), merged "
+            f"{self.merged_duplicates} duplicates, dropped: {dropped}; {self.zero_volume} "
+            f"zero-volume bars kept; {self.gaps} gaps (longest {self.longest_gap}){move}"
+        )
 
 
 def consistency_problem(bar: Bar) -> str | None:
@@ -91,8 +96,9 @@ def _drop_outliers(bars: list[Bar], report: CleaningReport) -> list[Bar]:
     return kept
 
 
-def _finish(bars: Iterable[Bar], step: timedelta, report: CleaningReport,
-            drop_outliers: bool = True) -> list[Bar]:
+def _finish(
+    bars: Iterable[Bar], step: timedelta, report: CleaningReport, drop_outliers: bool = True
+) -> list[Bar]:
     """Validate, sort, drop outliers and record gaps; the common tail of every loader.
 
     Run again on resampled bars, it describes the result at the new interval."""
@@ -125,16 +131,25 @@ def load_binance_hourly(path: Path) -> tuple[list[Bar], CleaningReport]:
     with path.open(newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
-        volume_col = next(i for i, name in enumerate(header) if name.startswith("Volume ")
-                          and not name.endswith("USDT"))
+        volume_col = next(
+            i
+            for i, name in enumerate(header)
+            if name.startswith("Volume ") and not name.endswith("USDT")
+        )
         for row in reader:
             report.read += 1
             try:
                 unix = float(row[0])
                 in_millis = unix > 1e11  # the newer export; the older one is in seconds
                 opened = datetime.fromtimestamp(unix / 1000 if in_millis else unix, UTC)
-                bar = Bar(opened, float(row[3]), float(row[4]), float(row[5]), float(row[6]),
-                          float(row[volume_col]))
+                bar = Bar(
+                    opened,
+                    float(row[3]),
+                    float(row[4]),
+                    float(row[5]),
+                    float(row[6]),
+                    float(row[volume_col]),
+                )
             except (ValueError, IndexError):
                 report.dropped["unparseable row"] += 1
                 continue
@@ -165,8 +180,9 @@ def load_binance_4h(path: Path) -> tuple[list[Bar], CleaningReport]:
             report.read += 1
             try:
                 opened = datetime.fromisoformat(row["timestamp"]).replace(tzinfo=UTC)
-                bar = Bar(opened, *(float(row[c]) for c in ("open", "high", "low", "close",
-                                                               "volume")))
+                bar = Bar(
+                    opened, *(float(row[c]) for c in ("open", "high", "low", "close", "volume"))
+                )
             except (ValueError, KeyError, TypeError):
                 report.dropped["unparseable row"] += 1
                 continue
@@ -181,7 +197,8 @@ def load_binance_4h(path: Path) -> tuple[list[Bar], CleaningReport]:
     for prev, cur in itertools.pairwise(bars):
         move = abs(math.log(cur.close / prev.close))
         if cur.open_time - prev.open_time == step and (
-                report.largest_move is None or move > report.largest_move):
+            report.largest_move is None or move > report.largest_move
+        ):
             report.largest_move, report.largest_move_at = move, cur.open_time
     return bars, report
 
@@ -199,9 +216,16 @@ def load_coingecko(path: Path) -> tuple[list[Bar], CleaningReport]:
             report.read += 1
             try:
                 closed = datetime.fromisoformat(row["ts"]).replace(tzinfo=UTC)
-                bars.append(Bar(closed - timedelta(hours=4), float(row["open"]),
-                                float(row["high"]), float(row["low"]),
-                                float(row["close_candle"]), float(row["volume"]) / 6))
+                bars.append(
+                    Bar(
+                        closed - timedelta(hours=4),
+                        float(row["open"]),
+                        float(row["high"]),
+                        float(row["low"]),
+                        float(row["close_candle"]),
+                        float(row["volume"]) / 6,
+                    )
+                )
             except (ValueError, KeyError):
                 report.dropped["unparseable row"] += 1
     return _finish(bars, timedelta(hours=4), report), report
@@ -220,8 +244,16 @@ def resample(bars: Sequence[Bar], interval: str, report: CleaningReport) -> list
         if len(group) != needed:
             report.dropped[f"incomplete {interval} bucket (missing hours)"] += 1
             continue
-        out.append(Bar(start, group[0].open, max(b.high for b in group),
-                       min(b.low for b in group), group[-1].close, sum(b.volume for b in group)))
+        out.append(
+            Bar(
+                start,
+                group[0].open,
+                max(b.high for b in group),
+                min(b.low for b in group),
+                group[-1].close,
+                sum(b.volume for b in group),
+            )
+        )
     return _finish(out, step, report)
 
 
@@ -230,8 +262,16 @@ def write_bundle(bars: Sequence[Bar], path: Path) -> None:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(BUNDLE_COLUMNS)
     for bar in bars:
-        writer.writerow([iso_utc(bar.open_time), repr(bar.open), repr(bar.high), repr(bar.low),
-                         repr(bar.close), repr(bar.volume)])
+        writer.writerow(
+            [
+                iso_utc(bar.open_time),
+                repr(bar.open),
+                repr(bar.high),
+                repr(bar.low),
+                repr(bar.close),
+                repr(bar.volume),
+            ]
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
         gz.write(text.getvalue().encode())
@@ -243,8 +283,18 @@ def read_bundle(path: Path, symbol: str, interval: str, source: str) -> list[Can
     with gzip.open(path, "rt", newline="") as handle:
         for row in csv.DictReader(handle):
             opened = datetime.fromisoformat(row["open_time"])
-            candles.append(Candle(
-                symbol=symbol, interval=interval, open_time=opened, close_time=opened + step,
-                open=float(row["open"]), high=float(row["high"]), low=float(row["low"]),
-                close=float(row["close"]), volume=float(row["volume"]), source=source))
+            candles.append(
+                Candle(
+                    symbol=symbol,
+                    interval=interval,
+                    open_time=opened,
+                    close_time=opened + step,
+                    open=float(row["open"]),
+                    high=float(row["high"]),
+                    low=float(row["low"]),
+                    close=float(row["close"]),
+                    volume=float(row["volume"]),
+                    source=source,
+                )
+            )
     return candles

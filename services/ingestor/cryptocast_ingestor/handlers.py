@@ -31,8 +31,9 @@ async def publish_until_done(publish: Publish, events: Sequence[Event], sleep: S
         except Exception as exc:  # aio-pika raises several unrelated types while reconnecting
             attempt += 1
             if attempt == 1:
-                log.warning("publish failed, retrying until the broker is back",
-                            extra={"error": repr(exc)})
+                log.warning(
+                    "publish failed, retrying until the broker is back", extra={"error": repr(exc)}
+                )
             await sleep(min(retry_delay(REPUBLISH_DELAY, attempt), REPUBLISH_DELAY_CAP))
 
 
@@ -54,11 +55,15 @@ async def replay(
         await publish_until_done(publish, backlog[start : start + BACKFILL_BATCH], sleep)
         done = min(start + BACKFILL_BATCH, len(backlog))
         rate = done / max(time.monotonic() - started, 1e-9)
-        log.info("backfill progress", extra={"published": done, "total": len(backlog),
-                                             "per_second": round(rate)})
+        log.info(
+            "backfill progress",
+            extra={"published": done, "total": len(backlog), "per_second": round(rate)},
+        )
     for step in steps[split:]:
         await sleep(pace_seconds)
         await publish_until_done(publish, step, sleep)
-        log.info("candles published", extra={"open_time": step[0].open_time.isoformat(),
-                                             "symbols": [c.symbol for c in step]})
+        log.info(
+            "candles published",
+            extra={"open_time": step[0].open_time.isoformat(), "symbols": [c.symbol for c in step]},
+        )
     log.info("replay finished", extra={"steps": len(steps)})

@@ -48,16 +48,21 @@ class SourceHealth:
     def failed(self, error: Exception) -> None:
         self.failures += 1
         if self.failures == 1:
-            log.warning("source unreachable; retrying with backoff",
-                        extra={"source": self.source, "error": str(error)})
+            log.warning(
+                "source unreachable; retrying with backoff",
+                extra={"source": self.source, "error": str(error)},
+            )
         else:
-            log.debug("source still unreachable", extra={"source": self.source,
-                                                         "failures": self.failures})
+            log.debug(
+                "source still unreachable", extra={"source": self.source, "failures": self.failures}
+            )
 
     def succeeded(self) -> None:
         if self.failures:
-            log.info("source reachable again", extra={"source": self.source,
-                                                      "failed_attempts": self.failures})
+            log.info(
+                "source reachable again",
+                extra={"source": self.source, "failed_attempts": self.failures},
+            )
         self.failures = 0
 
 
@@ -94,9 +99,15 @@ def _until_first_hole(bars: Sequence[Bar], start: datetime, step: timedelta) -> 
 
 
 class LiveIngestor:
-    def __init__(self, source: CandleSource, publish: Publish, policy: LivePolicy,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sleep: Sleep = asyncio.sleep, jitter: Callable[[], float] = random.random):
+    def __init__(
+        self,
+        source: CandleSource,
+        publish: Publish,
+        policy: LivePolicy,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ):
         self.source, self.publish, self.policy = source, publish, policy
         self.clock, self.sleep, self.jitter = clock, sleep, jitter
         self.health = SourceHealth(source.name)
@@ -106,8 +117,13 @@ class LiveIngestor:
         self.source.check_interval(interval)
         now = self.clock()
         start = floor_to_interval(now, interval) - self.policy.backfill * interval_delta(interval)
-        gate = QualityGate(symbol, interval, self.source.name, self.policy.jump_sigmas,
-                           self.policy.volatility_window)
+        gate = QualityGate(
+            symbol,
+            interval,
+            self.source.name,
+            self.policy.jump_sigmas,
+            self.policy.volatility_window,
+        )
         self.streams.append(Stream(symbol, interval, start, gate))
 
     async def poll(self, stream: Stream, now: datetime) -> bool:
@@ -119,17 +135,27 @@ class LiveIngestor:
         if run < len(bars):  # a candle is missing before later ones
             stream.gap_rounds += 1
             if stream.gap_rounds <= GAP_PATIENCE:
-                log.info("missing candle, asking the source again",
-                         extra={"symbol": stream.symbol, "interval": stream.interval,
-                                "missing_from": (stream.cursor + run * stream.step).isoformat(),
-                                "round": stream.gap_rounds})
+                log.info(
+                    "missing candle, asking the source again",
+                    extra={
+                        "symbol": stream.symbol,
+                        "interval": stream.interval,
+                        "missing_from": (stream.cursor + run * stream.step).isoformat(),
+                        "round": stream.gap_rounds,
+                    },
+                )
                 bars = bars[:run]
             else:
                 stream.gaps_accepted += 1
-                log.warning("source has no candle here; continuing after the gap",
-                            extra={"symbol": stream.symbol, "interval": stream.interval,
-                                   "gap_from": (stream.cursor + run * stream.step).isoformat(),
-                                   "gap_to": bars[run].open_time.isoformat()})
+                log.warning(
+                    "source has no candle here; continuing after the gap",
+                    extra={
+                        "symbol": stream.symbol,
+                        "interval": stream.interval,
+                        "gap_from": (stream.cursor + run * stream.step).isoformat(),
+                        "gap_to": bars[run].open_time.isoformat(),
+                    },
+                )
                 stream.gap_rounds = 0
         else:
             stream.gap_rounds = 0
@@ -138,10 +164,17 @@ class LiveIngestor:
         if bars:
             stream.cursor = bars[-1].open_time + stream.step
         if len(bars) > 1:
-            log.info("candles published", extra={
-                "symbol": stream.symbol, "interval": stream.interval, "fetched": len(bars),
-                "published": len(candles), "through": stream.cursor.isoformat(),
-                "per_second": round(len(bars) / max(time.monotonic() - started, 1e-6))})
+            log.info(
+                "candles published",
+                extra={
+                    "symbol": stream.symbol,
+                    "interval": stream.interval,
+                    "fetched": len(bars),
+                    "published": len(candles),
+                    "through": stream.cursor.isoformat(),
+                    "per_second": round(len(bars) / max(time.monotonic() - started, 1e-6)),
+                },
+            )
         return not stream.due(now)
 
     async def run(self) -> None:
@@ -161,8 +194,9 @@ class LiveIngestor:
 
     def _wait(self, now: datetime, complete: bool, failed: bool) -> float:
         if failed:
-            return backoff_seconds(self.health.failures, self.policy.max_backoff_seconds,
-                                   self.jitter)
+            return backoff_seconds(
+                self.health.failures, self.policy.max_backoff_seconds, self.jitter
+            )
         if not complete:
             return self.policy.lag_retry_seconds
         next_close = min(s.cursor + s.step for s in self.streams)

@@ -43,18 +43,34 @@ class QualityGate:
 
     def _reject(self, bar: Bar, reason: str, **details: object) -> None:
         self.rejected[reason] += 1
-        log.warning("candle rejected: %s", reason, extra={
-            "symbol": self.symbol, "interval": self.interval,
-            "open_time": bar.open_time.isoformat(), "reason": reason, **details})
+        log.warning(
+            "candle rejected: %s",
+            reason,
+            extra={
+                "symbol": self.symbol,
+                "interval": self.interval,
+                "open_time": bar.open_time.isoformat(),
+                "reason": reason,
+                **details,
+            },
+        )
 
     def _accept(self, bar: Bar) -> Candle:
         if self._last_close is not None:
             self._returns.append(math.log(bar.close / self._last_close))
         self._last_close = bar.close
-        return Candle(symbol=self.symbol, interval=self.interval, open_time=bar.open_time,
-                      close_time=bar.open_time + interval_delta(self.interval),
-                      open=bar.open, high=bar.high, low=bar.low, close=bar.close,
-                      volume=bar.volume, source=self.source)
+        return Candle(
+            symbol=self.symbol,
+            interval=self.interval,
+            open_time=bar.open_time,
+            close_time=bar.open_time + interval_delta(self.interval),
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            volume=bar.volume,
+            source=self.source,
+        )
 
     def _jump(self, bar: Bar) -> float | None:
         """The log return in units of recent volatility, if there is enough history."""
@@ -68,8 +84,7 @@ class QualityGate:
         accepted = []
         for bar in bars:
             problem = consistency_problem(bar)
-            if problem is None and bar.open_time != floor_to_interval(bar.open_time,
-                                                                      self.interval):
+            if problem is None and bar.open_time != floor_to_interval(bar.open_time, self.interval):
                 problem = f"open time not aligned to {self.interval}"
             if problem:
                 self._reject(bar, problem)
@@ -80,16 +95,25 @@ class QualityGate:
                 jump = math.log(held.close / previous)
                 back = math.log(bar.close / held.close)
                 if -back / jump > 0.5:  # retraced more than half: the jump was a bad print
-                    self._reject(held, "price jump not confirmed by the next candle",
-                                 log_return=round(jump, 4), next_log_return=round(back, 4))
+                    self._reject(
+                        held,
+                        "price jump not confirmed by the next candle",
+                        log_return=round(jump, 4),
+                        next_log_return=round(back, 4),
+                    )
                 else:
                     accepted.append(self._accept(held))
             jump_size = self._jump(bar)
             if jump_size is not None and jump_size > self.jump_sigmas:
                 self._held = bar
-                log.info("price jump held for confirmation by the next candle",
-                         extra={"symbol": self.symbol, "open_time": bar.open_time.isoformat(),
-                                "sigmas": round(jump_size, 1)})
+                log.info(
+                    "price jump held for confirmation by the next candle",
+                    extra={
+                        "symbol": self.symbol,
+                        "open_time": bar.open_time.isoformat(),
+                        "sigmas": round(jump_size, 1),
+                    },
+                )
                 continue
             accepted.append(self._accept(bar))
         return accepted

@@ -18,10 +18,15 @@ from cryptocast_verifier.store import MongoVerifierStore, VerifierStore
 
 # Process-wide, as Prometheus scrapes one process (served by the health server's /metrics).
 GIVEN_UP = GiveUps(
-    Counter("cryptocast_verifier_closes_given_up", "Closes dropped before every prediction "
-            "that could need them came (predictions far behind: inference down for long)"),
-    Counter("cryptocast_verifier_predictions_given_up", "Pending predictions dropped because "
-            "their target candle never came"),
+    Counter(
+        "cryptocast_verifier_closes_given_up",
+        "Closes dropped before every prediction "
+        "that could need them came (predictions far behind: inference down for long)",
+    ),
+    Counter(
+        "cryptocast_verifier_predictions_given_up",
+        "Pending predictions dropped because their target candle never came",
+    ),
 )
 
 
@@ -40,9 +45,12 @@ class Verifier:
             return await handle(events, self.deps)
 
         interval = self.common.interval
-        await self.bus.consume(self.common.queue_for("verifier"),
-                               [f"prediction.*.{interval}", f"candle.*.{interval}"], handler,
-                               batch_size=self.batch_size)
+        await self.bus.consume(
+            self.common.queue_for("verifier"),
+            [f"prediction.*.{interval}", f"candle.*.{interval}"],
+            handler,
+            batch_size=self.batch_size,
+        )
 
     async def check_ready(self) -> None:
         await self.bus.ping()
@@ -69,7 +77,14 @@ async def bootstrap(
         mongo_store = MongoVerifierStore(mongo[common.mongo_db])
         await mongo_store.ensure_indexes()
         store = mongo_store
-    deps = VerifierDeps(store, settings.tolerance_pct, settings.reorder_candles,
-                        settings.max_closes, GIVEN_UP)
-    return Verifier(bus or await connect_bus(common), common, deps, mongo, owns_bus=bus is None,
-                    batch_size=settings.batch_size)
+    deps = VerifierDeps(
+        store, settings.tolerance_pct, settings.reorder_candles, settings.max_closes, GIVEN_UP
+    )
+    return Verifier(
+        bus or await connect_bus(common),
+        common,
+        deps,
+        mongo,
+        owns_bus=bus is None,
+        batch_size=settings.batch_size,
+    )

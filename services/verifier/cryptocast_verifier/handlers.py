@@ -60,8 +60,9 @@ def _advance(seen: dict[Series, datetime], series: Series, moment: datetime) -> 
 async def handle_prediction(prediction: Prediction, deps: VerifierDeps) -> list[Event]:
     series = (prediction.symbol, prediction.interval)
     _advance(deps.prediction_frontier, series, prediction.based_on.close_time)
-    actual = await deps.store.close_at(prediction.symbol, prediction.interval,
-                                       prediction.target_time)
+    actual = await deps.store.close_at(
+        prediction.symbol, prediction.interval, prediction.target_time
+    )
     if actual is None:
         await deps.store.add_pending(prediction)
         return []
@@ -91,8 +92,10 @@ async def _forget(candle: Candle, deps: VerifierDeps) -> None:
         unmatched = 0
     if unmatched:
         deps.given_up.predictions.inc(unmatched)
-        log.warning("predictions given up: their target candle never came", extra={
-            "symbol": candle.symbol, "interval": candle.interval, "count": unmatched})
+        log.warning(
+            "predictions given up: their target candle never came",
+            extra={"symbol": candle.symbol, "interval": candle.interval, "count": unmatched},
+        )
     frontier = deps.prediction_frontier.get(series)
     # Never past the pending cutoff above, so that check always finds the closes it needs.
     unneeded = None if frontier is None else min(frontier, newest) - deps.reorder_candles * step
@@ -101,8 +104,10 @@ async def _forget(candle: Candle, deps: VerifierDeps) -> None:
         dropped = await deps.store.forget_closes_before(*series, too_old)
         if dropped:
             deps.given_up.closes.inc(dropped)
-            log.warning("closes given up before their predictions came", extra={
-                "symbol": candle.symbol, "interval": candle.interval, "count": dropped})
+            log.warning(
+                "closes given up before their predictions came",
+                extra={"symbol": candle.symbol, "interval": candle.interval, "count": dropped},
+            )
     if unneeded is not None:
         await deps.store.forget_closes_before(*series, unneeded)
 

@@ -22,21 +22,24 @@ class VerifierStore(Protocol):
 
     async def add_pending(self, prediction: Prediction) -> None: ...
 
-    async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
-        ...
+    async def pending_for(
+        self, symbol: str, interval: str, target: datetime
+    ) -> list[Prediction]: ...
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
         """Delete closes before ``cutoff``; returns how many."""
         ...
 
-    async def forget_pending_before(self, symbol: str, interval: str,
-                                    cutoff: datetime) -> list[datetime]:
+    async def forget_pending_before(
+        self, symbol: str, interval: str, cutoff: datetime
+    ) -> list[datetime]:
         """Delete pending predictions whose target is before ``cutoff``; returns their
         targets. A verified prediction stays pending until then (see handlers)."""
         ...
 
-    async def known_closes(self, symbol: str, interval: str,
-                           close_times: list[datetime]) -> set[datetime]:
+    async def known_closes(
+        self, symbol: str, interval: str, close_times: list[datetime]
+    ) -> set[datetime]:
         """Which of ``close_times`` have their close stored."""
         ...
 
@@ -60,8 +63,11 @@ class InMemoryVerifierStore:
         self.pending[prediction.event_id] = prediction
 
     async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
-        return [p for p in self.pending.values()
-                if (p.symbol, p.interval, p.target_time) == (symbol, interval, target)]
+        return [
+            p
+            for p in self.pending.values()
+            if (p.symbol, p.interval, p.target_time) == (symbol, interval, target)
+        ]
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
         old = [k for k in self.closes if k[:2] == (symbol, interval) and k[2] < cutoff]
@@ -69,14 +75,19 @@ class InMemoryVerifierStore:
             del self.closes[key]
         return len(old)
 
-    async def forget_pending_before(self, symbol: str, interval: str,
-                                    cutoff: datetime) -> list[datetime]:
-        old = [k for k, p in self.pending.items()
-               if (p.symbol, p.interval) == (symbol, interval) and p.target_time < cutoff]
+    async def forget_pending_before(
+        self, symbol: str, interval: str, cutoff: datetime
+    ) -> list[datetime]:
+        old = [
+            k
+            for k, p in self.pending.items()
+            if (p.symbol, p.interval) == (symbol, interval) and p.target_time < cutoff
+        ]
         return [self.pending.pop(key).target_time for key in old]
 
-    async def known_closes(self, symbol: str, interval: str,
-                           close_times: list[datetime]) -> set[datetime]:
+    async def known_closes(
+        self, symbol: str, interval: str, close_times: list[datetime]
+    ) -> set[datetime]:
         return {t for t in close_times if (symbol, interval, t) in self.closes}
 
     async def ping(self) -> None:
@@ -99,17 +110,26 @@ class MongoVerifierStore:
     async def save_close(self, candle: Candle) -> None:
         await self._closes.replace_one(
             {"_id": candle.event_id},
-            {"_id": candle.event_id, "symbol": candle.symbol, "interval": candle.interval,
-             "close_time": candle.close_time, "close": candle.close}, upsert=True)
+            {
+                "_id": candle.event_id,
+                "symbol": candle.symbol,
+                "interval": candle.interval,
+                "close_time": candle.close_time,
+                "close": candle.close,
+            },
+            upsert=True,
+        )
 
     async def close_at(self, symbol: str, interval: str, close_time: datetime) -> float | None:
         found = await self._closes.find_one(
-            {"symbol": symbol, "interval": interval, "close_time": close_time})
+            {"symbol": symbol, "interval": interval, "close_time": close_time}
+        )
         return None if found is None else float(found["close"])
 
     async def add_pending(self, prediction: Prediction) -> None:
         await self._pending.replace_one(
-            {"_id": prediction.event_id}, to_document(prediction), upsert=True)
+            {"_id": prediction.event_id}, to_document(prediction), upsert=True
+        )
 
     async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
         cursor = self._pending.find({"symbol": symbol, "interval": interval, "target_time": target})
@@ -117,19 +137,24 @@ class MongoVerifierStore:
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
         result = await self._closes.delete_many(
-            {"symbol": symbol, "interval": interval, "close_time": {"$lt": cutoff}})
+            {"symbol": symbol, "interval": interval, "close_time": {"$lt": cutoff}}
+        )
         return result.deleted_count
 
-    async def forget_pending_before(self, symbol: str, interval: str,
-                                    cutoff: datetime) -> list[datetime]:
+    async def forget_pending_before(
+        self, symbol: str, interval: str, cutoff: datetime
+    ) -> list[datetime]:
         query = {"symbol": symbol, "interval": interval, "target_time": {"$lt": cutoff}}
         old = await self._pending.find(query, {"target_time": 1}).to_list()
         if old:
             await self._pending.delete_many(query)
         return [doc["target_time"] for doc in old]
 
-    async def known_closes(self, symbol: str, interval: str,
-                           close_times: list[datetime]) -> set[datetime]:
-        found = self._closes.find({"symbol": symbol, "interval": interval,
-                                   "close_time": {"$in": close_times}}, {"close_time": 1})
+    async def known_closes(
+        self, symbol: str, interval: str, close_times: list[datetime]
+    ) -> set[datetime]:
+        found = self._closes.find(
+            {"symbol": symbol, "interval": interval, "close_time": {"$in": close_times}},
+            {"close_time": 1},
+        )
         return {doc["close_time"] async for doc in found}

@@ -25,8 +25,9 @@ class CandleSource(Protocol):
         """Raise UnsupportedInterval if this source can never serve ``interval``."""
         ...
 
-    async def fetch_closed(self, symbol: str, interval: str, since: datetime,
-                           now: datetime) -> list[Bar]:
+    async def fetch_closed(
+        self, symbol: str, interval: str, since: datetime, now: datetime
+    ) -> list[Bar]:
         """Candles with ``since <= open_time`` that closed by ``now``, oldest first."""
         ...
 

@@ -35,9 +35,14 @@ MAX_429_RETRIES = 4
 class CoinGeckoSource:
     name = "coingecko"
 
-    def __init__(self, client: httpx.AsyncClient, coin_ids: Mapping[str, str],
-                 vs_currency: str = "usd", max_wait: float = 60.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        coin_ids: Mapping[str, str],
+        vs_currency: str = "usd",
+        max_wait: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.client = client
         self.coin_ids = {**COINGECKO_IDS, **coin_ids}
         self.vs_currency = vs_currency
@@ -45,20 +50,24 @@ class CoinGeckoSource:
         self.sleep = sleep
 
     @classmethod
-    def connect(cls, base_url: str, api_key: str | None,
-                coin_ids: Mapping[str, str]) -> CoinGeckoSource:
+    def connect(
+        cls, base_url: str, api_key: str | None, coin_ids: Mapping[str, str]
+    ) -> CoinGeckoSource:
         headers = {DEMO_KEY_HEADER: api_key} if api_key else {}
         return cls(httpx.AsyncClient(base_url=base_url, headers=headers, timeout=20), coin_ids)
 
     def check_interval(self, interval: str) -> None:
         if interval != "4h":
-            raise UnsupportedInterval("CoinGecko's free OHLC endpoint only has 4h candles "
-                                      f"(asked for {interval}); use the exchange source")
+            raise UnsupportedInterval(
+                "CoinGecko's free OHLC endpoint only has 4h candles "
+                f"(asked for {interval}); use the exchange source"
+            )
 
     def coin_id(self, symbol: str) -> str:
         if symbol not in self.coin_ids:
-            raise SourceError(f"no CoinGecko id for {symbol}; set "
-                              f"CRYPTOCAST_INGESTOR_COINGECKO_IDS={symbol}=<id>")
+            raise SourceError(
+                f"no CoinGecko id for {symbol}; set CRYPTOCAST_INGESTOR_COINGECKO_IDS={symbol}=<id>"
+            )
         return self.coin_ids[symbol]
 
     async def _get(self, path: str, params: dict[str, Any]) -> Any:
@@ -70,20 +79,24 @@ class CoinGeckoSource:
                 raise SourceError(f"CoinGecko {path}: {error!r}") from error
             if response.status_code != 429:
                 break
-            wait = min(self.max_wait, _retry_after(response) or 2.0 ** attempt)
-            log.warning("CoinGecko rate limit hit, waiting",
-                        extra={"path": path, "wait_seconds": wait, "attempt": attempt})
+            wait = min(self.max_wait, _retry_after(response) or 2.0**attempt)
+            log.warning(
+                "CoinGecko rate limit hit, waiting",
+                extra={"path": path, "wait_seconds": wait, "attempt": attempt},
+            )
             await self.sleep(wait)
         if response.status_code != 200:
-            raise SourceError(f"CoinGecko {path}: HTTP {response.status_code} "
-                              f"{response.text[:200]!r}")
+            raise SourceError(
+                f"CoinGecko {path}: HTTP {response.status_code} {response.text[:200]!r}"
+            )
         try:
             return response.json()
         except ValueError as error:
             raise SourceError(f"CoinGecko {path}: response is not JSON") from error
 
-    async def fetch_closed(self, symbol: str, interval: str, since: datetime,
-                           now: datetime) -> list[Bar]:
+    async def fetch_closed(
+        self, symbol: str, interval: str, since: datetime, now: datetime
+    ) -> list[Bar]:
         self.check_interval(interval)
         step = interval_delta(interval)
         needed = (now - since) / timedelta(days=1)

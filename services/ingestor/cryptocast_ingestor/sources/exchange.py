@@ -23,8 +23,9 @@ class ExchangeSource:
     """Pages through ``fetch_ohlcv`` with ``since``/``limit``; ccxt spaces the requests by
     the exchange's published rate limit (``enableRateLimit``)."""
 
-    def __init__(self, exchange: Any, quote: str, markets: Mapping[str, str],
-                 page_limit: int) -> None:
+    def __init__(
+        self, exchange: Any, quote: str, markets: Mapping[str, str], page_limit: int
+    ) -> None:
         self.exchange = exchange
         self.name = f"ccxt:{exchange.id}"
         self.quote = quote
@@ -32,8 +33,9 @@ class ExchangeSource:
         self.page_limit = page_limit
 
     @classmethod
-    def connect(cls, exchange_id: str, quote: str, markets: Mapping[str, str],
-                page_limit: int) -> ExchangeSource:
+    def connect(
+        cls, exchange_id: str, quote: str, markets: Mapping[str, str], page_limit: int
+    ) -> ExchangeSource:
         import ccxt.async_support as ccxt
 
         if exchange_id not in ccxt.exchanges:
@@ -47,26 +49,31 @@ class ExchangeSource:
     def check_interval(self, interval: str) -> None:
         timeframes = getattr(self.exchange, "timeframes", None) or {}
         if interval not in timeframes:
-            raise UnsupportedInterval(f"{self.name} has no {interval} candles; it offers "
-                                      f"{', '.join(timeframes) or 'none'}")
+            raise UnsupportedInterval(
+                f"{self.name} has no {interval} candles; it offers "
+                f"{', '.join(timeframes) or 'none'}"
+            )
 
-    async def fetch_closed(self, symbol: str, interval: str, since: datetime,
-                           now: datetime) -> list[Bar]:
+    async def fetch_closed(
+        self, symbol: str, interval: str, since: datetime, now: datetime
+    ) -> list[Bar]:
         import ccxt.async_support as ccxt
 
         step_ms = int(interval_delta(interval).total_seconds() * 1000)
         cursor, now_ms, bars = _ms(since), _ms(now), []
         while cursor + step_ms <= now_ms:
             try:
-                page = await self.exchange.fetch_ohlcv(self.market(symbol), interval,
-                                                       since=cursor, limit=self.page_limit)
+                page = await self.exchange.fetch_ohlcv(
+                    self.market(symbol), interval, since=cursor, limit=self.page_limit
+                )
             except ccxt.BaseError as error:  # network, rate limit, exchange-side errors
                 raise SourceError(f"{self.name} {self.market(symbol)}: {error}") from error
             try:
                 rows = [(int(row[0]), *(float(v) for v in row[1:6])) for row in page]
             except (TypeError, ValueError, IndexError) as error:
-                raise SourceError(f"{self.name} {self.market(symbol)}: malformed OHLCV row "
-                                  f"({error})") from error
+                raise SourceError(
+                    f"{self.name} {self.market(symbol)}: malformed OHLCV row ({error})"
+                ) from error
             closed = [row for row in rows if cursor <= row[0] and row[0] + step_ms <= now_ms]
             bars += [Bar(datetime.fromtimestamp(row[0] / 1000, UTC), *row[1:]) for row in closed]
             if not closed or len(page) < self.page_limit:

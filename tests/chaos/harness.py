@@ -288,7 +288,7 @@ class Replay:
     pace_seconds: float
 
     def steps(self) -> list[list[Candle]]:
-        """The steps the ingestor publishes, in order (see cryptocast_ingestor.handlers.replay)."""
+        """The steps the ingestor publishes, in order (see sources.replay.replay)."""
         steps = load_timeline(BUNDLED_REPLAY, self.symbols, INTERVAL)
         split = max(0, len(steps) - self.live)
         return steps[max(0, split - self.backfill) :]

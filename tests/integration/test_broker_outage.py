@@ -8,7 +8,7 @@ import aio_pika
 
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_ingestor.handlers import publish_until_done
+from cryptocast_ingestor.publishing import publish_until_done
 from tests.factories import candle
 from tests.relay import Relay
 

@@ -1,4 +1,5 @@
 import itertools
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,8 @@ from cryptocast_ingestor.datasets import (
     resample,
     write_bundle,
 )
-from cryptocast_ingestor.handlers import replay
 from cryptocast_ingestor.settings import BUNDLED_REPLAY
-from cryptocast_ingestor.sources.replay import load_timeline
+from cryptocast_ingestor.sources.replay import load_timeline, replay
 from tests.factories import candle
 
 BINANCE_HEADER = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
@@ -83,8 +83,8 @@ def test_bundled_binance_4h_set_covers_twenty_coins_to_the_final_test_year() -> 
     folder = BUNDLED_REPLAY.parent / "binance_4h"
     files = sorted(folder.glob("*_4h.csv.gz"))
     assert len(files) == 20
-    candles = read_bundle(folder / "PAXG_4h.csv.gz", "PAXG", "4h", "binance")
-    assert candles[-1].open_time.isoformat() == "2025-10-23T20:00:00+00:00"
+    bars = read_bundle(folder / "PAXG_4h.csv.gz")
+    assert bars[-1].open_time.isoformat() == "2025-10-23T20:00:00+00:00"
 
 
 def test_coingecko_loader_reads_ts_as_the_close_time(tmp_path: Path) -> None:
@@ -101,9 +101,9 @@ def test_coingecko_loader_reads_ts_as_the_close_time(tmp_path: Path) -> None:
 
 def test_shipped_bundle_reads_back_and_rebuilds_byte_for_byte(tmp_path: Path) -> None:
     shipped = BUNDLED_REPLAY / "XRP_4h.csv.gz"
-    candles = read_bundle(shipped, "XRP", "4h", "replay")
-    assert len(candles) == 180
-    assert all(b.open_time == a.close_time for a, b in itertools.pairwise(candles))
+    bars = read_bundle(shipped)
+    assert len(bars) == 180
+    assert all(b.open_time - a.open_time == timedelta(hours=4) for a, b in itertools.pairwise(bars))
     raw = Path(__file__).parents[3] / "shared/data/coingecko_4h/xrp.csv"
     if raw.exists():  # beside a checkout, as on CI: the build script reproduces the bundle
         bars, _ = load_coingecko(raw)
@@ -125,6 +125,18 @@ def test_timeline_is_the_window_every_symbol_covers(tmp_path: Path) -> None:
     assert steps[0][0].open_time == candle(3).open_time
     with pytest.raises(FileNotFoundError, match="SOL"):
         load_timeline(tmp_path, ["SOL"], "4h")
+
+
+def test_replay_passes_the_quality_gate_live_candles_pass(tmp_path: Path) -> None:
+    from cryptocast_ingestor.datasets import Bar
+
+    good = [Bar(candle(i).open_time, 100, 101, 99, 100, 1) for i in range(4)]
+    broken = Bar(candle(4).open_time, 100, 99, 98, 100, 1)  # high below the close
+    write_bundle(
+        [*good, broken, Bar(candle(5).open_time, 100, 101, 99, 100, 1)], tmp_path / "BTC_4h.csv.gz"
+    )
+    steps = load_timeline(tmp_path, ["BTC"], "4h")
+    assert [s[0].open_time for s in steps] == [candle(i).open_time for i in (0, 1, 2, 3, 5)]
 
 
 async def test_replay_backfills_then_paces_in_time_order() -> None:

@@ -12,7 +12,7 @@ import pytest
 from cryptocast_common.events import Candle, Event
 from cryptocast_ingestor.datasets import Bar
 from cryptocast_ingestor.live import GAP_PATIENCE, LiveIngestor, LivePolicy, backoff_seconds
-from cryptocast_ingestor.quality import QualityGate
+from cryptocast_ingestor.quality import JumpRule, QualityGate
 from cryptocast_ingestor.sources import SourceError
 
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
@@ -29,7 +29,7 @@ def wiggle(i: int) -> float:
 
 
 def gate() -> QualityGate:
-    return QualityGate("BTC", "4h", "test", jump_sigmas=8, volatility_window=30)
+    return QualityGate("BTC", "4h", "test", JumpRule(sigmas=8, volatility_window=30))
 
 
 @pytest.mark.parametrize(

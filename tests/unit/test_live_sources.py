@@ -32,7 +32,7 @@ class FakeExchange:
     timeframes: ClassVar[dict[str, str]] = {"1h": "1h", "4h": "4h", "1d": "1d"}
 
     def __init__(self, failures: list[Exception] | None = None) -> None:
-        candles = read_bundle(BUNDLE / "binance/ADA_4h.csv.gz", "ADA", "4h", "test")
+        candles = read_bundle(BUNDLE / "binance/ADA_4h.csv.gz")
         self.rows = [
             [int(c.open_time.timestamp() * 1000), c.open, c.high, c.low, c.close, c.volume]
             for c in candles

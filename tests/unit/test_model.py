@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cryptocast_common.events import Candle
+from cryptocast_common.timestamps import parse_time
 from cryptocast_inference.artifact import (
     ArtifactError,
     LstmPredictor,
@@ -20,7 +21,7 @@ from cryptocast_inference.evaluate import main as evaluate_main
 from cryptocast_inference.features import FEATURES, WARMUP, compute_features
 from cryptocast_inference.handlers import InferenceDeps, handle_candles
 from cryptocast_inference.samples import make_samples
-from cryptocast_inference.series import SeriesError, parse_time, read_series
+from cryptocast_inference.series import SeriesError, read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_inference.windows import CandleWindows
 from tests.factories import candle

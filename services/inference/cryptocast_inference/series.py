@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cryptocast_common.events import Candle, interval_delta
+from cryptocast_common.timestamps import parse_time
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 TIME_COLUMNS = ("timestamp", "open_time")  # the candle's open time, as exchanges report it
@@ -41,19 +42,6 @@ class Series:
                 np.split(self.times, breaks), np.split(self.ohlcv, breaks), strict=True
             )
         ]
-
-
-def parse_time(text: str) -> float:
-    """ISO 8601 (naive means UTC), or unix seconds, or unix milliseconds."""
-    text = text.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    return number / 1000 if number > 1e11 else number  # 1e11 s is the year 5138
 
 
 def _open(path: Path) -> io.TextIOBase:

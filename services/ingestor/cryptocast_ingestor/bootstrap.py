@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from cryptocast_common.bus import Bus
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_ingestor.handlers import replay
 from cryptocast_ingestor.live import LiveIngestor, LivePolicy
+from cryptocast_ingestor.quality import JumpRule
 from cryptocast_ingestor.settings import IngestorSettings
 from cryptocast_ingestor.sources import CandleSource
 from cryptocast_ingestor.sources.coingecko import CoinGeckoSource
 from cryptocast_ingestor.sources.exchange import ExchangeSource
-from cryptocast_ingestor.sources.replay import load_timeline
+from cryptocast_ingestor.sources.replay import load_timeline, replay
 
 
 def build_source(settings: IngestorSettings) -> CandleSource:
@@ -35,9 +35,12 @@ def live_policy(settings: IngestorSettings) -> LivePolicy:
         settle_seconds=settings.settle_seconds,
         lag_retry_seconds=settings.lag_retry_seconds,
         max_backoff_seconds=settings.max_backoff_seconds,
-        jump_sigmas=settings.jump_sigmas,
-        volatility_window=settings.volatility_window,
+        jumps=jump_rule(settings),
     )
+
+
+def jump_rule(settings: IngestorSettings) -> JumpRule:
+    return JumpRule(settings.jump_sigmas, settings.volatility_window)
 
 
 @dataclass
@@ -53,7 +56,10 @@ class Ingestor:
     async def start(self) -> None:
         if self.source is None:
             steps = load_timeline(
-                self.settings.replay_dir, self.common.symbols, self.common.interval
+                self.settings.replay_dir,
+                self.common.symbols,
+                self.common.interval,
+                jump_rule(self.settings),
             )
             self.task = asyncio.create_task(
                 replay(

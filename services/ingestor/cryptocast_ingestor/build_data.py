@@ -20,7 +20,9 @@ from cryptocast_ingestor.datasets import (
 )
 
 BUNDLE_DIR = Path(__file__).parent / "data"
-COINGECKO_IDS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "XRP": "xrp"}
+# File names in shared/data/coingecko_4h: XRP's is not its CoinGecko id ("ripple", in
+# cryptocast_common.coins).
+COINGECKO_FILES = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana", "XRP": "xrp"}
 BINANCE_SYMBOLS = ("BTC", "ETH", "ADA", "BNB")
 # shared/data/binance_4h: 2017 .. 2025-10-23, the multi-regime history models train and are
 # tested on (MATIC and XMR end at their delistings).
@@ -55,7 +57,7 @@ def _rate(rows: int, started: float) -> str:
 
 def build(shared: Path, out: Path) -> Iterator[str]:
     """Convert file by file, yielding each file's report as soon as it is written."""
-    for symbol, coin in COINGECKO_IDS.items():
+    for symbol, coin in COINGECKO_FILES.items():
         started = time.perf_counter()
         bars, report = load_coingecko(shared / "coingecko_4h" / f"{coin}.csv")
         write_bundle(bars, out / "coingecko" / f"{symbol}_4h.csv.gz")

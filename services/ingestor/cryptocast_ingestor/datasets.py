@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptocast_common.events import Candle, floor_to_interval, interval_delta, iso_utc
+from cryptocast_common.events import floor_to_interval, interval_delta, iso_utc
+from cryptocast_common.timestamps import is_milliseconds, unix_seconds
 
 BUNDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 # A bar any of whose prices is this far from the median close around it is a bad print.
@@ -140,8 +141,8 @@ def load_binance_hourly(path: Path) -> tuple[list[Bar], CleaningReport]:
             report.read += 1
             try:
                 unix = float(row[0])
-                in_millis = unix > 1e11  # the newer export; the older one is in seconds
-                opened = datetime.fromtimestamp(unix / 1000 if in_millis else unix, UTC)
+                in_millis = is_milliseconds(unix)  # the newer export; the older is in seconds
+                opened = datetime.fromtimestamp(unix_seconds(unix), UTC)
                 bar = Bar(
                     opened,
                     float(row[3]),
@@ -277,24 +278,17 @@ def write_bundle(bars: Sequence[Bar], path: Path) -> None:
         gz.write(text.getvalue().encode())
 
 
-def read_bundle(path: Path, symbol: str, interval: str, source: str) -> list[Candle]:
-    step = interval_delta(interval)
-    candles = []
+def read_bundle(path: Path) -> list[Bar]:
+    """A bundle's bars; they become candles through the quality gate, as live ones do."""
     with gzip.open(path, "rt", newline="") as handle:
-        for row in csv.DictReader(handle):
-            opened = datetime.fromisoformat(row["open_time"])
-            candles.append(
-                Candle(
-                    symbol=symbol,
-                    interval=interval,
-                    open_time=opened,
-                    close_time=opened + step,
-                    open=float(row["open"]),
-                    high=float(row["high"]),
-                    low=float(row["low"]),
-                    close=float(row["close"]),
-                    volume=float(row["volume"]),
-                    source=source,
-                )
+        return [
+            Bar(
+                datetime.fromisoformat(row["open_time"]),
+                float(row["open"]),
+                float(row["high"]),
+                float(row["low"]),
+                float(row["close"]),
+                float(row["volume"]),
             )
-    return candles
+            for row in csv.DictReader(handle)
+        ]

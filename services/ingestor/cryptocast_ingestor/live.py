@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from cryptocast_common.events import floor_to_interval, interval_delta
 from cryptocast_ingestor.datasets import Bar
-from cryptocast_ingestor.handlers import Publish, Sleep, publish_until_done
-from cryptocast_ingestor.quality import QualityGate
+from cryptocast_ingestor.publishing import Publish, Sleep, publish_until_done
+from cryptocast_ingestor.quality import DEFAULT_JUMP_RULE, JumpRule, QualityGate
 from cryptocast_ingestor.sources import CandleSource, SourceError
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ class LivePolicy:
     settle_seconds: float = 5.0  # after a close, give the source time to finish the candle
     lag_retry_seconds: float = 60.0  # a closed candle not there yet: ask again this soon
     max_backoff_seconds: float = 300.0
-    jump_sigmas: float = 10.0
-    volatility_window: int = 50
+    jumps: JumpRule = DEFAULT_JUMP_RULE
 
 
 @dataclass
@@ -117,13 +116,7 @@ class LiveIngestor:
         self.source.check_interval(interval)
         now = self.clock()
         start = floor_to_interval(now, interval) - self.policy.backfill * interval_delta(interval)
-        gate = QualityGate(
-            symbol,
-            interval,
-            self.source.name,
-            self.policy.jump_sigmas,
-            self.policy.volatility_window,
-        )
+        gate = QualityGate(symbol, interval, self.source.name, self.policy.jumps)
         self.streams.append(Stream(symbol, interval, start, gate))
 
     async def poll(self, stream: Stream, now: datetime) -> bool:

@@ -2,7 +2,7 @@
 
 A candle is rejected, with its reason logged and counted, if its open time is not on the
 interval grid, its prices are not positive, its volume is negative, or high and low do not
-bracket open and close. A close that jumps more than ``jump_sigmas`` times the recent
+bracket open and close. A close that jumps more than ``JumpRule.sigmas`` times the recent
 volatility of log returns is held until the next candle: if the price stays near the new
 level the jump was real and both are published; if it falls back more than half way, the
 jump was a bad print and is rejected.
@@ -24,6 +24,18 @@ log = logging.getLogger(__name__)
 MIN_RETURNS_FOR_JUMPS = 10  # too little history: no volatility to measure jumps against
 
 
+@dataclass(frozen=True)
+class JumpRule:
+    """A close more than ``sigmas`` times the volatility of the last ``volatility_window``
+    log returns away from the previous close waits for the next candle's confirmation."""
+
+    sigmas: float = 10.0
+    volatility_window: int = 50
+
+
+DEFAULT_JUMP_RULE = JumpRule()
+
+
 @dataclass
 class QualityGate:
     """One per symbol and interval; remembers recent closes and a held jump."""
@@ -31,15 +43,14 @@ class QualityGate:
     symbol: str
     interval: str
     source: str
-    jump_sigmas: float
-    volatility_window: int
+    jumps: JumpRule = DEFAULT_JUMP_RULE
     rejected: Counter[str] = field(default_factory=Counter)
     _returns: deque[float] = field(init=False)
     _last_close: float | None = field(default=None, init=False)
     _held: Bar | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._returns = deque(maxlen=self.volatility_window)
+        self._returns = deque(maxlen=self.jumps.volatility_window)
 
     def _reject(self, bar: Bar, reason: str, **details: object) -> None:
         self.rejected[reason] += 1
@@ -104,7 +115,7 @@ class QualityGate:
                 else:
                     accepted.append(self._accept(held))
             jump_size = self._jump(bar)
-            if jump_size is not None and jump_size > self.jump_sigmas:
+            if jump_size is not None and jump_size > self.jumps.sigmas:
                 self._held = bar
                 log.info(
                     "price jump held for confirmation by the next candle",

@@ -1,7 +1,11 @@
-"""Replay of bundled history on one timeline shared by every symbol."""
+"""Replay of bundled history: one timeline shared by every symbol, through the same quality
+gate as live candles, published as a backfill and then one step at a time."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -9,9 +13,16 @@ from pathlib import Path
 
 from cryptocast_common.events import Candle
 from cryptocast_ingestor.datasets import read_bundle
+from cryptocast_ingestor.publishing import Publish, Sleep, publish_until_done
+from cryptocast_ingestor.quality import DEFAULT_JUMP_RULE, JumpRule, QualityGate
+
+log = logging.getLogger(__name__)
+BACKFILL_BATCH = 500
 
 
-def load_timeline(folder: Path, symbols: Sequence[str], interval: str) -> list[list[Candle]]:
+def load_timeline(
+    folder: Path, symbols: Sequence[str], interval: str, jumps: JumpRule = DEFAULT_JUMP_RULE
+) -> list[list[Candle]]:
     """Candles of every symbol grouped by open time, over the window all symbols cover.
 
     Restricting to the common window makes the demo's prices one moment of the market.
@@ -21,9 +32,10 @@ def load_timeline(folder: Path, symbols: Sequence[str], interval: str) -> list[l
         path = folder / f"{symbol}_{interval}.csv.gz"
         if not path.exists():
             raise FileNotFoundError(f"no replay data for {symbol} {interval}: {path} is missing")
-        series[symbol] = read_bundle(path, symbol, interval, source=f"replay:{folder.name}")
+        gate = QualityGate(symbol, interval, f"replay:{folder.name}", jumps)
+        series[symbol] = gate.admit(read_bundle(path))
         if not series[symbol]:
-            raise ValueError(f"{path} holds no candles")
+            raise ValueError(f"{path} holds no candles that pass the quality gate")
     start = max(candles[0].open_time for candles in series.values())
     end = min(candles[-1].open_time for candles in series.values())
     steps: dict[datetime, list[Candle]] = defaultdict(list)
@@ -32,3 +44,35 @@ def load_timeline(folder: Path, symbols: Sequence[str], interval: str) -> list[l
             if start <= candle.open_time <= end:
                 steps[candle.open_time].append(candle)
     return [steps[t] for t in sorted(steps)]
+
+
+async def replay(
+    steps: Sequence[Sequence[Candle]],
+    publish: Publish,
+    *,
+    backfill: int,
+    live: int,
+    pace_seconds: float,
+    sleep: Sleep = asyncio.sleep,
+) -> None:
+    """Publish the last ``backfill`` steps before the final ``live`` ones at once, then the
+    ``live`` steps one every ``pace_seconds``."""
+    split = max(0, len(steps) - live)
+    backlog = [candle for step in steps[max(0, split - backfill) : split] for candle in step]
+    started = time.monotonic()
+    for start in range(0, len(backlog), BACKFILL_BATCH):
+        await publish_until_done(publish, backlog[start : start + BACKFILL_BATCH], sleep)
+        done = min(start + BACKFILL_BATCH, len(backlog))
+        rate = done / max(time.monotonic() - started, 1e-9)
+        log.info(
+            "backfill progress",
+            extra={"published": done, "total": len(backlog), "per_second": round(rate)},
+        )
+    for step in steps[split:]:
+        await sleep(pace_seconds)
+        await publish_until_done(publish, step, sleep)
+        log.info(
+            "candles published",
+            extra={"open_time": step[0].open_time.isoformat(), "symbols": [c.symbol for c in step]},
+        )
+    log.info("replay finished", extra={"steps": len(steps)})

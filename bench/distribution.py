@@ -10,7 +10,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from cryptocast_common.events import Candle
-from cryptocast_inference.distribution import BUNDLED_MODELS, load_distribution
+from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
+from cryptocast_inference.distribution import load_distribution
 
 
 def _windows(symbols: int, size: int) -> list[list[Candle]]:
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args:
         name, _, version = args[0].partition("@")
-        folder = BUNDLED_MODELS / name / version
+        folder = BUNDLED_ARTIFACTS / name / version
     else:
-        folder = sorted((BUNDLED_MODELS / "dist-4h").iterdir())[-1]
+        folder = sorted((BUNDLED_ARTIFACTS / "dist-4h").iterdir())[-1]
     forecaster = load_distribution(folder)
     for symbols, repeats in ((1, 2000), (100, 300)):
         windows = _windows(symbols, forecaster.window)

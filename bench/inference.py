@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from cryptocast_common.events import Candle
-from cryptocast_inference.artifact import LstmPredictor, artifact_dir, load_artifact
+from cryptocast_inference.artifacts import artifact_dir
+from cryptocast_inference.lstm import LstmPredictor, load_artifact
 from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import read_candles, read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings

@@ -36,7 +36,7 @@ from cryptocast_common.events import (
     Verification,
     iso_utc,
 )
-from cryptocast_inference.bootstrap import build_predictor
+from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.settings import BUNDLED_REPLAY
 from cryptocast_ingestor.sources.replay import load_timeline

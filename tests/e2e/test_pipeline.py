@@ -13,7 +13,7 @@ from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import bootstrap as gateway
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.bootstrap import bootstrap as inference
-from cryptocast_inference.bootstrap import build_predictor
+from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings

@@ -22,7 +22,8 @@ from cryptocast_common.metrics import forecast_metrics
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.settings import GatewaySettings
-from cryptocast_inference.artifact import artifact_dir, load_artifact
+from cryptocast_inference.artifacts import artifact_dir
+from cryptocast_inference.lstm import load_artifact
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_verifier.scoring import verify
 from tests.factories import candle, prediction

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cryptocast_inference.artifact import artifact_dir, load_artifact
+from cryptocast_inference.artifacts import artifact_dir
 from cryptocast_inference.features import FEATURES
+from cryptocast_inference.lstm import load_artifact
 from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings

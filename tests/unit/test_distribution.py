@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryptocast_inference.bootstrap import build_predictor
+from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 from cryptocast_inference.distribution import (
-    BUNDLED_MODELS,
     DistributionArtifactError,
     DistributionParams,
     Forecast,
@@ -18,6 +17,7 @@ from cryptocast_inference.distribution import (
     save_distribution,
     target_slot,
 )
+from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
 from tests.factories import candle
 
@@ -118,7 +118,7 @@ def test_a_coin_with_quantiles_of_its_own_gets_them_and_others_the_pooled_ones(
 
 
 def test_shipped_artifact_serves_a_hundred_symbols_within_budget() -> None:
-    [folder] = sorted((BUNDLED_MODELS / "dist-4h").iterdir())[-1:]
+    [folder] = sorted((BUNDLED_ARTIFACTS / "dist-4h").iterdir())[-1:]
     forecaster = load_distribution(folder)
     size = forecaster.window
     windows = [

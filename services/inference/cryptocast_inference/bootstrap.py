@@ -10,27 +10,12 @@ from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
 from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_inference.artifact import LstmPredictor, artifact_dir, load_artifact
-from cryptocast_inference.distribution import is_distribution, load_distribution
 from cryptocast_inference.handlers import InferenceDeps, handle
 from cryptocast_inference.history import CandleHistory, GatewayCandleHistory
-from cryptocast_inference.predictors import CardedPredictor, NaivePredictor, Predictor
+from cryptocast_inference.predictors import CardedPredictor, Predictor
+from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_inference.windows import CandleWindows
-
-
-def build_predictor(settings: InferenceSettings, interval: str) -> Predictor:
-    """The configured model, loaded once; raises ArtifactError if it does not fit."""
-    if settings.model == "naive":
-        return NaivePredictor()
-    folder = artifact_dir(settings.artifacts_dir, settings.model)
-    if is_distribution(folder):
-        forecaster = load_distribution(folder)
-        forecaster.check_fits(settings.window, interval)
-        return forecaster
-    artifact = load_artifact(folder)
-    artifact.check_fits(settings.window or artifact.window, interval)
-    return LstmPredictor(artifact)
 
 
 @dataclass

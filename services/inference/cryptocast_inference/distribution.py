@@ -44,12 +44,11 @@ from typing import Any
 import numpy as np
 
 from cryptocast_common.events import Candle, ForecastScore, ModelCard, ModelRef, ModelSkill
-from cryptocast_inference.artifact import ArtifactError
+from cryptocast_inference.artifacts import ArtifactError
 
 SLOT_SECONDS = 4 * 3600  # one slot per 4-hour candle
 LEVELS = (0.10, 0.90, 0.025, 0.975)  # lower 80, upper 80, lower 95, upper 95
 MODEL_FILE = "model.json"
-BUNDLED_MODELS = Path(__file__).parent / "models"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from cryptocast_common.metrics import TOLERANCE_PCT, forecast_metrics
-from cryptocast_inference.artifact import Artifact
+from cryptocast_inference.lstm import Artifact
 from cryptocast_inference.samples import Samples
 
 BASELINES = {

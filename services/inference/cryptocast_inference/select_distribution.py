@@ -30,8 +30,8 @@ from cryptocast_common.significance import (
     diebold_mariano,
     wilson_interval,
 )
+from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 from cryptocast_inference.distribution import (
-    BUNDLED_MODELS,
     LEVELS,
     SLOT_SECONDS,
     DistributionParams,
@@ -45,7 +45,7 @@ from cryptocast_inference.series import read_series
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "services/ingestor/cryptocast_ingestor/data/binance_4h"
 REPORT = REPO / "docs/forecast-selection.md"
-LSTM = BUNDLED_MODELS / "lstm-4h" / "20261125-f64027e9"
+LSTM = BUNDLED_ARTIFACTS / "lstm-4h" / "20261125-f64027e9"
 NAME = "dist-4h"
 WINDOW = 120
 
@@ -455,8 +455,8 @@ def _tercile_table(terciles: dict[str, list[list[float]]]) -> str:
 def lstm_forecasts(coin: Coin, mask: np.ndarray, folder: Path) -> np.ndarray | None:
     """The old shipped LSTM's NumPy serving path on the same windows (last 26 candles)."""
     try:
-        from cryptocast_inference.artifact import load_artifact
         from cryptocast_inference.features import WARMUP, compute_features
+        from cryptocast_inference.lstm import load_artifact
     except ImportError:
         return None
     artifact = load_artifact(folder)
@@ -852,7 +852,7 @@ def plain_words(results: dict[str, Any], selection: dict[str, Any], chosen: dict
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--out", type=Path, default=BUNDLED_MODELS)
+    parser.add_argument("--out", type=Path, default=BUNDLED_ARTIFACTS)
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument("--version", default=None)
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cryptocast_inference.artifact import BUNDLED_ARTIFACTS
+from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 
 SHIPPED_MODEL = "dist-4h@20261202-4dcd0876"
 LSTM_MODEL = "lstm-4h@20261125-f64027e9"  # the previous model, kept for comparison

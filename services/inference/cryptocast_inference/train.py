@@ -23,13 +23,7 @@ from typing import Any
 import numpy as np
 
 from cryptocast_common.events import iso_utc
-from cryptocast_inference.artifact import (
-    BUNDLED_ARTIFACTS,
-    SERVED_FILES,
-    Artifact,
-    Forecaster,
-    sha256_of,
-)
+from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS, sha256_of
 from cryptocast_inference.evaluation import (
     markdown_table,
     pyplot,
@@ -38,6 +32,7 @@ from cryptocast_inference.evaluation import (
     write_report,
 )
 from cryptocast_inference.features import FEATURES, WARMUP, FeatureScaler
+from cryptocast_inference.lstm import SERVED_FILES, Artifact, Forecaster
 from cryptocast_inference.network import Dense, Lstm, NumpyNetwork
 from cryptocast_inference.samples import Samples, make_samples
 from cryptocast_inference.series import Series, SeriesError, read_series

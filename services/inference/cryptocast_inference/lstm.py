@@ -1,6 +1,6 @@
-"""Versioned model artifacts: one folder per version, chosen by configuration.
+"""The LSTM model (the previous shipped model) and its artifact.
 
-A folder ``<artifacts>/<name>/<version>/`` holds ``model.keras`` (the trained Keras model),
+Its folder ``<artifacts>/<name>/<version>/`` holds ``model.keras`` (the trained Keras model),
 ``network.npz`` (its weights for the NumPy forward pass), ``scaler.json``, ``metadata.json``,
 and the training and evaluation reports. Serving reads only the NumPy weights, the scaler
 and the metadata, and checks them against the hashes the trainer recorded.
@@ -8,7 +8,6 @@ and the metadata, and checks them against the hashes the trainer recorded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cryptocast_common.events import Candle, ForecastScore, ModelCard, ModelRef, ModelSkill
-from cryptocast_common.runtime import ConfigurationError
+from cryptocast_inference.artifacts import ArtifactError, sha256_of
 from cryptocast_inference.features import (
     CLOSE,
     FEATURES,
@@ -30,16 +29,7 @@ from cryptocast_inference.features import (
 )
 from cryptocast_inference.network import NumpyNetwork
 
-BUNDLED_ARTIFACTS = Path(__file__).parent / "models"
 SERVED_FILES = ("network.npz", "scaler.json")
-
-
-class ArtifactError(ConfigurationError):
-    """The artifact is missing, damaged, or does not fit this service's configuration."""
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,13 +111,6 @@ class Artifact:
             raise ArtifactError(
                 f"model artifact {self.path} does not fit this service: " + "; ".join(wrong)
             )
-
-
-def artifact_dir(root: Path, model: str) -> Path:
-    name, _, version = model.partition("@")
-    if not version:
-        raise ArtifactError(f"model {model!r} must be given as name@version")
-    return root / name / version
 
 
 def load_artifact(path: Path) -> Artifact:

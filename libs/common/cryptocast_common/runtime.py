@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cryptocast_common.amqp import AmqpBus
@@ -32,6 +33,29 @@ class Service(Protocol):
         ...
 
     async def stop(self) -> None: ...
+
+
+@dataclass
+class Resources:
+    """What a service opened and closes when it stops, newest first: the bus only if the
+    service connected it itself (tests and ``cryptocast-up`` share one), clients it made."""
+
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def own(self, close: Callable[[], Awaitable[None]]) -> None:
+        self.closers.append(close)
+
+    async def bus(self, settings: CommonSettings, given: Bus | None) -> Bus:
+        """``given``, or a bus of the service's own, closed with its other resources."""
+        if given is not None:
+            return given
+        bus = await connect_bus(settings)
+        self.own(bus.close)
+        return bus
+
+    async def close(self) -> None:
+        while self.closers:
+            await self.closers.pop()()
 
 
 async def connect_bus(settings: CommonSettings) -> Bus:

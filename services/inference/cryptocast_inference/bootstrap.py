@@ -8,7 +8,7 @@ import httpx
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
-from cryptocast_common.runtime import connect_bus
+from cryptocast_common.runtime import Resources
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.handlers import InferenceDeps, handle
 from cryptocast_inference.history import CandleHistory, GatewayCandleHistory
@@ -24,8 +24,7 @@ class Inference:
     common: CommonSettings
     settings: InferenceSettings
     deps: InferenceDeps
-    http: httpx.AsyncClient | None
-    owns_bus: bool
+    resources: Resources
     name: str = "inference"
 
     async def start(self) -> None:
@@ -46,10 +45,7 @@ class Inference:
         await self.bus.ping()
 
     async def stop(self) -> None:
-        if self.owns_bus:
-            await self.bus.close()
-        if self.http:
-            await self.http.aclose()
+        await self.resources.close()
 
 
 async def bootstrap(
@@ -62,11 +58,10 @@ async def bootstrap(
     common = common or CommonSettings()
     settings = settings or InferenceSettings()
     predictor = predictor or build_predictor(settings, common.interval)
-    http = None
+    resources = Resources()
     if history is None:
         http = httpx.AsyncClient(base_url=settings.gateway_url, timeout=10)
+        resources.own(http.aclose)
         history = GatewayCandleHistory(http)
     deps = InferenceDeps(predictor, CandleWindows(predictor.window), history)
-    return Inference(
-        bus or await connect_bus(common), common, settings, deps, http, owns_bus=bus is None
-    )
+    return Inference(await resources.bus(common, bus), common, settings, deps, resources)

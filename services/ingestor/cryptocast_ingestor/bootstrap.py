@@ -7,7 +7,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from cryptocast_common.bus import Bus
-from cryptocast_common.runtime import connect_bus
+from cryptocast_common.runtime import Resources
 from cryptocast_common.settings import CommonSettings
 from cryptocast_ingestor.live import LiveIngestor, LivePolicy
 from cryptocast_ingestor.quality import JumpRule
@@ -48,7 +48,7 @@ class Ingestor:
     bus: Bus
     common: CommonSettings
     settings: IngestorSettings
-    owns_bus: bool
+    resources: Resources
     source: CandleSource | None = None
     name: str = "ingestor"
     task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -85,10 +85,7 @@ class Ingestor:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        if self.source:
-            await self.source.close()
-        if self.owns_bus:
-            await self.bus.close()
+        await self.resources.close()
 
 
 async def bootstrap(
@@ -99,8 +96,9 @@ async def bootstrap(
 ) -> Ingestor:
     common = common or CommonSettings()
     settings = settings or IngestorSettings()
+    resources = Resources()
     if source is None and settings.source != "replay":
         source = build_source(settings)
-    return Ingestor(
-        bus or await connect_bus(common), common, settings, owns_bus=bus is None, source=source
-    )
+    if source is not None:
+        resources.own(source.close)  # a source handed in is the ingestor's too, as before
+    return Ingestor(await resources.bus(common, bus), common, settings, resources, source)

@@ -10,7 +10,7 @@ from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
-from cryptocast_common.runtime import connect_bus
+from cryptocast_common.runtime import Resources
 from cryptocast_common.settings import CommonSettings
 from cryptocast_verifier.handlers import GiveUps, VerifierDeps, handle
 from cryptocast_verifier.settings import VerifierSettings
@@ -35,8 +35,7 @@ class Verifier:
     bus: Bus
     common: CommonSettings
     deps: VerifierDeps
-    mongo: AsyncMongoClient[dict[str, Any]] | None
-    owns_bus: bool
+    resources: Resources
     batch_size: int
     name: str = "verifier"
 
@@ -57,10 +56,7 @@ class Verifier:
         await self.deps.store.ping()
 
     async def stop(self) -> None:
-        if self.owns_bus:
-            await self.bus.close()
-        if self.mongo is not None:
-            await self.mongo.close()
+        await self.resources.close()
 
 
 async def bootstrap(
@@ -71,9 +67,10 @@ async def bootstrap(
 ) -> Verifier:
     common = common or CommonSettings()
     settings = settings or VerifierSettings()
-    mongo: AsyncMongoClient[dict[str, Any]] | None = None
+    resources = Resources()
     if store is None:
-        mongo = AsyncMongoClient(common.mongo_url, tz_aware=True)
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
+        resources.own(mongo.close)
         mongo_store = MongoVerifierStore(mongo[common.mongo_db])
         await mongo_store.ensure_indexes()
         store = mongo_store
@@ -81,10 +78,5 @@ async def bootstrap(
         store, settings.tolerance_pct, settings.reorder_candles, settings.max_closes, GIVEN_UP
     )
     return Verifier(
-        bus or await connect_bus(common),
-        common,
-        deps,
-        mongo,
-        owns_bus=bus is None,
-        batch_size=settings.batch_size,
+        await resources.bus(common, bus), common, deps, resources, batch_size=settings.batch_size
     )

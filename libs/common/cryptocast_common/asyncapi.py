@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from cryptocast_common.events import Candle, ModelCard, Prediction, Verification
+from cryptocast_common.events import Candle, ModelCard, ModelChange, Prediction, Verification
 from cryptocast_common.settings import CommonSettings
 
 CHANNELS: dict[str, tuple[type[BaseModel], str, str]] = {
@@ -29,6 +29,12 @@ CHANNELS: dict[str, tuple[type[BaseModel], str, str]] = {
         ModelCard,
         "inference, when it starts",
         "The model serving a symbol and interval, with its held-out evaluation.",
+    ),
+    "model_change": (
+        ModelChange,
+        "the verifier's lifecycle policy (operators' requests come from the gateway)",
+        "A promotion, demotion, gate switch, pin or block of a model on a symbol, with the "
+        "live evidence it rests on.",
     ),
 }
 

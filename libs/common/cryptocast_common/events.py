@@ -25,8 +25,8 @@ from pydantic import (
 
 # 2 added the forecast distribution to predictions and its scoring to verifications; a
 # version-1 event (without them) is still accepted.
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3})
 
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -164,12 +164,22 @@ class Candle(EventBase):
         return f"candle:{self.symbol}:{self.interval}:{iso_utc(self.open_time)}"
 
 
+Role = Literal["champion", "challenger", "baseline"]
+Gate = Literal["open", "closed"]
+
+
 class ModelRef(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", examples=["lstm"])
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", examples=["1"])
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """``name@version``, as configuration and the API write it."""
+        name, _, version = text.partition("@")
+        return cls(name=name, version=version)
 
 
 class ModelSkill(_Frozen):
@@ -233,6 +243,20 @@ class Prediction(EventBase):
         allow_inf_nan=False,
         description="Probability that the target close is above based_on.close",
     )
+    role: Role | None = Field(
+        default=None,
+        description="champion: what the API serves for the symbol; challenger: scored beside "
+        "it; baseline: no change. None before schema version 3.",
+    )
+    gate: Gate | None = Field(
+        default=None,
+        description="The champion's live-skill gate: open, it serves its own point forecast; "
+        "closed (too few verdicts, or significantly worse than no change lately), "
+        "predicted_close is the no-change forecast and model_close the model's own",
+    )
+    model_close: Price | None = Field(
+        default=None, description="The model's own point forecast when the gate replaced it"
+    )
 
     _occurred_at_from: ClassVar[str] = "based_on.close_time"
 
@@ -250,7 +274,16 @@ class Prediction(EventBase):
             )
         ):
             raise ValueError("interval_95 must contain interval_80")
+        if (self.gate == "closed") != (self.model_close is not None):
+            raise ValueError("model_close comes with a closed gate, and only with one")
+        if self.gate is not None and self.role != "champion":
+            raise ValueError("only the champion has a gate")
         return self
+
+    @property
+    def own_close(self) -> float:
+        """The model's own point forecast, whatever the gate served."""
+        return self.predicted_close if self.model_close is None else self.model_close
 
     @model_validator(mode="after")
     def _check_target(self) -> Prediction:
@@ -304,11 +337,24 @@ class Verification(EventBase):
         description="(p_up - went_up)^2, "
         "this prediction's term of the Brier score; None on no change",
     )
+    role: Role | None = None
+    gate: Gate | None = None
+    model_error_pct: float | None = Field(
+        default=None,
+        ge=0,
+        description="Error of the model's own point forecast when the gate served no change "
+        "instead (error_pct is then the no-change error); what the gate judges the model by",
+    )
 
     _occurred_at_from: ClassVar[str] = "target_time"
 
     def derive_id(self) -> str:
         return f"verification:{self.prediction_id}"
+
+    @property
+    def own_error_pct(self) -> float:
+        """The error of the model's own forecast, gated or not."""
+        return self.error_pct if self.model_error_pct is None else self.model_error_pct
 
 
 class ForecastScore(_Frozen):
@@ -350,12 +396,66 @@ class ModelCard(EventBase):
         return f"model:{self.model}:{self.symbol}:{self.interval}"
 
 
-Event = Candle | Prediction | Verification | ModelCard
-EVENT_TYPES: dict[str, type[Candle] | type[Prediction] | type[Verification] | type[ModelCard]] = {
+class Evidence(_Frozen):
+    """The live record a lifecycle decision rests on: the last ``n`` verdicts on the symbol."""
+
+    n: int = Field(ge=0)
+    mae_ratio: float | None = Field(
+        description="MAE of the model's own forecasts relative to that of the reference "
+        "(no change, or the champion for a promotion) on the same candles"
+    )
+    dm: float | None = Field(
+        description="Diebold-Mariano statistic of the absolute errors minus the reference's "
+        "(positive: worse; beyond ±1.96 significant at 5%)"
+    )
+    against: Literal["naive", "champion"]
+
+
+ChangeKind = Literal[
+    "gate_opened",
+    "gate_closed",
+    "promoted",
+    "demoted",
+    "pinned",
+    "unpinned",
+    "blocked",
+    "unblocked",
+]
+
+
+class ModelChange(EventBase):
+    """A change of which model serves a symbol, or of how: published by the lifecycle policy
+    (``by`` policy), or asked for by an operator through the API (``by`` operator) and then
+    applied by the policy, which publishes the effective change."""
+
+    type: Literal["model_change"] = "model_change"
+    kind: ChangeKind
+    model: ModelRef = Field(description="The model the change is about (the new champion)")
+    previous: ModelRef | None = Field(default=None, description="The champion it replaced")
+    evidence: Evidence | None = None
+    by: Literal["policy", "operator"]
+    reason: str = Field(max_length=500)
+    decided_at: UtcDatetime
+
+    _occurred_at_from: ClassVar[str] = "decided_at"
+
+    def derive_id(self) -> str:
+        return (
+            f"model_change:{self.symbol}:{self.interval}:{self.kind}:{self.model}:"
+            f"{iso_utc(self.decided_at)}"
+        )
+
+
+Event = Candle | Prediction | Verification | ModelCard | ModelChange
+EVENT_TYPES: dict[
+    str,
+    type[Candle] | type[Prediction] | type[Verification] | type[ModelCard] | type[ModelChange],
+] = {
     "candle": Candle,
     "prediction": Prediction,
     "verification": Verification,
     "model": ModelCard,
+    "model_change": ModelChange,
 }
 
 

@@ -33,10 +33,10 @@ lint: install
 build-data: install  ## rebuild the bundled candles from ../shared/data and report what was dropped
 	.venv/bin/cryptocast-build-data --shared ../shared/data
 
-train: install  ## retrain the global LSTM on the bundled candles; writes a new artifact version
+train: install  ## the trainer (cryptocast_trainer.train): retrain the previous LSTM on the bundled candles; writes a new artifact version
 	.venv/bin/cryptocast-train
 
-evaluate: install  ## make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]
+evaluate: install  ## the trainer's evaluator: make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]
 	@test -n "$(DATA)" -a -n "$(SYMBOL)" || { echo "usage: make evaluate DATA=<file.csv> SYMBOL=<sym> [MODEL=name@version]"; exit 2; }
 	.venv/bin/cryptocast-evaluate --data "$(DATA)" --symbol "$(SYMBOL)" $(if $(MODEL),--model "$(MODEL)")
 

@@ -19,9 +19,9 @@ import numpy as np
 from cryptocast_common.events import Candle
 from cryptocast_inference.artifacts import artifact_dir
 from cryptocast_inference.lstm import LstmPredictor, load_artifact
-from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import read_candles, read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
+from cryptocast_trainer.samples import make_samples
 
 BUNDLE = Path(__file__).parents[1] / "services/ingestor/cryptocast_ingestor/data"
 DATA = BUNDLE / "binance/BTC_4h.csv.gz"

@@ -30,10 +30,10 @@ from cryptocast_common.scorecard import Scorecard, scorecard
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.artifacts import ArtifactError
 from cryptocast_inference.bootstrap import bootstrap as inference
-from cryptocast_inference.evaluation import pyplot
 from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.series import SeriesError, read_candles
 from cryptocast_inference.settings import InferenceSettings
+from cryptocast_trainer.evaluation import pyplot
 from cryptocast_verifier.bootstrap import bootstrap as verifier
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore

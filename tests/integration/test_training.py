@@ -13,10 +13,10 @@ import pytest
 from cryptocast_inference.artifacts import artifact_dir
 from cryptocast_inference.features import FEATURES
 from cryptocast_inference.lstm import load_artifact
-from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
-from cryptocast_inference.train import Hyperparameters, train
+from cryptocast_trainer.samples import make_samples
+from cryptocast_trainer.train import Hyperparameters, train
 
 BUNDLE = Path(__file__).parents[2] / "services/ingestor/cryptocast_ingestor/data/binance"
 DATA = [f"ADA={BUNDLE}/ADA_4h.csv.gz", f"BNB={BUNDLE}/BNB_4h.csv.gz"]

@@ -12,15 +12,15 @@ import pytest
 from cryptocast_common.events import Candle
 from cryptocast_common.timestamps import parse_time
 from cryptocast_inference.artifacts import ArtifactError, artifact_dir
-from cryptocast_inference.evaluate import main as evaluate_main
 from cryptocast_inference.features import FEATURES, WARMUP, compute_features
 from cryptocast_inference.handlers import InferenceDeps, handle_candles
 from cryptocast_inference.lstm import LstmPredictor
 from cryptocast_inference.registry import build_predictor
-from cryptocast_inference.samples import make_samples
 from cryptocast_inference.series import SeriesError, read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_inference.windows import CandleWindows
+from cryptocast_trainer.evaluate import main as evaluate_main
+from cryptocast_trainer.samples import make_samples
 from tests.factories import candle
 
 SETTINGS = InferenceSettings(model=LSTM_MODEL)

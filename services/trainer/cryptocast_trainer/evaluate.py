@@ -15,11 +15,11 @@ import numpy as np
 
 from cryptocast_common.events import interval_delta
 from cryptocast_inference.artifacts import ArtifactError, artifact_dir
-from cryptocast_inference.evaluation import score, verdict, write_report
 from cryptocast_inference.lstm import load_artifact
-from cryptocast_inference.samples import candles_needed, make_samples
 from cryptocast_inference.series import SeriesError, read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
+from cryptocast_trainer.evaluation import score, verdict, write_report
+from cryptocast_trainer.samples import candles_needed, make_samples
 
 
 def evaluate(data: Path, symbol: str, artifact_path: Path, out: Path) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 
 from cryptocast_common.metrics import TOLERANCE_PCT, forecast_metrics
 from cryptocast_inference.lstm import Artifact
-from cryptocast_inference.samples import Samples
+from cryptocast_trainer.samples import Samples
 
 BASELINES = {
     "naive": "no change: the next close equals the last one",

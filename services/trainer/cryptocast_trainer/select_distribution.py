@@ -1,6 +1,6 @@
 """Choose the distribution forecaster by rolling-origin evaluation, then test it once.
 
-    .venv/bin/python -m cryptocast_inference.select_distribution [--data DIR] [--out DIR]
+    .venv/bin/python -m cryptocast_trainer.select_distribution [--data DIR] [--out DIR]
 
 Folds test on 2021, 2022, 2023 and 2024-01-01 .. 2024-10-23, each trained on everything
 before its test period. Candidates (volatility half-life, long-run blend, seasonal pattern,
@@ -926,7 +926,7 @@ def write_report(
 ) -> None:
     text = f"""# Choosing the distribution forecaster (`{ref}`)
 
-Written by `python -m cryptocast_inference.select_distribution` from the bundled Binance
+Written by `python -m cryptocast_trainer.select_distribution` from the bundled Binance
 4-hour set (`services/ingestor/cryptocast_ingestor/data/binance_4h/`, 20 coins, 2017 ..
 2025-10-23). Rolling-origin folds test on 2021, 2022, 2023 and 2024-01-01 .. 2024-10-23,
 each fitted on every candle before its test period; all choices below were fixed on the

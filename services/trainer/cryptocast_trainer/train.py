@@ -24,18 +24,18 @@ import numpy as np
 
 from cryptocast_common.events import iso_utc
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS, sha256_of
-from cryptocast_inference.evaluation import (
+from cryptocast_inference.features import FEATURES, WARMUP, FeatureScaler
+from cryptocast_inference.lstm import SERVED_FILES, Artifact, Forecaster
+from cryptocast_inference.network import Dense, Lstm, NumpyNetwork
+from cryptocast_inference.series import Series, SeriesError, read_series
+from cryptocast_trainer.evaluation import (
     markdown_table,
     pyplot,
     score,
     verdict,
     write_report,
 )
-from cryptocast_inference.features import FEATURES, WARMUP, FeatureScaler
-from cryptocast_inference.lstm import SERVED_FILES, Artifact, Forecaster
-from cryptocast_inference.network import Dense, Lstm, NumpyNetwork
-from cryptocast_inference.samples import Samples, make_samples
-from cryptocast_inference.series import Series, SeriesError, read_series
+from cryptocast_trainer.samples import Samples, make_samples
 
 BUNDLES = Path(__file__).parent.parent.parent / "ingestor" / "cryptocast_ingestor" / "data"
 DEFAULT_DATA = [

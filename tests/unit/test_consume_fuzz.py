@@ -50,6 +50,7 @@ class CapturingBus(InMemoryBus):
         *,
         batch_size: int = 1,
         exclusive: bool = False,
+        single_active: bool = False,
     ) -> None:
         self.handlers[queue] = handler
 

@@ -1,9 +1,10 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from cryptocast_common.events import Candle, ModelRef
+from cryptocast_common.events import Candle, ModelChange, ModelRef
 from cryptocast_inference.handlers import InferenceDeps, handle_candles
 from cryptocast_inference.predictors import NaivePredictor
+from cryptocast_inference.registry import lineup_of
 from cryptocast_inference.windows import CandleWindows
 from tests.factories import candle
 
@@ -51,9 +52,9 @@ def test_windows_are_assembled_for_any_held_candle_in_any_order() -> None:
 
 
 async def test_naive_predicts_the_last_close_for_the_next_candle() -> None:
-    deps = InferenceDeps(NaivePredictor(), CandleWindows(1), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([NaivePredictor()]), CandleWindows(1), FakeHistory([]))
     [p] = await handle_candles([candle(4, close=123.0)], deps)
-    assert p.predicted_close == 123.0
+    assert p.own_close == 123.0
     assert p.based_on.close_time == candle(4).close_time
     assert p.target_time == candle(5).close_time
     assert p.event_id == "prediction:naive@1:BTC:4h:" + candle(5).close_time.isoformat().replace(
@@ -64,16 +65,16 @@ async def test_naive_predicts_the_last_close_for_the_next_candle() -> None:
 async def test_windows_are_rebuilt_from_history_after_a_restart() -> None:
     history = FakeHistory([candle(i, close=100 + i) for i in range(5)])
     predictor = MeanPredictor()
-    deps = InferenceDeps(predictor, CandleWindows(3), history)
+    deps = InferenceDeps(lineup_of([predictor]), CandleWindows(3), history)
     [p] = await handle_candles([candle(5, close=105)], deps)
-    assert p.predicted_close == (103 + 104 + 105) / 3
+    assert p.own_close == (103 + 104 + 105) / 3
     assert history.calls == 1
     [p] = await handle_candles([candle(6, close=106)], deps)  # from memory now
-    assert p.predicted_close == 105 and history.calls == 1
+    assert p.own_close == 105 and history.calls == 1
 
 
 async def test_no_prediction_without_enough_history() -> None:
-    deps = InferenceDeps(MeanPredictor(), CandleWindows(3), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), FakeHistory([]))
     assert await handle_candles([candle(0)], deps) == []
     assert await handle_candles([candle(1)], deps) == []
     assert len(await handle_candles([candle(2)], deps)) == 1
@@ -81,7 +82,7 @@ async def test_no_prediction_without_enough_history() -> None:
 
 async def test_candles_closing_together_are_predicted_in_one_batch() -> None:
     predictor = MeanPredictor()
-    deps = InferenceDeps(predictor, CandleWindows(3), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([predictor]), CandleWindows(3), FakeHistory([]))
     for i in range(2):
         await handle_candles([candle(i, symbol=s) for s in ("BTC", "ETH", "SOL")], deps)
     predictions = await handle_candles([candle(2, symbol=s) for s in ("BTC", "ETH", "SOL")], deps)
@@ -91,17 +92,55 @@ async def test_candles_closing_together_are_predicted_in_one_batch() -> None:
 
 async def test_a_candle_handled_after_newer_ones_is_still_predicted() -> None:
     """After a crash a returned candle is handled after newer ones: it keeps its prediction."""
-    deps = InferenceDeps(MeanPredictor(), CandleWindows(3), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), FakeHistory([]))
     for i in (0, 1, 2, 4, 5):
         await handle_candles([candle(i, close=100 + i)], deps)
     [late] = await handle_candles([candle(3, close=103)], deps)
     assert late.based_on.close_time == candle(3).close_time
-    assert late.predicted_close == (101 + 102 + 103) / 3
+    assert late.own_close == (101 + 102 + 103) / 3
 
 
 async def test_a_series_that_starts_on_the_bus_reads_storage_once() -> None:
     history = FakeHistory([])
-    deps = InferenceDeps(MeanPredictor(), CandleWindows(3), history)
+    deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), history)
     for i in range(5):
         await handle_candles([candle(i)], deps)
     assert history.calls == 1  # the first candle asked; the rest came on the bus
+
+
+async def test_every_model_predicts_and_the_champion_serves_no_change_until_its_gate_opens() -> (
+    None
+):
+    mean = MeanPredictor()
+    lineup = lineup_of([mean, NaivePredictor()])
+    deps = InferenceDeps(lineup, CandleWindows(lineup.window), FakeHistory([]))
+    for i in range(2):
+        await handle_candles([candle(i, close=100 + i)], deps)
+    champion, baseline = await handle_candles([candle(2, close=110)], deps)
+    assert (champion.role, champion.gate, baseline.role) == ("champion", "closed", "baseline")
+    assert champion.predicted_close == 110 and champion.model_close == (100 + 101 + 110) / 3
+    assert baseline.predicted_close == 110 and baseline.gate is None
+    lineup.apply(gate_change("gate_opened", "mean@3"))
+    champion, _ = await handle_candles([candle(3, close=120)], deps)
+    assert champion.gate == "open" and champion.predicted_close == (101 + 110 + 120) / 3
+    assert champion.model_close is None
+    # The naive baseline promoted: it is the champion, and the mean model a challenger.
+    lineup.apply(gate_change("promoted", "naive@1"))
+    mean_now, naive_now = await handle_candles([candle(4, close=121)], deps)
+    assert (mean_now.role, naive_now.role, naive_now.gate) == ("challenger", "champion", "closed")
+    # An operator's request is the policy's to apply; a model not loaded here is refused.
+    lineup.apply(gate_change("pinned", "mean@3", by="operator"))
+    lineup.apply(gate_change("promoted", "other@1"))
+    assert lineup.champion(("BTC", "4h")) == "naive@1"
+
+
+def gate_change(kind: str, model: str, by: str = "policy") -> ModelChange:
+    return ModelChange(
+        symbol="BTC",
+        interval="4h",
+        kind=kind,
+        model=ModelRef.parse(model),
+        by=by,
+        reason="test",
+        decided_at=candle(0).open_time,
+    )

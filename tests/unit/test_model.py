@@ -15,7 +15,7 @@ from cryptocast_inference.artifacts import ArtifactError, artifact_dir
 from cryptocast_inference.features import FEATURES, WARMUP, compute_features
 from cryptocast_inference.handlers import InferenceDeps, handle_candles
 from cryptocast_inference.lstm import LstmPredictor
-from cryptocast_inference.registry import build_predictor
+from cryptocast_inference.registry import build_predictor, lineup_of
 from cryptocast_inference.series import SeriesError, read_series
 from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_inference.windows import CandleWindows
@@ -219,7 +219,7 @@ class NoHistory:
 
 async def test_predictions_carry_model_and_its_held_out_skill() -> None:
     predictor = build_predictor(SETTINGS, "4h")
-    deps = InferenceDeps(predictor, CandleWindows(predictor.window), NoHistory())
+    deps = InferenceDeps(lineup_of([predictor]), CandleWindows(predictor.window), NoHistory())
     ohlcv = random_walk(predictor.window)
     candles = [
         candle(i, close=float(c), open=float(o), high=float(h), low=float(lo), volume=float(v))

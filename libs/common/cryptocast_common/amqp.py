@@ -261,6 +261,7 @@ class AmqpBus:
         *,
         batch_size: int = 1,
         exclusive: bool = False,
+        single_active: bool = False,
     ) -> None:
         dead_letters = {"x-dead-letter-exchange": self._settings.dead_letter_exchange}
         if exclusive:  # quorum queues cannot be exclusive: this one is classic and goes away
@@ -272,8 +273,9 @@ class AmqpBus:
             # on the count: generous on the work queue, whose consumer holds many messages,
             # where returns are mostly not the message's doing; exact on isolation.
             limit = self._settings.max_attempts
-            work = self._quorum(**dead_letters, **{"x-delivery-limit": 4 * limit})
-            isolation = self._quorum(**dead_letters, **{"x-delivery-limit": limit})
+            one_at_a_time = {"x-single-active-consumer": True} if single_active else {}
+            work = self._quorum(**dead_letters, **{"x-delivery-limit": 4 * limit}, **one_at_a_time)
+            isolation = self._quorum(**dead_letters, **{"x-delivery-limit": limit}, **one_at_a_time)
             await self._declare_durable(queue, work, bindings)
             await self._declare_durable(isolation_queue(queue), isolation, [])
             await self._consume(queue, bindings, handler, batch_size, arguments=work)

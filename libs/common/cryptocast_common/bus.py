@@ -51,13 +51,16 @@ class Bus(Protocol):
         *,
         batch_size: int = 1,
         exclusive: bool = False,
+        single_active: bool = False,
     ) -> None:
         """Declare ``queue`` bound to ``bindings`` and start feeding ``handler`` in the
         background; returns once the queue is ready to receive.
 
-        A shared queue is durable and its consumers compete for messages. An ``exclusive``
-        queue belongs to this connection and is deleted with it: give each replica its own
-        name to have every replica see every message."""
+        A shared queue is durable and its consumers compete for messages; with
+        ``single_active`` only one consumer at a time receives (the others take over if it
+        goes), for decisions that must be taken in one place. An ``exclusive`` queue belongs
+        to this connection and is deleted with it: give each replica its own name to have
+        every replica see every message."""
         ...
 
     async def close(self) -> None:
@@ -381,6 +384,7 @@ class InMemoryBus:
         *,
         batch_size: int = 1,
         exclusive: bool = False,
+        single_active: bool = False,  # one process: every consumer is the only one
     ) -> None:
         declared = self._queues.setdefault(queue, _MemoryQueue(set()))
         declared.bindings.update(bindings)

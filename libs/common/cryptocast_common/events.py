@@ -441,7 +441,7 @@ class ModelChange(EventBase):
 
     def derive_id(self) -> str:
         return (
-            f"model_change:{self.symbol}:{self.interval}:{self.kind}:{self.model}:"
+            f"model_change:{self.by}:{self.symbol}:{self.interval}:{self.kind}:{self.model}:"
             f"{iso_utc(self.decided_at)}"
         )
 

@@ -172,6 +172,32 @@ def decide(
     return lineup, changes
 
 
+REQUESTS = frozenset({"pinned", "unpinned", "blocked", "unblocked"})
+
+
+def apply_request(lineup: Lineup, request: ModelChange) -> tuple[Lineup, ModelChange]:
+    """An operator's pin or block applied to the lineup, and the policy's confirmation (the
+    event inference acts on). A new champion starts with its gate closed; ``decide`` then
+    opens it if its record allows."""
+    model = str(request.model)
+    if request.kind == "pinned":
+        if model != lineup.champion:
+            lineup = replace(lineup, champion=model, gate="closed", since=request.decided_at)
+        lineup = replace(lineup, pinned=True, blocked=lineup.blocked - {model})
+    elif request.kind == "unpinned":
+        lineup = replace(lineup, pinned=False)
+    elif request.kind == "blocked":
+        lineup = replace(lineup, blocked=lineup.blocked | {model})
+        if model == lineup.champion:
+            lineup = replace(lineup, pinned=False)
+    elif request.kind == "unblocked":
+        lineup = replace(lineup, blocked=lineup.blocked - {model})
+    else:
+        raise ValueError(f"{request.kind} is not an operator's request")
+    confirmed = request.model_copy(update={"by": "policy", "event_id": ""})
+    return lineup, ModelChange.model_validate(confirmed.model_dump())
+
+
 def current_state(symbol: str, interval: str, lineup: Lineup) -> ModelChange:
     """The lineup's gate as the event that set it (same id): replayed to a replica whose
     predictions show it missed that event."""

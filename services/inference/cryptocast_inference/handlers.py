@@ -1,4 +1,6 @@
-"""Closed candles in, next-candle predictions out."""
+"""Closed candles in, next-candle predictions out: one per loaded model (champion,
+challengers, the no-change baseline), each labelled with its role on the symbol; and the
+lifecycle's decisions in, applied to this replica's lineup."""
 
 from __future__ import annotations
 
@@ -7,8 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptocast_common.events import BasedOn, Candle, Event, Prediction, interval_delta
+from cryptocast_common.events import (
+    BasedOn,
+    Candle,
+    Event,
+    ModelChange,
+    Prediction,
+    interval_delta,
+)
 from cryptocast_inference.history import CandleHistory
+from cryptocast_inference.lineup import Lineup
 from cryptocast_inference.predictors import DistributionPredictor, Predictor
 from cryptocast_inference.windows import CandleWindows
 
@@ -17,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class InferenceDeps:
-    predictor: Predictor
+    lineup: Lineup
     windows: CandleWindows
     history: CandleHistory
 
@@ -28,9 +38,9 @@ async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | Non
     asked = deps.windows.knows(candle)
     deps.windows.add(candle)
     window = deps.windows.full(candle)
-    if window is None and not asked and deps.predictor.window > 1:
+    if window is None and not asked and deps.lineup.window > 1:
         older = await deps.history.before(
-            candle.symbol, candle.interval, candle.open_time, deps.predictor.window - 1
+            candle.symbol, candle.interval, candle.open_time, deps.lineup.window - 1
         )
         deps.windows.seed(older)
         window = deps.windows.full(candle)
@@ -51,10 +61,19 @@ async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list
             ready.append((candle, window))
     if not ready:
         return []
-    windows = [window for _, window in ready]
-    predictor = deps.predictor
+    predictions: list[Event] = []
+    for predictor in deps.lineup.models:
+        windows = [window[-predictor.window :] for _, window in ready]
+        for (candle, _), forecast in zip(ready, _forecasts(predictor, windows), strict=True):
+            prediction = _prediction(candle, predictor, forecast, deps.lineup)
+            if prediction is not None:
+                predictions.append(prediction)
+    return predictions
+
+
+def _forecasts(predictor: Predictor, windows: list[list[Candle]]) -> list[dict[str, Any]]:
     if isinstance(predictor, DistributionPredictor):
-        forecasts: list[dict[str, Any]] = [
+        return [
             {
                 "predicted_close": f.point,
                 "interval_80": {"lower": f.lower_80, "upper": f.upper_80},
@@ -63,29 +82,52 @@ async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list
             }
             for f in predictor.predict_distribution(windows)
         ]
-    else:
-        forecasts = [{"predicted_close": close} for close in predictor.predict(windows)]
-    predictions: list[Event] = []
-    for (candle, _), forecast in zip(ready, forecasts, strict=True):
-        try:
-            predictions.append(
-                Prediction(
-                    symbol=candle.symbol,
-                    interval=candle.interval,
-                    based_on=BasedOn(close_time=candle.close_time, close=candle.close),
-                    target_time=candle.close_time + interval_delta(candle.interval),
-                    model=predictor.model,
-                    skill=predictor.skill,
-                    **forecast,
-                )
-            )
-        except ValueError as error:  # a non-finite or non-positive number from the model
-            log.error(
-                "predictor returned an unusable forecast",
-                extra={"symbol": candle.symbol, "forecast": repr(forecast), "error": str(error)},
-            )
-    return predictions
+    return [{"predicted_close": close} for close in predictor.predict(windows)]
+
+
+def _prediction(
+    candle: Candle, predictor: Predictor, forecast: dict[str, Any], lineup: Lineup
+) -> Prediction | None:
+    series = (candle.symbol, candle.interval)
+    role = lineup.role(str(predictor.model), series)
+    if role == "champion":
+        gate = lineup.gate(series)
+        forecast = forecast | {"gate": gate}
+        if gate == "closed":  # no change served; the model's own close kept for the record
+            forecast |= {
+                "predicted_close": candle.close,
+                "model_close": forecast["predicted_close"],
+            }
+    try:
+        return Prediction(
+            symbol=candle.symbol,
+            interval=candle.interval,
+            based_on=BasedOn(close_time=candle.close_time, close=candle.close),
+            target_time=candle.close_time + interval_delta(candle.interval),
+            model=predictor.model,
+            skill=predictor.skill,
+            role=role,
+            **forecast,
+        )
+    except ValueError as error:  # a non-finite or non-positive number from the model
+        log.error(
+            "predictor returned an unusable forecast",
+            extra={
+                "symbol": candle.symbol,
+                "model": str(predictor.model),
+                "forecast": repr(forecast),
+                "error": str(error),
+            },
+        )
+        return None
 
 
 async def handle(events: list[Event], deps: InferenceDeps) -> list[Event]:
     return await handle_candles([e for e in events if isinstance(e, Candle)], deps)
+
+
+async def handle_model_changes(events: list[Event], lineup: Lineup) -> list[Event]:
+    for event in events:
+        if isinstance(event, ModelChange):
+            lineup.apply(event)
+    return []

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cryptocast_common.settings import comma_separated
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 
 SHIPPED_MODEL = "dist-4h@20261202-4dcd0876"
@@ -22,6 +24,14 @@ class InferenceSettings(BaseSettings):
     artifacts_dir: Path = Field(
         default=BUNDLED_ARTIFACTS, description="Folder holding <name>/<version>/ artifacts."
     )
+    challengers: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Comma-separated name@version artifacts that predict every candle beside "
+        "the champion, scored live; the lifecycle promotes one that does significantly better.",
+    )
+    baseline: bool = Field(
+        default=True, description="Publish the no-change baseline's predictions too."
+    )
     window: int | None = Field(
         default=None,
         ge=1,
@@ -33,3 +43,8 @@ class InferenceSettings(BaseSettings):
         description="Where to fetch candle history when a window is incomplete (after a restart).",
     )
     batch_size: int = Field(default=100, ge=1, description="Candles predicted in one batch.")
+
+    @field_validator("challengers", mode="before")
+    @classmethod
+    def _split_challengers(cls, value: object) -> object:
+        return comma_separated(value)

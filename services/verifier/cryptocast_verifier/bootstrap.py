@@ -12,7 +12,18 @@ from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
 from cryptocast_common.runtime import Resources
 from cryptocast_common.settings import CommonSettings
-from cryptocast_verifier.handlers import GiveUps, VerifierDeps, handle
+from cryptocast_verifier.handlers import (
+    GiveUps,
+    LifecycleDeps,
+    VerifierDeps,
+    handle,
+    handle_lifecycle,
+)
+from cryptocast_verifier.lifecycle_store import (
+    InMemoryLifecycleStore,
+    LifecycleStore,
+    MongoLifecycleStore,
+)
 from cryptocast_verifier.settings import VerifierSettings
 from cryptocast_verifier.store import MongoVerifierStore, VerifierStore
 
@@ -35,6 +46,7 @@ class Verifier:
     bus: Bus
     common: CommonSettings
     deps: VerifierDeps
+    lifecycle: LifecycleDeps
     resources: Resources
     batch_size: int
     name: str = "verifier"
@@ -51,6 +63,17 @@ class Verifier:
             batch_size=self.batch_size,
         )
 
+        async def decide(events: list[Event]) -> list[Event]:
+            return await handle_lifecycle(events, self.lifecycle)
+
+        await self.bus.consume(
+            self.common.queue_for("verifier.lifecycle"),
+            [f"verification.*.{interval}", f"model_change.*.{interval}"],
+            decide,
+            batch_size=self.batch_size,
+            single_active=True,
+        )
+
     async def check_ready(self) -> None:
         await self.bus.ping()
         await self.deps.store.ping()
@@ -64,7 +87,10 @@ async def bootstrap(
     settings: VerifierSettings | None = None,
     bus: Bus | None = None,
     store: VerifierStore | None = None,
+    lifecycle_store: LifecycleStore | None = None,
 ) -> Verifier:
+    """With ``store`` given (tests, the backtest) and no ``lifecycle_store``, the lifecycle
+    state is kept in memory too; otherwise both are in MongoDB."""
     common = common or CommonSettings()
     settings = settings or VerifierSettings()
     resources = Resources()
@@ -74,9 +100,21 @@ async def bootstrap(
         mongo_store = MongoVerifierStore(mongo[common.mongo_db])
         await mongo_store.ensure_indexes()
         store = mongo_store
+        if lifecycle_store is None:
+            mongo_lifecycle = MongoLifecycleStore(mongo[common.mongo_db])
+            await mongo_lifecycle.ensure_indexes()
+            lifecycle_store = mongo_lifecycle
     deps = VerifierDeps(
         store, settings.tolerance_pct, settings.reorder_candles, settings.max_closes, GIVEN_UP
     )
+    lifecycle = LifecycleDeps(
+        lifecycle_store or InMemoryLifecycleStore(), settings.lifecycle_policy()
+    )
     return Verifier(
-        await resources.bus(common, bus), common, deps, resources, batch_size=settings.batch_size
+        await resources.bus(common, bus),
+        common,
+        deps,
+        lifecycle,
+        resources,
+        batch_size=settings.batch_size,
     )

@@ -17,17 +17,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from prometheus_client import Counter
 
-from cryptocast_common.events import Candle, Event, Prediction, interval_delta
+from cryptocast_common.events import (
+    Candle,
+    Event,
+    ModelChange,
+    Prediction,
+    Verification,
+    interval_delta,
+)
+from cryptocast_common.lifecycle import (
+    LifecyclePolicy,
+    Lineup,
+    apply_request,
+    current_state,
+    decide,
+)
+from cryptocast_verifier.lifecycle_store import LifecycleStore
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import VerifierStore
 
 log = logging.getLogger(__name__)
 Series = tuple[str, str]  # (symbol, interval)
+JUDGED_ROLES = ("champion", "challenger")  # the baseline is what they are judged against
 
 
 @dataclass
@@ -119,4 +135,73 @@ async def handle(events: Sequence[Event], deps: VerifierDeps) -> list[Event]:
             out += await handle_prediction(event, deps)
         elif isinstance(event, Candle):
             out += await handle_candle(event, deps)
+    return out
+
+
+@dataclass
+class LifecycleDeps:
+    store: LifecycleStore
+    policy: LifecyclePolicy
+
+
+async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list[Event]:
+    """Verdicts and operators' requests in, the lifecycle changes they lead to out.
+
+    Runs on a single-active-consumer queue, so one verifier decides at a time. A champion
+    prediction made well after the last change, yet labelled otherwise, comes from a replica
+    that missed that change: the current state is published again (same event id)."""
+    out: list[Event] = []
+    decide_at: dict[Series, datetime] = {}
+    stale: set[Series] = set()
+    for event in events:
+        if isinstance(event, ModelChange) and event.by == "operator":
+            series = (event.symbol, event.interval)
+            lineup = await deps.store.lineup(*series) or Lineup(champion=str(event.model))
+            lineup, confirmed = apply_request(lineup, event)
+            await deps.store.save_lineup(*series, lineup)
+            out.append(confirmed)
+            _advance(decide_at, series, event.decided_at)
+    verdicts = [e for e in events if isinstance(e, Verification) and e.role in JUDGED_ROLES]
+    await deps.store.add_scores(verdicts)
+    for verdict in verdicts:
+        series = (verdict.symbol, verdict.interval)
+        known = await deps.store.lineup(*series)
+        model = str(verdict.model)
+        if known is None and verdict.role != "champion":
+            continue  # the champion's first verdict founds the lineup
+        lineup = known or Lineup(champion=model)
+        if verdict.role == "challenger":
+            lineup = replace(lineup, challengers=lineup.challengers | {model})
+        if lineup != known:
+            await deps.store.save_lineup(*series, lineup)
+        _advance(decide_at, series, verdict.target_time)
+        labelled = (model, verdict.gate)
+        if verdict.role == "champion" and labelled != (lineup.champion, lineup.gate):
+            step = interval_delta(verdict.interval)
+            if lineup.since is None or verdict.based_on_time > lineup.since + step:
+                stale.add(series)
+    for series, now in decide_at.items():
+        current = await deps.store.lineup(*series)
+        if current is None:
+            continue
+        lineup = current
+        models = {lineup.champion, *lineup.challengers}
+        records = {m: await deps.store.recent(*series, m, deps.policy.verdicts) for m in models}
+        decided, changes = decide(*series, lineup, records, deps.policy, now)
+        if changes:
+            await deps.store.save_lineup(*series, decided)
+            out += changes
+            for change in changes:
+                log.info(
+                    "model lifecycle: %s %s",
+                    change.kind,
+                    change.model,
+                    extra={
+                        "symbol": change.symbol,
+                        "interval": change.interval,
+                        "reason": change.reason,
+                    },
+                )
+        elif series in stale and decided.since is not None:
+            out.append(current_state(*series, decided))
     return out

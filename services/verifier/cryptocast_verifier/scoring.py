@@ -35,4 +35,11 @@ def verify(prediction: Prediction, actual_close: float, tolerance_pct: float) ->
         width_95_pct=None if high is None else high.width_pct(base),
         went_up=went_up,
         brier=None if p_up is None or went_up is None else (p_up - went_up) ** 2,
+        role=prediction.role,
+        gate=prediction.gate,
+        model_error_pct=(
+            None
+            if prediction.model_close is None
+            else error_pct(prediction.model_close, actual_close)
+        ),
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cryptocast_common.lifecycle import LifecyclePolicy
 from cryptocast_common.metrics import TOLERANCE_PCT
 
 
@@ -33,3 +34,18 @@ class VerifierSettings(BaseSettings):
         description="Closes kept per series when predictions stop coming (inference down); "
         "older ones are given up, logged and counted.",
     )
+    gate_verdicts: int = Field(
+        default=120,
+        ge=2,
+        description="The live record the model lifecycle judges: each model's last N "
+        "verified predictions per symbol (120 is 20 days of 4-hour candles).",
+    )
+    gate_min_verdicts: int = Field(
+        default=60,
+        ge=2,
+        description="Fewer verdicts than this: the champion serves no change (gate closed) "
+        "and no challenger is promoted.",
+    )
+
+    def lifecycle_policy(self) -> LifecyclePolicy:
+        return LifecyclePolicy(self.gate_verdicts, min(self.gate_min_verdicts, self.gate_verdicts))

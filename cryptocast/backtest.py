@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,19 @@ from typing import Any
 import numpy as np
 
 from cryptocast_common.bus import InMemoryBus
-from cryptocast_common.events import Candle, Event, Prediction, Verification, interval_delta
+from cryptocast_common.events import (
+    Candle,
+    Event,
+    ModelChange,
+    Prediction,
+    Verification,
+    interval_delta,
+)
 from cryptocast_common.runtime import Service
 from cryptocast_common.scorecard import Scorecard, scorecard
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.artifacts import ArtifactError
 from cryptocast_inference.bootstrap import bootstrap as inference
-from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.series import SeriesError, read_candles
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_trainer.evaluation import pyplot
@@ -49,36 +56,50 @@ class NoHistory:
         return []
 
 
-async def replay(
-    candles: Sequence[Candle], model: str, progress: bool
-) -> tuple[list[Prediction], list[Verification]]:
-    """The served model's predictions and verdicts on ``candles`` (in time order), through
-    the service handlers."""
+@dataclass
+class Outcome:
+    """What the pipeline published: every model's predictions and verdicts, and the
+    lifecycle's changes, in time order."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    verdicts: list[Verification] = field(default_factory=list)
+    changes: list[ModelChange] = field(default_factory=list)
+
+    def served(self) -> tuple[list[Prediction], list[Verification]]:
+        """The champion's: what the API would have served."""
+        return (
+            [p for p in self.predictions if p.role in SERVED],
+            [v for v in self.verdicts if v.role in SERVED],
+        )
+
+
+SERVED = ("champion", None)  # None: a prediction from before roles (schema version 2)
+
+
+async def replay(candles: Sequence[Candle], settings: InferenceSettings, progress: bool) -> Outcome:
+    """Every model's predictions and verdicts on ``candles`` (in time order), through the
+    service handlers, lifecycle included."""
     common = CommonSettings(
         symbols=sorted({c.symbol for c in candles}), interval=candles[0].interval
     )
-    settings = InferenceSettings(model=model)
     bus = InMemoryBus(max_attempts=1)
-    verdicts: list[Verification] = []
-    predictions: list[Prediction] = []
+    outcome = Outcome()
 
     async def collect(events: list[Event]) -> list[Event]:
-        verdicts.extend(e for e in events if isinstance(e, Verification))
-        predictions.extend(e for e in events if isinstance(e, Prediction))
+        outcome.verdicts.extend(e for e in events if isinstance(e, Verification))
+        outcome.predictions.extend(e for e in events if isinstance(e, Prediction))
+        outcome.changes.extend(e for e in events if isinstance(e, ModelChange))
         return []
 
     services: list[Service] = [
         await verifier(common, bus=bus, store=InMemoryVerifierStore()),
-        await inference(
-            common,
-            settings,
-            bus=bus,
-            predictor=build_predictor(settings, common.interval),
-            history=NoHistory(),
-        ),
+        await inference(common, settings, bus=bus, history=NoHistory()),
     ]
     await bus.consume(
-        "backtest.outcomes", ["verification.#", "prediction.#"], collect, batch_size=STEP
+        "backtest.outcomes",
+        ["verification.#", "prediction.#", "model_change.#"],
+        collect,
+        batch_size=STEP,
     )
     for service in services:
         await service.start()
@@ -89,7 +110,8 @@ async def replay(
             if progress:
                 done = min(start + STEP, len(candles))
                 print(
-                    f"backtest: {done:,} of {len(candles):,} candles, {len(verdicts):,} verdicts",
+                    f"backtest: {done:,} of {len(candles):,} candles, "
+                    f"{len(outcome.verdicts):,} verdicts",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -104,7 +126,52 @@ async def replay(
     def by_target(event: Prediction | Verification) -> datetime:
         return event.target_time
 
-    return sorted(predictions, key=by_target), sorted(verdicts, key=by_target)
+    outcome.predictions.sort(key=by_target)
+    outcome.verdicts.sort(key=by_target)
+    return outcome
+
+
+def ungated(
+    predictions: Sequence[Prediction], verdicts: Sequence[Verification]
+) -> list[Verification]:
+    """The champion's own forecasts judged as if no gate had stood in their way."""
+    own = {p.event_id: p for p in predictions}
+    judged = []
+    for v in verdicts:
+        p = own[v.prediction_id]
+        raw = p.model_dump() | {
+            "predicted_close": p.own_close,
+            "gate": None,
+            "model_close": None,
+            "role": None,
+            "event_id": "",
+        }
+        judged.append(verify(Prediction.model_validate(raw), v.actual_close, v.tolerance_pct))
+    return judged
+
+
+def lifecycle_report(
+    verdicts: Sequence[Verification], changes: Sequence[ModelChange]
+) -> dict[str, Any]:
+    """Per coin, the share of served candles gated to no change; every change of champion."""
+    gated: dict[str, list[bool]] = {}
+    for v in verdicts:
+        gated.setdefault(v.symbol, []).append(v.gate == "closed")
+    return {
+        "gated_share": {coin: sum(flags) / len(flags) for coin, flags in sorted(gated.items())},
+        "champion_changes": [
+            {
+                "symbol": c.symbol,
+                "kind": c.kind,
+                "model": str(c.model),
+                "previous": None if c.previous is None else str(c.previous),
+                "at": c.decided_at.isoformat(),
+                "evidence": None if c.evidence is None else c.evidence.model_dump(),
+            }
+            for c in changes
+            if c.kind in ("promoted", "demoted")
+        ],
+    }
 
 
 def no_change(verdicts: Sequence[Verification]) -> list[Verification]:
@@ -289,7 +356,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--model",
         default=defaults.model,
-        help=f"name@version of the served model, or naive (default {defaults.model})",
+        help=f"name@version of the champion, or naive (default {defaults.model})",
+    )
+    parser.add_argument(
+        "--challengers",
+        type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+        default=[],
+        help="comma-separated name@version models scored beside the champion, which the "
+        "lifecycle may promote",
     )
     parser.add_argument(
         "--since",
@@ -317,18 +391,24 @@ def main(argv: list[str] | None = None) -> None:
             start = since - args.warmup * interval_delta(args.interval)
             candles = [c for c in candles if c.open_time >= start]
         candles.sort(key=lambda c: (c.open_time, c.symbol))
-        predictions, verdicts = asyncio.run(replay(candles, args.model, progress=True))
+        settings = InferenceSettings(model=args.model, challengers=args.challengers, baseline=False)
+        outcome = asyncio.run(replay(candles, settings, progress=True))
     except (SeriesError, ArtifactError) as error:
         sys.exit(f"cryptocast-backtest: {error}")
+    predictions, verdicts = outcome.served()
+    changes = outcome.changes
     if since is not None:
         predictions = [p for p in predictions if p.target_time >= since]
         verdicts = [v for v in verdicts if v.target_time >= since]
+        changes = [c for c in changes if c.decided_at >= since]
     if not verdicts:
         sys.exit(
             f"cryptocast-backtest: {', '.join(args.data)}: too few consecutive candles "
             "for a forecast"
         )
     results = pooled_summary(verdicts)
+    results["ungated"] = pooled_summary(ungated(predictions, verdicts))["model"]
+    results["lifecycle"] = lifecycle_report(verdicts, changes)
     name = "-".join(sorted(sources)).lower() if len(sources) <= 3 else f"{len(sources)}-coins"
     model = f"{results['model']['name']}@{results['model']['version']}"
     report = write_report(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cryptocast.backtest import main
+from cryptocast_inference.settings import LSTM_MODEL
 
 KEYS = {
     "name",
@@ -91,3 +92,37 @@ def test_several_coins_are_pooled_relative_to_the_last_close(
     moves = [abs(b - a) / a for closes in (calm, wild) for a, b in itertools.pairwise(closes)]
     assert result["model"]["mae"] == pytest.approx(sum(moves) / len(moves))  # coins alike
     assert (tmp_path / "out" / "backtest-aaa-bbb.md").read_text().count("| AAA |") == 2
+
+
+def test_the_gate_and_a_challenger_run_as_they_do_live(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short record (10 verdicts) judges the shipped model against no change; the previous
+    # LSTM runs beside it as a challenger on real BTC candles.
+    monkeypatch.setenv("CRYPTOCAST_VERIFIER_GATE_VERDICTS", "40")
+    monkeypatch.setenv("CRYPTOCAST_VERIFIER_GATE_MIN_VERDICTS", "10")
+    data = (
+        Path(__file__).parents[2]
+        / "services/ingestor/cryptocast_ingestor/data/binance/BTC_4h.csv.gz"
+    )
+    main(
+        [
+            "--data",
+            f"BTC={data}",
+            "--challengers",
+            LSTM_MODEL,
+            "--since",
+            "2021-01-01",
+            "--warmup",
+            "130",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    served, own = result["model"], result["ungated"]
+    gated = result["lifecycle"]["gated_share"]["BTC"]
+    assert 0 < gated < 1  # closed for the first 10 verdicts at least, then as the record says
+    assert served["n"] == own["n"] and served["mae"] != own["mae"]
+    for change in result["lifecycle"]["champion_changes"]:
+        assert change["kind"] in ("promoted", "demoted") and change["evidence"]["n"] >= 10

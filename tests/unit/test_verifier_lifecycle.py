@@ -1,0 +1,96 @@
+"""The verifier's lifecycle handler: verdicts and operators' requests in, changes out."""
+
+from cryptocast_common.events import ModelChange, ModelRef, Prediction, Verification
+from cryptocast_common.lifecycle import LifecyclePolicy
+from cryptocast_verifier.handlers import LifecycleDeps, handle_lifecycle
+from cryptocast_verifier.lifecycle_store import InMemoryLifecycleStore
+from cryptocast_verifier.scoring import verify
+from tests.factories import candle
+
+CHAMPION = ModelRef(name="dist-4h", version="1")
+CHALLENGER = ModelRef(name="dist-4h", version="2")
+
+
+def verdict(
+    i: int, model: ModelRef, role: str, miss: float, gate: str | None = None
+) -> Verification:
+    """Candle ``i`` closed at 100; the model said 100 + ``miss`` for the next, which closed
+    at 101 (no change missed by 1)."""
+    own = 100 + miss
+    gated = gate == "closed"
+    prediction = Prediction(
+        symbol="BTC",
+        interval="4h",
+        based_on={"close_time": candle(i).close_time, "close": 100.0},
+        target_time=candle(i + 1).close_time,
+        predicted_close=100.0 if gated else own,
+        model_close=own if gated else None,
+        model=model,
+        role=role,
+        gate=gate,
+    )
+    return verify(prediction, 101.0, 2.0)
+
+
+def deps() -> LifecycleDeps:
+    return LifecycleDeps(InMemoryLifecycleStore(), LifecyclePolicy(verdicts=20, min_verdicts=10))
+
+
+async def test_the_gate_opens_once_the_record_is_long_enough_and_redeliveries_count_once() -> None:
+    lifecycle = deps()
+    first = [verdict(i, CHAMPION, "champion", 0.8 + 0.05 * (i % 3), "closed") for i in range(9)]
+    assert await handle_lifecycle(first, lifecycle) == []
+    assert await handle_lifecycle(first, lifecycle) == []  # the same nine again: still nine
+    [opened] = await handle_lifecycle([verdict(9, CHAMPION, "champion", 0.9, "closed")], lifecycle)
+    assert (opened.kind, opened.by, opened.model, opened.evidence.n) == (
+        "gate_opened",
+        "policy",
+        CHAMPION,
+        10,
+    )
+    assert opened.decided_at == candle(10).close_time  # the deciding verdict's target time
+    lineup = await lifecycle.store.lineup("BTC", "4h")
+    assert lineup.gate == "open" and lineup.champion == str(CHAMPION)
+
+
+async def test_a_better_challenger_is_promoted_and_the_baseline_is_not_judged() -> None:
+    lifecycle = deps()
+    events = []
+    for i in range(12):
+        events += [
+            verdict(i, CHAMPION, "champion", 0.5 + 0.1 * (i % 2), "closed"),
+            verdict(i, CHALLENGER, "challenger", 0.9 + 0.05 * (i % 2)),
+            verdict(i, ModelRef(name="naive", version="1"), "baseline", 0.0),
+        ]
+    changes = await handle_lifecycle(events, lifecycle)
+    assert [c.kind for c in changes] == ["promoted", "gate_opened"]
+    assert changes[0].model == CHALLENGER and changes[0].previous == CHAMPION
+    assert changes[0].evidence.against == "champion" and changes[0].evidence.dm < -1.96
+
+
+async def test_an_operators_pin_is_confirmed_and_a_lagging_replica_is_told_again() -> None:
+    lifecycle = deps()
+    await handle_lifecycle(
+        [verdict(i, CHAMPION, "champion", 0.9, "closed") for i in range(10)], lifecycle
+    )
+    pin = ModelChange(
+        symbol="BTC",
+        interval="4h",
+        kind="pinned",
+        model=CHALLENGER,
+        by="operator",
+        reason="trying the new version",
+        decided_at=candle(11).close_time,
+    )
+    confirmed, *rest = await handle_lifecycle([pin], lifecycle)
+    assert (confirmed.kind, confirmed.by, confirmed.model) == ("pinned", "policy", CHALLENGER)
+    assert confirmed.event_id != pin.event_id and rest == []  # no record yet: gate closed
+    lineup = await lifecycle.store.lineup("BTC", "4h")
+    assert lineup.pinned and lineup.champion == str(CHALLENGER) and lineup.gate == "closed"
+    # Two intervals later a replica still labels the old champion: the state is repeated.
+    stale = verdict(13, CHAMPION, "champion", 0.9, "open")
+    [again] = await handle_lifecycle([stale], lifecycle)
+    assert again.kind == "gate_closed" and again.model == CHALLENGER
+    assert again.decided_at == candle(11).close_time
+    # One interval after the pin, predictions made before it are still being verified: quiet.
+    assert await handle_lifecycle([verdict(11, CHAMPION, "champion", 0.9, "open")], lifecycle) == []

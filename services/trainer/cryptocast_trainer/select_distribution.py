@@ -93,18 +93,25 @@ def load_coins(folder: Path, window: int = WINDOW) -> list[Coin]:
     coins = []
     for path in sorted(folder.glob("*_4h.csv.gz")):
         series = read_series(path, path.name.split("_")[0])
-        times, closes = series.times, series.ohlcv[:, 3]
-        returns = np.diff(np.log(closes), prepend=np.log(closes[0]))
-        ups = np.cumsum(returns > 0)
-        # target j needs candles j - window .. j on the grid, no gap
-        j = np.arange(window, len(closes))
-        ok = times[j] - times[j - window] == window * SLOT_SECONDS
-        j = j[ok]
-        windows = sliding_window_view(closes, window)[j - window]
-        # before target j: ups among returns 1 .. j - 1 (of candles 1 .. j - 1)
-        base_rate = ups[j - 1] / np.maximum(j - 1, 1)
-        coins.append(Coin(series.symbol, windows, closes[j], times[j], base_rate, times, returns))
+        coins.append(make_coin(series.symbol, series.times, series.ohlcv[:, 3], window))
     return coins
+
+
+def make_coin(symbol: str, times: np.ndarray, closes: np.ndarray, window: int = WINDOW) -> Coin:
+    """A coin's windows and targets from its candles' open times (seconds, ascending, on the
+    4-hour grid, gaps allowed) and closes."""
+    times = np.asarray(times, dtype=np.float64)
+    closes = np.asarray(closes, dtype=np.float64)
+    returns = np.diff(np.log(closes), prepend=np.log(closes[0]))
+    ups = np.cumsum(returns > 0)
+    # target j needs candles j - window .. j on the grid, no gap
+    j = np.arange(window, len(closes))
+    ok = times[j] - times[j - window] == window * SLOT_SECONDS
+    j = j[ok]
+    windows = sliding_window_view(closes, window)[j - window]
+    # before target j: ups among returns 1 .. j - 1 (of candles 1 .. j - 1)
+    base_rate = ups[j - 1] / np.maximum(j - 1, 1)
+    return Coin(symbol, windows, closes[j], times[j], base_rate, times, returns)
 
 
 def in_period(times: np.ndarray, period: tuple[float, float]) -> np.ndarray:

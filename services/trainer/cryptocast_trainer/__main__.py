@@ -1,0 +1,3 @@
+from cryptocast_trainer.main import main
+
+main()

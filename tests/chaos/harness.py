@@ -536,6 +536,8 @@ class Pipeline:
             "CRYPTOCAST_GATEWAY_HOST": "127.0.0.1",
             "CRYPTOCAST_GATEWAY_PORT": str(self.gateway_port),
             "CRYPTOCAST_INFERENCE_GATEWAY_URL": f"http://127.0.0.1:{self.gateway_port}",
+            # One model's events to account for: the no-change baseline is not under test.
+            "CRYPTOCAST_INFERENCE_BASELINE": "false",
             **replay.environment(),
         }
         self.services: dict[str, ServiceProcess] = {}

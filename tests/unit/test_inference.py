@@ -1,10 +1,19 @@
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from cryptocast_common.events import Candle, ModelChange, ModelRef
-from cryptocast_inference.handlers import InferenceDeps, handle_candles
+from cryptocast_common.registry import InMemoryModelRegistry
+from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
+from cryptocast_inference.handlers import (
+    InferenceDeps,
+    LineupDeps,
+    handle_candles,
+    handle_model_changes,
+)
 from cryptocast_inference.predictors import NaivePredictor
-from cryptocast_inference.registry import lineup_of
+from cryptocast_inference.registry import RegisteredModels, lineup_of
+from cryptocast_inference.settings import LSTM_MODEL, SHIPPED_MODEL
 from cryptocast_inference.windows import CandleWindows
 from tests.factories import candle
 
@@ -120,21 +129,21 @@ async def test_every_model_predicts_and_the_champion_serves_no_change_until_its_
     assert (champion.role, champion.gate, baseline.role) == ("champion", "closed", "baseline")
     assert champion.predicted_close == 110 and champion.model_close == (100 + 101 + 110) / 3
     assert baseline.predicted_close == 110 and baseline.gate is None
-    lineup.apply(gate_change("gate_opened", "mean@3"))
+    lineup.apply(change("gate_opened", "mean@3"))
     champion, _ = await handle_candles([candle(3, close=120)], deps)
     assert champion.gate == "open" and champion.predicted_close == (101 + 110 + 120) / 3
     assert champion.model_close is None
     # The naive baseline promoted: it is the champion, and the mean model a challenger.
-    lineup.apply(gate_change("promoted", "naive@1"))
+    lineup.apply(change("promoted", "naive@1"))
     mean_now, naive_now = await handle_candles([candle(4, close=121)], deps)
     assert (mean_now.role, naive_now.role, naive_now.gate) == ("challenger", "champion", "closed")
     # An operator's request is the policy's to apply; a model not loaded here is refused.
-    lineup.apply(gate_change("pinned", "mean@3", by="operator"))
-    lineup.apply(gate_change("promoted", "other@1"))
+    lineup.apply(change("pinned", "mean@3", by="operator"))
+    lineup.apply(change("promoted", "other@1"))
     assert lineup.champion(("BTC", "4h")) == "naive@1"
 
 
-def gate_change(kind: str, model: str, by: str = "policy") -> ModelChange:
+def change(kind: str, model: str, by: str = "policy") -> ModelChange:
     return ModelChange(
         symbol="BTC",
         interval="4h",
@@ -144,3 +153,23 @@ def gate_change(kind: str, model: str, by: str = "policy") -> ModelChange:
         reason="test",
         decided_at=candle(0).open_time,
     )
+
+
+async def test_a_registered_version_is_loaded_from_the_registry_and_a_damaged_one_refused(
+    tmp_path: Path,
+) -> None:
+    registry = InMemoryModelRegistry()
+    await registry.seed_from_folder(BUNDLED_ARTIFACTS)
+    lineup = lineup_of([NaivePredictor()])
+    windows = CandleWindows(lineup.window)
+    deps = LineupDeps(lineup, windows, RegisteredModels(registry, tmp_path, "4h"))
+    shipped = ModelRef.parse(SHIPPED_MODEL)
+    announced = change("registered", SHIPPED_MODEL, by="trainer")
+    assert await handle_model_changes([announced, announced], deps) == []
+    assert lineup.role(SHIPPED_MODEL, ("BTC", "4h")) == "challenger"
+    assert windows.size == lineup.window > 1 and (tmp_path / shipped.name).is_dir()
+    lstm = ModelRef.parse(LSTM_MODEL)
+    registry.corrupt(LSTM_MODEL, "scaler.json", b"{}")
+    [refused] = await handle_model_changes([change("registered", LSTM_MODEL, by="trainer")], deps)
+    assert (refused.kind, refused.by, refused.model) == ("refused", "inference", lstm)
+    assert "scaler.json" in refused.reason and LSTM_MODEL not in lineup.loaded

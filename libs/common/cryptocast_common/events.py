@@ -420,20 +420,23 @@ ChangeKind = Literal[
     "unpinned",
     "blocked",
     "unblocked",
+    "registered",  # a new version is available to run as a challenger (the trainer)
+    "refused",  # a version could not be loaded: hash or features do not match (inference)
 ]
 
 
 class ModelChange(EventBase):
     """A change of which model serves a symbol, or of how: published by the lifecycle policy
     (``by`` policy), or asked for by an operator through the API (``by`` operator) and then
-    applied by the policy, which publishes the effective change."""
+    applied by the policy, which publishes the effective change. The trainer announces a new
+    version (``registered``) and inference one it could not load (``refused``)."""
 
     type: Literal["model_change"] = "model_change"
     kind: ChangeKind
     model: ModelRef = Field(description="The model the change is about (the new champion)")
     previous: ModelRef | None = Field(default=None, description="The champion it replaced")
     evidence: Evidence | None = None
-    by: Literal["policy", "operator"]
+    by: Literal["policy", "operator", "trainer", "inference"]
     reason: str = Field(max_length=500)
     decided_at: UtcDatetime
 

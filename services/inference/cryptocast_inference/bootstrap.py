@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import uuid4
 
 import httpx
+from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
+from cryptocast_common.registry import MongoModelRegistry
 from cryptocast_common.runtime import Resources
 from cryptocast_common.settings import CommonSettings
-from cryptocast_inference.handlers import InferenceDeps, handle, handle_model_changes
+from cryptocast_inference.handlers import (
+    InferenceDeps,
+    LineupDeps,
+    handle,
+    handle_model_changes,
+)
 from cryptocast_inference.history import CandleHistory, GatewayCandleHistory
 from cryptocast_inference.predictors import CardedPredictor, Predictor
-from cryptocast_inference.registry import build_lineup, lineup_of
+from cryptocast_inference.registry import (
+    FolderModels,
+    ModelSource,
+    RegisteredModels,
+    build_lineup,
+    lineup_of,
+)
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_inference.windows import CandleWindows
 
@@ -25,12 +39,13 @@ class Inference:
     common: CommonSettings
     settings: InferenceSettings
     deps: InferenceDeps
+    following: LineupDeps
     resources: Resources
     name: str = "inference"
 
     async def start(self) -> None:
         async def follow(events: list[Event]) -> list[Event]:
-            return await handle_model_changes(events, self.deps.lineup)
+            return await handle_model_changes(events, self.following)
 
         async def handler(events: list[Event]) -> list[Event]:
             return await handle(events, self.deps)
@@ -70,11 +85,21 @@ async def bootstrap(
     """``predictor`` given (tests): that model alone; otherwise the configured lineup."""
     common = common or CommonSettings()
     settings = settings or InferenceSettings()
-    lineup = lineup_of([predictor]) if predictor else build_lineup(settings, common.interval)
     resources = Resources()
+    source: ModelSource = FolderModels(settings.artifacts_dir, common.interval)
+    if settings.registry == "mongo":
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
+        resources.own(mongo.close)
+        registry = MongoModelRegistry(mongo[common.mongo_db])
+        await registry.ensure_indexes()
+        await registry.seed_from_folder(settings.artifacts_dir)  # first start; then a no-op
+        source = RegisteredModels(registry, settings.model_cache_dir, common.interval)
+    lineup = lineup_of([predictor]) if predictor else await build_lineup(settings, source)
     if history is None:
         http = httpx.AsyncClient(base_url=settings.gateway_url, timeout=10)
         resources.own(http.aclose)
         history = GatewayCandleHistory(http)
-    deps = InferenceDeps(lineup, CandleWindows(lineup.window), history)
-    return Inference(await resources.bus(common, bus), common, settings, deps, resources)
+    windows = CandleWindows(lineup.window)
+    deps = InferenceDeps(lineup, windows, history)
+    following = LineupDeps(lineup, windows, source)
+    return Inference(await resources.bus(common, bus), common, settings, deps, following, resources)

@@ -17,12 +17,17 @@ from cryptocast_common.events import (
     Prediction,
     interval_delta,
 )
+from cryptocast_common.registry import RegistryError
+from cryptocast_inference.artifacts import ArtifactError
 from cryptocast_inference.history import CandleHistory
 from cryptocast_inference.lineup import Lineup
 from cryptocast_inference.predictors import DistributionPredictor, Predictor
+from cryptocast_inference.registry import ModelSource
 from cryptocast_inference.windows import CandleWindows
 
 log = logging.getLogger(__name__)
+# Changes naming a model a replica may not have yet: a new version, or a new champion.
+LOADS = frozenset({"registered", "promoted", "demoted", "pinned", "gate_opened", "gate_closed"})
 
 
 @dataclass
@@ -126,8 +131,41 @@ async def handle(events: list[Event], deps: InferenceDeps) -> list[Event]:
     return await handle_candles([e for e in events if isinstance(e, Candle)], deps)
 
 
-async def handle_model_changes(events: list[Event], lineup: Lineup) -> list[Event]:
+@dataclass
+class LineupDeps:
+    lineup: Lineup
+    windows: CandleWindows
+    source: ModelSource
+
+
+async def handle_model_changes(events: list[Event], deps: LineupDeps) -> list[Event]:
+    """Follow the lifecycle; load a version the trainer registered, or one the lifecycle
+    names that this replica has not loaded yet. A version that cannot be loaded is refused
+    (logged, and announced), and the current champion keeps serving."""
+    refused: list[Event] = []
     for event in events:
-        if isinstance(event, ModelChange):
-            lineup.apply(event)
-    return []
+        if not isinstance(event, ModelChange):
+            continue
+        model = str(event.model)
+        if model not in deps.lineup.loaded and event.kind in LOADS:
+            try:
+                predictor = await deps.source.fetch(model)
+            except (ArtifactError, RegistryError) as error:
+                log.error("model refused: %s", error, extra={"model": model})
+                refused.append(
+                    ModelChange(
+                        symbol=event.symbol,
+                        interval=event.interval,
+                        kind="refused",
+                        model=event.model,
+                        by="inference",
+                        reason=str(error)[:500],
+                        decided_at=event.decided_at,
+                    )
+                )
+                continue
+            deps.lineup.add(predictor)
+            deps.windows.grow(deps.lineup.window)
+            log.info("model loaded as a challenger", extra={"model": model})
+        deps.lineup.apply(event)
+    return refused

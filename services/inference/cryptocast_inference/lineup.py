@@ -37,6 +37,12 @@ class Lineup:
         """Candles the longest-sighted model needs."""
         return max(p.window for p in self.models)
 
+    def add(self, predictor: Predictor) -> None:
+        """A model loaded while the service runs (a newly registered version)."""
+        if str(predictor.model) not in self.loaded:
+            self.models = [*self.models, predictor]
+            self.loaded.add(str(predictor.model))
+
     def champion(self, series: Series) -> str:
         return self.champions.get(series, self.default_champion)
 

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +32,16 @@ class InferenceSettings(BaseSettings):
     )
     baseline: bool = Field(
         default=True, description="Publish the no-change baseline's predictions too."
+    )
+    registry: Literal["folder", "mongo"] = Field(
+        default="folder",
+        description="Where models come from: 'folder' (artifacts_dir), or 'mongo', the model "
+        "registry in CRYPTOCAST_MONGO_URL every replica reads, seeded from artifacts_dir on "
+        "first start; the trainer's new versions are then loaded without a redeploy.",
+    )
+    model_cache_dir: Path = Field(
+        default=Path(tempfile.gettempdir()) / "cryptocast-models",
+        description="Where versions read from the registry are unpacked.",
     )
     window: int | None = Field(
         default=None,

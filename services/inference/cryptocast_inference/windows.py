@@ -22,6 +22,12 @@ class CandleWindows:
         self._keep = size + reorder
         self._series: dict[tuple[str, str], dict[datetime, Candle]] = {}
 
+    def grow(self, size: int) -> None:
+        """Assemble windows of ``size`` from now on (a longer-sighted model was added)."""
+        if size > self.size:
+            self._keep += size - self.size
+            self.size = size
+
     def knows(self, candle: Candle) -> bool:
         """Whether this series has history here reaching back to ``candle``: what a read-back
         from storage could add for it was read already (or it came on the bus)."""

@@ -1,4 +1,5 @@
-"""Throughput and latency of GET /btc on one gateway process, beside bare FastAPI.
+"""Throughput and latency of the two hot reads (GET /btc and GET
+/api/v1/predictions/btc/latest) on one gateway process, beside bare FastAPI serving /btc.
 
     .venv/bin/python bench/gateway.py [--seconds 15] [--connections 64]
 
@@ -105,10 +106,15 @@ def running_gateway(venv: Path, mongo_url: str, work: Path,
         process.wait()
 
 
+HOT_PATHS = ("/btc", "/api/v1/predictions/btc/latest")
+
+
 def measure_gateway(venv: Path, mongo_url: str, access_log: str, work: Path,
-                    args: argparse.Namespace) -> dict[str, float]:
+                    args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
+    """wrk against each hot path of one gateway process, in turn."""
     with running_gateway(venv, mongo_url, work, access_log) as base:
-        return wrk(f"{base}/btc", args.seconds, args.connections)
+        return [(path, wrk(f"{base}{path}", args.seconds, args.connections))
+                for path in HOT_PATHS]
 
 
 def main() -> None:
@@ -129,8 +135,8 @@ def main() -> None:
         process = serve([*uvicorn, "--port", str(port), target], {}, work / "bare.log")
         try:
             wait_until_up(f"http://127.0.0.1:{port}/btc")
-            rows.append((label, wrk(f"http://127.0.0.1:{port}/btc", args.seconds,
-                                    args.connections)))
+            rows.append((label, "/btc", wrk(f"http://127.0.0.1:{port}/btc", args.seconds,
+                                            args.connections)))
         finally:
             process.terminate()
             process.wait()
@@ -139,18 +145,19 @@ def main() -> None:
     mongo.start()
     try:
         for access_log in ("true", "false"):
-            rows.append((f"CryptoCast gateway, production middleware, access log "
-                         f"{'on' if access_log == 'true' else 'off'}",
-                         measure_gateway(venv, mongo.url, access_log, work, args)))
+            label = (f"CryptoCast gateway, production middleware, access log "
+                     f"{'on' if access_log == 'true' else 'off'}")
+            rows += [(label, path, result) for path, result
+                     in measure_gateway(venv, mongo.url, access_log, work, args)]
     finally:
         mongo.stop()
 
-    print(f"GET /btc, wrk -t2 -c{args.connections} -d{args.seconds}s, one server process")
-    print("| server | requests/s | p50 ms | p99 ms | non-2xx |")
-    print("|---|---:|---:|---:|---:|")
-    for label, result in rows:
-        print(f"| {label} | {result['rps']:,.0f} | {result['p50']:.2f} | {result['p99']:.2f} "
-              f"| {result['errors']:.0f} |")
+    print(f"wrk -t2 -c{args.connections} -d{args.seconds}s, one server process")
+    print("| server | GET | requests/s | p50 ms | p99 ms | non-2xx |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, path, result in rows:
+        print(f"| {label} | {path} | {result['rps']:,.0f} | {result['p50']:.2f} "
+              f"| {result['p99']:.2f} | {result['errors']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from pydantic import SecretStr
+from starlette.types import Receive, Scope, Send
 
 from cryptocast_common.bus import InMemoryBus
 from cryptocast_common.settings import CommonSettings
+from cryptocast_gateway.api.routes import legacy, v1
 from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.legacy import display_time, flask_json, money
 from cryptocast_gateway.settings import GatewaySettings
@@ -207,3 +210,131 @@ async def test_allow_names_every_method_of_the_path(client: httpx.AsyncClient) -
                                 ("DELETE", "/healthz", "GET")]:
         response = await client.request(method, path)
         assert (response.status_code, response.headers["allow"]) == (405, allow), path
+
+
+# The two hot reads, GET /<coin> and GET /api/v1/predictions/<symbol>/latest: validators and
+# 304s, case rules, unknown symbols, and one answer path through FastAPI's own routes.
+LATEST = ("/btc", "/api/v1/predictions/btc/latest")
+
+
+class RouteSeen:
+    """The app, noting the route each request's scope ends up with."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.app, self.routes = gateway.app, []  # type: ignore[var-annotated]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+        self.routes.append(scope.get("route"))
+
+
+async def publish(gateway: Gateway, *predictions: object) -> None:
+    await gateway.state.bus.publish(list(predictions))  # type: ignore[arg-type]
+    await gateway.state.bus.drain()  # type: ignore[attr-defined]
+
+
+async def test_both_answers_carry_an_etag_of_the_prediction_and_no_cache(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await publish(gateway, prediction(0))
+    for path in LATEST:
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert response.headers["etag"].startswith(f'"{prediction(0).event_id}~')
+        assert response.headers["cache-control"] == "no-cache"
+    assert (await client.get(LATEST[0])).headers["etag"] == \
+        (await client.get(LATEST[1])).headers["etag"]
+
+
+async def test_if_none_match_with_the_current_etag_is_a_304_without_body(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await publish(gateway, prediction(0))
+    for path in LATEST:
+        etag = (await client.get(path)).headers["etag"]
+        for offered in (etag, f"W/{etag}", f'"stale", {etag}', "*"):
+            response = await client.get(path, headers={"If-None-Match": offered})
+            assert response.status_code == 304, offered
+            assert response.content == b""
+            assert "content-length" not in response.headers
+            assert (response.headers["etag"], response.headers["cache-control"]) == \
+                (etag, "no-cache")
+        stale = await client.get(path, headers={"If-None-Match": '"stale"'})
+        assert stale.status_code == 200 and stale.content
+
+
+async def test_a_new_prediction_or_a_new_content_for_the_same_id_changes_the_etag(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await publish(gateway, prediction(0))
+    first = (await client.get("/btc")).headers["etag"]
+    await publish(gateway, prediction(1))
+    second = await client.get("/btc", headers={"If-None-Match": first})
+    assert second.status_code == 200 and second.headers["etag"] != first
+    # Recorded again for the same target: the same prediction id, another content.
+    await publish(gateway, prediction(1, predicted=202.0))
+    third = await client.get("/btc", headers={"If-None-Match": second.headers["etag"]})
+    assert third.status_code == 200 and third.json()["_id"] == second.json()["_id"]
+
+
+async def test_symbols_in_any_case_get_the_same_bytes(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await publish(gateway, prediction(0))
+    original = {(await client.get(f"/{coin}")).content for coin in ("btc", "BTC", "Btc")}
+    versioned = {(await client.get(f"/api/v1/predictions/{symbol}/latest")).content
+                 for symbol in ("btc", "BTC", "bTc")}
+    assert len(original) == 1 and len(versioned) == 1
+
+
+async def test_unknown_symbols_are_404s_naming_the_known_ones_even_if_one_is_cached(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await publish(gateway, prediction(0, symbol="DOGE"))  # not a configured coin
+    for path in ("/doge", "/DOGE"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"status": "error", "message": f"unknown coin {path[1:]!r}; "
+                                                                 "known coins: btc, eth, sol, xrp"}
+    response = await client.get("/api/v1/predictions/doge/latest")
+    assert response.status_code == 404
+    assert response.json()["message"] == "unknown symbol 'doge'; known: BTC, ETH, SOL, XRP"
+
+
+async def test_nothing_yet_keeps_the_original_answers(client: httpx.AsyncClient) -> None:
+    original = await client.get("/btc", headers={"If-None-Match": "*"})
+    assert (original.status_code, original.content) == (200, b"null\n")
+    assert "etag" not in original.headers
+    versioned = await client.get("/api/v1/predictions/btc/latest")
+    assert versioned.status_code == 404
+    assert versioned.json()["message"] == "no prediction for BTC yet"
+
+
+async def test_both_urls_are_answered_by_their_fastapi_route(gateway: Gateway) -> None:
+    await publish(gateway, prediction(0))
+    seen = RouteSeen(gateway)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=seen),
+                                 base_url="http://test") as client:
+        for path in ("/btc", "/XRP", "/doge", "/api/v1/predictions/btc/latest",
+                     "/api/v1/predictions/doge/latest"):
+            await client.get(path)
+    assert seen.routes == [legacy.latest_route] * 3 + [v1.latest_route] * 2
+    operations = gateway.app.openapi()["paths"]
+    for route in (legacy.latest_route, v1.latest_route):
+        assert isinstance(route, APIRoute) and route.methods == {"GET"}
+        documented = operations[route.path]["get"]
+        assert {"200", "304", "404"} <= set(documented["responses"])
+        assert "If-None-Match" in [parameter["name"] for parameter in documented["parameters"]]
+
+
+async def test_the_route_answers_the_same_when_its_endpoint_is_called_directly(
+        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    await publish(gateway, prediction(0))
+    for route, symbol, path in ((legacy.latest_route, "btc", "/btc"),
+                                (v1.latest_route, "BTC", "/api/v1/predictions/btc/latest")):
+        response = await route.endpoint(symbol, gateway.state, None)
+        assert response.body == (await client.get(path)).content
+
+
+async def test_paths_of_other_routes_keep_precedence_over_the_coin_template(
+        client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/docs")).status_code == 200
+    assert "paths" in (await client.get("/openapi.json")).json()
+    assert (await client.get("/alert")).status_code == 405
+    assert (await client.post("/btc")).status_code == 405

@@ -19,6 +19,7 @@ from cryptocast_common.runtime import connect_bus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.alerts import AlertStore, InMemoryAlertStore, MongoAlertStore, SmtpMailer
 from cryptocast_gateway.api.app import create_app
+from cryptocast_gateway.api.latest import render_latest
 from cryptocast_gateway.cache import LatestPredictions
 from cryptocast_gateway.handlers import follow_live, mail_alerts, persist
 from cryptocast_gateway.http_server import guarded_http
@@ -133,6 +134,6 @@ async def bootstrap(
     hub = StreamHub(metrics, settings.stream_queue_size, settings.stream_heartbeat_seconds,
                     settings.stream_max_clients, settings.stream_max_clients_per_address)
     state = GatewayState(store, alerts or InMemoryAlertStore(), mailer,
-                         LatestPredictions(common.interval), bus or await connect_bus(common),
-                         common, settings, metrics, hub)
+                         LatestPredictions(common.interval, render_latest),
+                         bus or await connect_bus(common), common, settings, metrics, hub)
     return Gateway(state, create_app(state), mongo, owns_bus=bus is None, serve_http=serve_http)

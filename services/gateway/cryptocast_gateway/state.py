@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cryptocast_common.bus import Bus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.alerts import AlertStore, Mailer
+from cryptocast_gateway.api.latest import LatestAnswers
 from cryptocast_gateway.cache import LatestPredictions
 from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.settings import GatewaySettings
@@ -19,7 +20,7 @@ class GatewayState:
     store: EventStore
     alerts: AlertStore
     mailer: Mailer | None  # None: no SMTP configured, alerts are kept but not checked
-    latest: LatestPredictions
+    latest: LatestPredictions[LatestAnswers]
     bus: Bus
     common: CommonSettings
     settings: GatewaySettings

@@ -17,13 +17,21 @@ from cryptocast_gateway.api.errors import complete_openapi, install_error_handle
 from cryptocast_gateway.api.middleware import (
     AllowedMethods,
     BodyLimit,
-    LatestFastPath,
+    DirectRoutes,
     Observe,
     RateLimit,
 )
 from cryptocast_gateway.api.routes import alerts, legacy, v1
 from cryptocast_gateway.observability import AccuracyValues
 from cryptocast_gateway.state import GatewayState, check_ready
+
+
+def fixed_paths(app: FastAPI) -> set[str]:
+    """The paths without parameters ``app`` serves, its documentation's included."""
+    documentation = (app.openapi_url, app.docs_url, app.redoc_url,
+                     app.swagger_ui_oauth2_redirect_url)
+    return {path for path in [*app.openapi()["paths"], *documentation]
+            if path and "{" not in path}
 
 
 def create_app(state: GatewayState) -> FastAPI:
@@ -64,7 +72,8 @@ def create_app(state: GatewayState) -> FastAPI:
     app.include_router(legacy.router)  # last: its /{coin} route matches any single segment
     complete_openapi(app, alerts.body_schemas(state.coins))
     app.add_middleware(AllowedMethods, paths=app.openapi()["paths"])
-    app.add_middleware(LatestFastPath, latest=state.latest, coins=state.common.symbols)
+    app.add_middleware(DirectRoutes, routes=[legacy.latest_route, v1.latest_route],
+                       fixed_paths=fixed_paths(app), state=state)
     install_error_handlers(app)
     # Added innermost first: Observe sees every answer, CORS decorates the limits' answers.
     settings = state.settings

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
 
 from cryptocast_gateway.state import GatewayState
 
@@ -18,6 +20,9 @@ class ApiError(Exception):
         self.status_code = status_code
         self.payload = payload
 
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.payload, self.status_code)
+
 
 # Dependencies are coroutines on purpose: FastAPI runs plain functions in a thread pool,
 # which cost more than everything else on the hot path together.
@@ -28,12 +33,20 @@ async def get_state(request: Request) -> GatewayState:
 State = Annotated[GatewayState, Depends(get_state)]
 
 
+def configured_symbol(name: str, symbols: Sequence[str]) -> str | None:
+    """The configured symbol ``name`` names in any case (``btc``, ``Btc`` and ``BTC`` are
+    ``BTC``), or None: the one rule of every path that names a coin."""
+    symbol = name.upper()
+    return symbol if symbol in symbols else None
+
+
 async def known_symbol(coin: str, state: State) -> str:
     """The symbol for a configured coin in the path (``btc`` -> ``BTC``), else 404."""
-    if coin.lower() not in state.coins:
+    symbol = configured_symbol(coin, state.common.symbols)
+    if symbol is None:
         raise ApiError(404, {"status": "error", "message": f"unknown coin {coin!r}; known coins: "
                                                           f"{', '.join(state.coins)}"})
-    return coin.upper()
+    return symbol
 
 
 Symbol = Annotated[str, Depends(known_symbol)]

@@ -11,13 +11,15 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cryptocast_gateway.cache import LatestPredictions
+from cryptocast_gateway.api.deps import ApiError
 from cryptocast_gateway.observability import GatewayMetrics
+from cryptocast_gateway.state import GatewayState
 
 log = logging.getLogger("cryptocast.access")
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -155,44 +157,38 @@ class Observe:
                     "client": client[0] if client else None})
 
 
-@dataclass(frozen=True)
-class _HotRoute:
-    path: str  # the route template, as FastAPI's routes have it, for metrics and logs
+class DirectRoutes:
+    """GET requests for ``routes`` go straight to their endpoints, before FastAPI's router:
+    finding a route among all of the app's and solving its dependencies costs several times
+    what these endpoints spend answering from memory (bench/gateway.py). Each endpoint takes
+    its path parameter, the gateway state and ``If-None-Match``, and raises ApiError like any
+    route; the scope gets the route, endpoint and path parameters, as from the router.
+    ``fixed_paths``, the app's paths without parameters, keep precedence over a template that
+    also matches them, as in the router, where ``/{coin}`` comes last."""
 
-
-COIN_ROUTE = _HotRoute("/{coin}")
-LATEST_ROUTE = _HotRoute("/api/v1/predictions/{symbol}/latest")
-V1_LATEST = re.compile(r"^/api/v1/predictions/([A-Za-z0-9]{2,15})/latest$")
-
-
-class LatestFastPath:
-    """Answers ``GET /<coin>`` and ``GET /api/v1/predictions/<symbol>/latest`` from the
-    in-memory cache before FastAPI routes the request: the bodies are already serialized,
-    and routing through every registered route costs more than the answer. The FastAPI
-    routes of the same paths stay for the OpenAPI document and for everything this does
-    not answer (unknown coins, nothing cached yet)."""
-
-    def __init__(self, app: ASGIApp, latest: LatestPredictions, coins: Sequence[str]) -> None:
-        self.app, self.latest = app, latest
-        self.coins = {f"/{coin.lower()}": coin.upper() for coin in coins}
+    def __init__(self, app: ASGIApp, routes: Sequence[APIRoute], fixed_paths: Collection[str],
+                 state: GatewayState) -> None:
+        self.app, self.routes, self.fixed_paths, self.state = app, routes, fixed_paths, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path = scope["path"]
-            symbol = self.coins.get(path)
-            if symbol is not None:
-                cached = self.latest.get(symbol)
-                if cached is not None:
-                    scope["route"] = COIN_ROUTE
-                    await send_body(send, cached.legacy_body)
+        if scope["type"] == "http" and scope["method"] == "GET" and \
+                scope["path"] not in self.fixed_paths:
+            for route in self.routes:
+                if match := route.path_regex.match(scope["path"]):
+                    await self._answer(route, match.groupdict(), scope, receive, send)
                     return
-            elif (match := V1_LATEST.match(path)) and \
-                    (cached := self.latest.get(match.group(1).upper())) is not None:
-                scope["route"] = LATEST_ROUTE
-                await send_body(send, cached.v1_body)
-                return
         await self.app(scope, receive, send)
 
+    async def _answer(self, route: APIRoute, params: dict[str, str], scope: Scope,
+                      receive: Receive, send: Send) -> None:
+        scope.update(route=route, endpoint=route.endpoint, path_params=params)
+        if_none_match = next((value.decode("latin-1") for name, value in scope["headers"]
+                              if name == b"if-none-match"), None)
+        try:
+            response = await route.endpoint(*params.values(), self.state, if_none_match)
+        except ApiError as error:
+            response = error.response()
+        await response(scope, receive, send)
 
 
 class AllowedMethods:

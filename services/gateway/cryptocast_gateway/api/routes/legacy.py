@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cryptocast_common.events import (
@@ -18,8 +19,9 @@ from cryptocast_common.events import (
     interval_delta,
 )
 from cryptocast_gateway import legacy
-from cryptocast_gateway.api.deps import ApiError, ApiKey, State, Symbol
+from cryptocast_gateway.api.deps import ApiError, ApiKey, State, Symbol, known_symbol
 from cryptocast_gateway.api.errors import ErrorBody
+from cryptocast_gateway.api.latest import NOT_MODIFIED, IfNoneMatch
 
 router = APIRouter(tags=["original API"])
 MANUAL_MODEL = ModelRef(name="manual", version="1")
@@ -113,8 +115,16 @@ async def volatility(symbol: Symbol, state: State) -> Any:
     return {"status": "Success", "average_error": legacy.average_error(recent)}
 
 
-@router.get("/{coin}", responses=UNKNOWN_COIN)
-async def latest_prediction(symbol: Symbol, state: State) -> Response:
-    """Served from memory, pre-serialized; ``null`` before the first prediction."""
-    latest = state.latest.get(symbol)
-    return Response(latest.legacy_body if latest else b"null\n", media_type="application/json")
+@router.get("/{coin}", responses={**UNKNOWN_COIN, **NOT_MODIFIED})
+async def latest_prediction(coin: str, state: State, if_none_match: IfNoneMatch = None) -> Response:
+    """The newest prediction, from memory; ``null`` before the first one. The coin in any
+    case (``btc`` is ``BTC``). Called straight by ``DirectRoutes``, so it validates its coin
+    itself."""
+    latest = state.latest.get(await known_symbol(coin, state))
+    if latest is None:
+        return Response(b"null\n", media_type="application/json")
+    return latest.rendered.response(latest.rendered.original, if_none_match)
+
+
+latest_route = next(route for route in router.routes  # for DirectRoutes
+                    if isinstance(route, APIRoute) and route.endpoint is latest_prediction)

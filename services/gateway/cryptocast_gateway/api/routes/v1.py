@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket
+from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from cryptocast_common.events import (
@@ -17,7 +18,8 @@ from cryptocast_common.events import (
 )
 from cryptocast_common.scorecard import Scorecard
 from cryptocast_gateway.accuracy import Window, accuracy
-from cryptocast_gateway.api.deps import ApiError, State
+from cryptocast_gateway.api.deps import ApiError, State, configured_symbol
+from cryptocast_gateway.api.latest import NOT_MODIFIED, IfNoneMatch
 from cryptocast_gateway.store import Position
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -26,10 +28,11 @@ NOT_FOUND = {404: {"description": "unknown symbol, or nothing stored yet"}}
 
 async def v1_symbol(symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
               state: State) -> str:
-    if symbol.upper() not in state.common.symbols:
+    found = configured_symbol(symbol, state.common.symbols)
+    if found is None:
         raise ApiError(404, {"status": "error", "message": f"unknown symbol {symbol!r}; known: "
                                                           f"{', '.join(state.common.symbols)}"})
-    return symbol.upper()
+    return found
 
 
 Symbol = Annotated[str, Depends(v1_symbol)]
@@ -124,13 +127,21 @@ async def symbols(state: State) -> Symbols:
     return Symbols(interval=state.common.interval, symbols=state.common.symbols)
 
 
-@router.get("/predictions/{symbol}/latest", response_model=Prediction, responses=NOT_FOUND)
-async def latest_prediction(symbol: Symbol, state: State) -> Response:
-    """The newest prediction, from memory."""
+@router.get("/predictions/{symbol}/latest", response_model=Prediction,
+            responses={**NOT_FOUND, **NOT_MODIFIED})
+async def latest_prediction(symbol: Annotated[str, Path(examples=["BTC"])], state: State,
+                            if_none_match: IfNoneMatch = None) -> Response:
+    """The newest prediction, from memory; the symbol in any case (``btc`` is ``BTC``).
+    Called straight by ``DirectRoutes``, so it validates its symbol itself."""
+    symbol = await v1_symbol(symbol, state)
     latest = state.latest.get(symbol)
     if latest is None:
         raise ApiError(404, {"status": "error", "message": f"no prediction for {symbol} yet"})
-    return Response(latest.v1_body, media_type="application/json")
+    return latest.rendered.response(latest.rendered.v1, if_none_match)
+
+
+latest_route = next(route for route in router.routes  # for DirectRoutes
+                    if isinstance(route, APIRoute) and route.endpoint is latest_prediction)
 
 
 @router.get("/predictions/{symbol}", response_model=PredictionPage, responses=NOT_FOUND)

@@ -75,6 +75,8 @@ class Trainer:
         run_id = uuid.uuid4().hex[:12]
         self.last = {"run": run_id, "status": "running", "started_at": _now()}
         self._run = asyncio.create_task(self._tracked(run_id), name=f"trainer-run-{run_id}")
+        # Its outcome is logged, counted and kept in ``last``; nobody need await it.
+        self._run.add_done_callback(lambda task: task.cancelled() or task.exception())
         return 202, {"status": "started", "run": run_id}
 
     async def run_once(self) -> RunResult:

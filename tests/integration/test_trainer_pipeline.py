@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.bus import InMemoryBus
-from cryptocast_common.events import Event, ModelCard
+from cryptocast_common.events import Event, ModelChange
 from cryptocast_common.registry import MongoModelRegistry
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import Gateway
@@ -76,16 +76,16 @@ async def test_train_register_and_announce(
     settings: CommonSettings, candles_client: httpx.AsyncClient
 ) -> None:
     observer = await AmqpBus.connect(settings.amqp_url or "", settings)
-    cards: list[ModelCard] = []
+    cards: list[ModelChange] = []
     got_all = asyncio.Event()
 
     async def collect(events: list[Event]) -> list[Event]:
-        cards.extend(e for e in events if isinstance(e, ModelCard))
+        cards.extend(e for e in events if isinstance(e, ModelChange) and e.by == "trainer")
         if len(cards) >= len(SYMBOLS):
             got_all.set()
         return []
 
-    await observer.consume(settings.queue_for("contract"), ["model.*.4h"], collect)
+    await observer.consume(settings.queue_for("contract"), ["model_change.*.4h"], collect)
     trainer = await bootstrap(
         settings,
         TrainerSettings(history_candles=CANDLES, validation_candles=180, schedule="off", port=0),
@@ -113,7 +113,7 @@ async def test_train_register_and_announce(
     assert version.metrics["pooled"]["model"]["n"] == 3 * 180
     assert json.loads(files["model.json"])["version"] == version.version
     assert sorted(c.symbol for c in cards) == SYMBOLS
-    assert {str(c.model) for c in cards} == {result.version.ref}
+    assert {(c.kind, str(c.model)) for c in cards} == {("registered", result.version.ref)}
 
 
 async def test_a_run_cancelled_mid_register_leaves_nothing(

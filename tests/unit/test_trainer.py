@@ -14,11 +14,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from cryptocast_common.bus import InMemoryBus
-from cryptocast_common.events import Event, ModelCard
+from cryptocast_common.events import Event, ModelCard, ModelChange
 from cryptocast_common.registry import InMemoryModelRegistry
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.distribution import load_distribution
 from cryptocast_inference.settings import SHIPPED_MODEL
+from cryptocast_trainer.announce import announce_version, model_cards
 from cryptocast_trainer.bootstrap import Trainer, bootstrap
 from cryptocast_trainer.jobs import TrainingError
 from cryptocast_trainer.schedule import parse_schedule
@@ -112,11 +113,25 @@ async def test_a_run_on_bundled_candles_registers_a_challenger_and_announces_it(
     shipped = json.loads((await registry.get(SHIPPED_MODEL))[1]["model.json"])
     assert body["selection"] == shipped["selection"]  # refitted, not reselected
     assert body["params"] != shipped["params"]
-    # announced: one ModelCard per symbol, for the new version (never a champion claim)
-    cards = [e for e in bus.published if isinstance(e, ModelCard)]
-    assert [c.symbol for c in cards] == SYMBOLS
-    assert {str(c.model) for c in cards} == {result.version.ref}
-    assert cards[0].evaluation["model"].n == version.metrics["coins"]["BTC"]["model"]["n"]
+    # announced: one ModelChange "registered" per symbol, by the trainer (never a promotion)
+    changes = [e for e in bus.published if isinstance(e, ModelChange)]
+    assert len(changes) == len(bus.published) and [c.symbol for c in changes] == SYMBOLS
+    assert {(c.kind, c.by, str(c.model)) for c in changes} == {
+        ("registered", "trainer", result.version.ref)
+    }
+    assert changes[0].routing_key == "model_change.BTC.4h"
+    assert "challenger" in changes[0].reason and "MAE ratio" in changes[0].reason
+
+
+async def test_model_cards_can_be_announced_instead() -> None:
+    trainer, _, _ = await make_trainer(seed_bundled=False)
+    result = await trainer.run_once()
+    await trainer.stop()
+    bus = RecordingBus()
+    _, files = await trainer.deps.registry.get(result.version.ref)
+    cards = await announce_version(bus, files, SYMBOLS, "4h", build=model_cards)
+    assert all(isinstance(c, ModelCard) for c in cards) and bus.published == cards
+    assert {str(c.model) for c in cards} == {result.version.ref}  # type: ignore[union-attr]
     metrics = trainer.deps.metrics
     assert metrics.started._value.get() == 1 and metrics.succeeded._value.get() == 1
     assert metrics.failed._value.get() == 0 and metrics.last_success._value.get() > 0

@@ -11,6 +11,7 @@ from cryptocast_common.lifecycle import (
     decide,
     head_to_head,
     judge,
+    lineup_from,
 )
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -97,3 +98,12 @@ def test_the_current_state_repeats_the_deciding_event_with_its_id() -> None:
     lineup = Lineup(champion=CHAMPION)
     lineup, [opened] = decide("BTC", "4h", lineup, {CHAMPION: record(50, 1.0)}, POLICY, T0)
     assert current_state("BTC", "4h", lineup).event_id == opened.event_id
+
+
+def test_the_stored_changes_rebuild_the_lineup() -> None:
+    lineup = Lineup(champion=CHAMPION, challengers=frozenset({CHALLENGER}))
+    records = {CHAMPION: record(100, 1.0), CHALLENGER: record(100, 0.8)}
+    decided, changes = decide("BTC", "4h", lineup, records, POLICY, T0)
+    rebuilt = lineup_from(changes)
+    assert (rebuilt.champion, rebuilt.gate, rebuilt.since) == (CHALLENGER, "open", T0)
+    assert rebuilt.champion == decided.champion and lineup_from([]) is None

@@ -210,3 +210,27 @@ def current_state(symbol: str, interval: str, lineup: Lineup) -> ModelChange:
         reason="the current state, repeated for a replica that serves another",
         decided_at=lineup.since,
     )
+
+
+def lineup_from(changes: Sequence[ModelChange]) -> Lineup | None:
+    """The lineup the policy's changes (oldest first) lead to; None before the first.
+    What the gateway shows, rebuilt from the stored events."""
+    lineup: Lineup | None = None
+    for change in changes:
+        if change.by != "policy":
+            continue
+        model = str(change.model)
+        if lineup is None:
+            lineup = Lineup(champion=model)
+        if change.kind in ("promoted", "demoted", "pinned") and model != lineup.champion:
+            lineup = replace(lineup, champion=model, gate="closed", since=change.decided_at)
+        if change.kind in ("gate_opened", "gate_closed"):
+            gate: Gate = "open" if change.kind == "gate_opened" else "closed"
+            lineup = replace(lineup, champion=model, gate=gate, since=change.decided_at)
+        elif change.kind in ("pinned", "unpinned"):
+            lineup = replace(lineup, pinned=change.kind == "pinned")
+        elif change.kind == "blocked":
+            lineup = replace(lineup, blocked=lineup.blocked | {model})
+        elif change.kind == "unblocked":
+            lineup = replace(lineup, blocked=lineup.blocked - {model})
+    return lineup

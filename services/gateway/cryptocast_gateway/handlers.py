@@ -11,6 +11,7 @@ from cryptocast_common.events import Event, Prediction
 from cryptocast_gateway.alerts import AlertStore, Mailer, check_alerts
 from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.state import GatewayState
+from cryptocast_gateway.store import SERVED_ROLES
 
 
 async def persist(events: Sequence[Event], state: GatewayState) -> list[Event]:
@@ -31,7 +32,7 @@ async def mail_alerts(events: Sequence[Event], alerts: AlertStore, mailer: Maile
 async def follow_live(events: Sequence[Event], state: GatewayState) -> list[Event]:
     """This replica's own view: the newest prediction per coin, and the stream."""
     for event in events:
-        if isinstance(event, Prediction):
+        if isinstance(event, Prediction) and event.role in SERVED_ROLES:
             state.latest.update(event)
     state.hub.publish(events)
     return []

@@ -18,21 +18,23 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-AccuracyValues = dict[tuple[str, str, str], float]  # (symbol, model, metric) -> value
+GaugeValues = dict[tuple[str, ...], float]  # label values -> value
+AccuracyValues = GaugeValues  # (symbol, model, metric) -> value
 
 
-class AccuracyGauges(Collector):
-    """``cryptocast_accuracy``, read from the store when ``/metrics`` is scraped rather than
-    on the consumer's path; at most one read every ``max_age`` seconds, however often it
-    is scraped."""
+class ReadAtScrape(Collector):
+    """A gauge family read from the store when ``/metrics`` is scraped rather than on the
+    consumer's path; at most one read every ``max_age`` seconds, however often it is
+    scraped."""
 
-    def __init__(self, max_age: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, name: str, documentation: str, labels: Sequence[str],
+                 max_age: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
         self.max_age, self.clock = max_age, clock
-        self.values: AccuracyValues = {}
+        self.values: GaugeValues = {}
         self._refreshed = -math.inf
 
-    async def refresh(self, compute: Callable[[], Awaitable[AccuracyValues]]) -> None:
+    async def refresh(self, compute: Callable[[], Awaitable[GaugeValues]]) -> None:
         """Recompute unless fresh; on a failed read the last values stay (and it is logged),
         so the other metrics are still served while the database is away."""
         now = self.clock()
@@ -42,11 +44,10 @@ class AccuracyGauges(Collector):
         try:
             self.values = await compute()
         except Exception as error:
-            log.warning("accuracy gauges not refreshed", extra={"error": repr(error)})
+            log.warning("gauges not refreshed", extra={"gauge": self.name, "error": repr(error)})
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily("cryptocast_accuracy", "Accuracy over the latest 100 "
-                                   "verified predictions", labels=["symbol", "model", "metric"])
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
         for labels, value in sorted(self.values.items()):
             family.add_metric(list(labels), value)
         yield family
@@ -70,8 +71,14 @@ class GatewayMetrics:
                                       "refused past a cap", registry=self.registry)
         self.alerts_sent = Counter("cryptocast_alerts_sent", "Price alert emails sent",
                                    registry=self.registry)
-        self.accuracy = AccuracyGauges()
+        self.accuracy = ReadAtScrape(
+            "cryptocast_accuracy", "Accuracy over the latest 100 verified predictions",
+            ["symbol", "model", "metric"])
+        self.gates = ReadAtScrape(
+            "cryptocast_model_gate_open", "1 while the coin's champion serves its own point "
+            "forecast, 0 while its gate serves no change", ["symbol", "model"])
         self.registry.register(self.accuracy)
+        self.registry.register(self.gates)
         self.registry.register(DeadLetterCollector())
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

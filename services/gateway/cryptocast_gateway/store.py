@@ -11,14 +11,17 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.documents import from_document, to_document
-from cryptocast_common.events import Candle, Event, Prediction, Verification
+from cryptocast_common.events import Candle, Event, ModelChange, Prediction, Verification
 
 COLLECTIONS = {"candle": "candles", "prediction": "predictions", "verification": "verifications",
-               "model": "models"}
+               "model": "models", "model_change": "model_changes"}
 Position = tuple[datetime, str]  # (time, event id): where a page ends, for the next one
 # The time each collection is ordered by for "latest" and range queries.
 TIME_FIELD = {"candles": "close_time", "predictions": "target_time",
-              "verifications": "target_time", "models": "trained_at"}
+              "verifications": "target_time", "models": "trained_at",
+              "model_changes": "decided_at"}
+# What the API serves: the champion's forecasts (and those from before roles existed).
+SERVED_ROLES = ("champion", None)
 
 
 class EventStore(Protocol):
@@ -27,7 +30,11 @@ class EventStore(Protocol):
     async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None: ...
 
     async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
-        """Newest first."""
+        """Verdicts on served predictions, newest first."""
+        ...
+
+    async def model_changes(self, symbol: str, interval: str, limit: int) -> list[ModelChange]:
+        """The lifecycle's changes on a symbol, newest first."""
         ...
 
     async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
@@ -35,9 +42,11 @@ class EventStore(Protocol):
         ...
 
     async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+                   end: datetime | None, before: Position | None, limit: int,
+                   served: bool = False) -> list[Event]:
         """Newest first by time then id, times in [start, end], strictly after ``before``
-        in that order (keyset pagination: stable while new events arrive)."""
+        in that order (keyset pagination: stable while new events arrive); with ``served``,
+        only predictions or verdicts of what was served (the champion's)."""
         ...
 
     async def ping(self) -> None: ...
@@ -47,15 +56,23 @@ class _Queries:
     """The reads every store answers through its own ``page``."""
 
     async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+                   end: datetime | None, before: Position | None, limit: int,
+                   served: bool = False) -> list[Event]:
         raise NotImplementedError
 
     async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
-        found = await self.page("predictions", symbol, interval, None, None, None, 1)
-        return found[0] if found else None  # type: ignore[return-value]
+        """The newest served prediction."""
+        found = await self.page("predictions", symbol, interval, None, None, None, 1, True)
+        return found[0] if found else None  # type: ignore[return-value]  # the predictions collection
 
     async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
-        return await self.page("verifications", symbol, interval, None, None, None, limit)  # type: ignore[return-value]
+        """Verdicts on served predictions."""
+        return await self.page("verifications", symbol, interval, None, None, None, limit,  # type: ignore[return-value]  # the verifications collection
+                               True)
+
+    async def model_changes(self, symbol: str, interval: str, limit: int) -> list[ModelChange]:
+        """The lifecycle's changes on a symbol, newest first."""
+        return await self.page("model_changes", symbol, interval, None, None, None, limit)  # type: ignore[return-value]  # the model_changes collection
 
     async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
         newest = await self.page("candles", symbol, interval, None, end, None, limit)
@@ -82,9 +99,12 @@ class MongoEventStore(_Queries):
             await self._db[collection].bulk_write(operations, ordered=False)
 
     async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+                   end: datetime | None, before: Position | None, limit: int,
+                   served: bool = False) -> list[Event]:
         time_field = TIME_FIELD[collection]
         query: dict[str, Any] = {"symbol": symbol, "interval": interval}
+        if served:
+            query["role"] = {"$in": list(SERVED_ROLES)}
         bounds = {op: value for op, value in (("$gte", start), ("$lte", end)) if value}
         if bounds:
             query[time_field] = bounds
@@ -110,7 +130,8 @@ class InMemoryEventStore(_Queries):
             self.collections[COLLECTIONS[event.type]][event.event_id] = event
 
     async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int) -> list[Event]:
+                   end: datetime | None, before: Position | None, limit: int,
+                   served: bool = False) -> list[Event]:
         time_field = TIME_FIELD[collection]
 
         def key(event: Event) -> Position:
@@ -120,7 +141,9 @@ class InMemoryEventStore(_Queries):
                         if (e.symbol, e.interval) == (symbol, interval)
                         and (start is None or getattr(e, time_field) >= start)
                         and (end is None or getattr(e, time_field) <= end)
-                        and (before is None or key(e) < before)), key=key, reverse=True)
+                        and (before is None or key(e) < before)
+                        and (not served or getattr(e, "role", None) in SERVED_ROLES)),
+                       key=key, reverse=True)
         return found[:limit]
 
     async def ping(self) -> None:

@@ -18,6 +18,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from cryptocast_common.events import Event, Prediction, Verification
 from cryptocast_gateway.observability import GatewayMetrics
+from cryptocast_gateway.store import SERVED_ROLES
 
 TRY_AGAIN_LATER = 1013  # RFC 6455: a client that fell behind, or one past a cap
 STREAMED = (Prediction, Verification)
@@ -27,10 +28,13 @@ STREAMED = (Prediction, Verification)
 class Subscriber:
     symbols: frozenset[str] | None  # None: every symbol
     queue: asyncio.Queue[bytes]
+    every_model: bool = False  # False: only what is served (the champion's)
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wants(self, event: Event) -> bool:
-        return self.symbols is None or event.symbol in self.symbols
+        if self.symbols is not None and event.symbol not in self.symbols:
+            return False
+        return self.every_model or getattr(event, "role", None) in SERVED_ROLES
 
 
 class StreamHub:
@@ -64,7 +68,8 @@ class StreamHub:
                     subscriber.dropped.set()
                     self.metrics.stream_dropped.inc()
 
-    async def serve(self, websocket: WebSocket, symbols: frozenset[str] | None) -> None:
+    async def serve(self, websocket: WebSocket, symbols: frozenset[str] | None,
+                    every_model: bool = False) -> None:
         address = websocket.client.host if websocket.client else "unknown"
         refusal = self._refusal(address)
         await websocket.accept()  # a close code reaches the client only once accepted
@@ -72,7 +77,7 @@ class StreamHub:
             self.metrics.stream_refused.inc()
             await websocket.close(TRY_AGAIN_LATER, refusal)
             return
-        subscriber = Subscriber(symbols, asyncio.Queue(self.queue_size))
+        subscriber = Subscriber(symbols, asyncio.Queue(self.queue_size), every_model)
         self.subscribers.add(subscriber)
         self.per_address[address] += 1
         self.metrics.stream_clients.inc()

@@ -21,8 +21,8 @@ from cryptocast_gateway.api.middleware import (
     Observe,
     RateLimit,
 )
-from cryptocast_gateway.api.routes import alerts, legacy, v1
-from cryptocast_gateway.observability import AccuracyValues
+from cryptocast_gateway.api.routes import alerts, legacy, models, v1
+from cryptocast_gateway.observability import AccuracyValues, GaugeValues
 from cryptocast_gateway.state import GatewayState, check_ready
 
 
@@ -61,13 +61,23 @@ def create_app(state: GatewayState) -> FastAPI:
     async def accuracy_now() -> AccuracyValues:
         return await recent_accuracy(state.store, state.common.symbols, state.common.interval)
 
+    async def gates_now() -> GaugeValues:
+        values: GaugeValues = {}
+        for symbol in state.common.symbols:
+            lineup = await models.lifecycle_of(state, symbol)
+            if lineup is not None:
+                values[(symbol, lineup.champion)] = float(lineup.gate == "open")
+        return values
+
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:
         """Prometheus metrics of this replica."""
         await state.metrics.accuracy.refresh(accuracy_now)
+        await state.metrics.gates.refresh(gates_now)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router)
+    app.include_router(models.router)
     app.include_router(alerts.router)
     app.include_router(legacy.router)  # last: its /{coin} route matches any single segment
     complete_openapi(app, alerts.body_schemas(state.coins))

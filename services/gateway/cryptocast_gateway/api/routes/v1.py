@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket
 from fastapi.routing import APIRoute
@@ -12,7 +12,6 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from cryptocast_common.events import (
     Candle,
-    ModelCard,
     Prediction,
     Verification,
 )
@@ -172,19 +171,6 @@ async def accuracy_stats(
                     models=models)
 
 
-@router.get("/model/{symbol}", response_model=ModelCard, responses=NOT_FOUND)
-async def active_model(symbol: Symbol, state: State) -> ModelCard:
-    """The model serving ``symbol`` (the one of its latest prediction) and its held-out
-    evaluation against the baselines."""
-    cards = await state.store.page("models", symbol, state.common.interval, None, None, None,
-                                   100)
-    latest = state.latest.get(symbol)
-    active = [c for c in cards if latest is not None and c.model == latest.prediction.model]
-    if not (active or cards):
-        raise ApiError(404, {"status": "error", "message": f"no model card for {symbol} yet"})
-    return (active or cards)[0]  # type: ignore[return-value]
-
-
 @router.get("/candles/{symbol}", response_model=CandlesPublic)
 async def candles(
     symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
@@ -201,7 +187,10 @@ async def candles(
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket, symbols: Annotated[str | None, Query(
-        description="Comma-separated symbols; all when absent")] = None) -> None:
+        description="Comma-separated symbols; all when absent")] = None,
+        models: Annotated[Literal["served", "all"], Query(
+            description="served: the champion's predictions and verdicts only; all: every "
+            "model's, challengers and the baseline too")] = "served") -> None:
     """Predictions and verifications as JSON events as they arrive, a
     ``{"type":"heartbeat"}`` when idle; a client that falls behind is closed with 1013."""
     state = websocket.app.state.gateway
@@ -212,4 +201,4 @@ async def stream(websocket: WebSocket, symbols: Annotated[str | None, Query(
         if unknown:
             await websocket.close(1008, f"unknown symbols: {', '.join(sorted(unknown))}")
             return
-    await state.hub.serve(websocket, wanted)
+    await state.hub.serve(websocket, wanted, every_model=models == "all")

@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
-from cryptocast_common.runtime import connect_bus
+from cryptocast_common.runtime import Resources
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.alerts import AlertStore, InMemoryAlertStore, MongoAlertStore, SmtpMailer
 from cryptocast_gateway.api.app import create_app
@@ -36,8 +36,7 @@ log = logging.getLogger(__name__)
 class Gateway:
     state: GatewayState
     app: FastAPI
-    mongo: AsyncMongoClient[dict[str, Any]] | None
-    owns_bus: bool
+    resources: Resources
     serve_http: bool
     name: str = "gateway"
     _server: uvicorn.Server | None = field(default=None, init=False)
@@ -101,10 +100,7 @@ class Gateway:
         if self._server and self._server_task:
             self._server.should_exit = True
             await self._server_task
-        if self.owns_bus:
-            await self.state.bus.close()
-        if self.mongo is not None:
-            await self.mongo.close()
+        await self.resources.close()
 
 
 async def bootstrap(
@@ -117,9 +113,10 @@ async def bootstrap(
 ) -> Gateway:
     common = common or CommonSettings()
     settings = settings or GatewaySettings()
-    mongo = None
+    resources = Resources()
     if store is None:
-        mongo = AsyncMongoClient(common.mongo_url, tz_aware=True)
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
+        resources.own(mongo.close)
         mongo_store = MongoEventStore(mongo[common.mongo_db])
         await mongo_store.ensure_indexes()
         store = mongo_store
@@ -135,5 +132,5 @@ async def bootstrap(
                     settings.stream_max_clients, settings.stream_max_clients_per_address)
     state = GatewayState(store, alerts or InMemoryAlertStore(), mailer,
                          LatestPredictions(common.interval, render_latest),
-                         bus or await connect_bus(common), common, settings, metrics, hub)
-    return Gateway(state, create_app(state), mongo, owns_bus=bus is None, serve_http=serve_http)
+                         await resources.bus(common, bus), common, settings, metrics, hub)
+    return Gateway(state, create_app(state), resources, serve_http=serve_http)

@@ -27,7 +27,8 @@ class ApiError(Exception):
 # Dependencies are coroutines on purpose: FastAPI runs plain functions in a thread pool,
 # which cost more than everything else on the hot path together.
 async def get_state(request: Request) -> GatewayState:
-    return request.app.state.gateway  # type: ignore[no-any-return]
+    state: GatewayState = request.app.state.gateway
+    return state
 
 
 State = Annotated[GatewayState, Depends(get_state)]

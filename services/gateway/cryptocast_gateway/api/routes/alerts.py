@@ -33,7 +33,8 @@ def _any_case(name: str) -> str:
 # domains (.test, .local, ...).
 DELIVERABLE_EMAIL = (r'^[^@"]+@(?!(?:.*\.)?(?:{})$)[^@"\[\]]*\.[^@".\[\]0-9-][^@".\[\]]*$'.format(
     "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)))
-REFUSED = {400: {"model": ErrorBody, "description": "a missing or invalid field"}}
+REFUSED: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a missing or invalid field"}}
 
 
 def coin_names(coins: Sequence[str]) -> list[str]:

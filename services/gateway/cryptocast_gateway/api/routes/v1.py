@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket
 from fastapi.routing import APIRoute
@@ -22,7 +22,8 @@ from cryptocast_gateway.api.latest import NOT_MODIFIED, IfNoneMatch
 from cryptocast_gateway.store import Position
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
-NOT_FOUND = {404: {"description": "unknown symbol, or nothing stored yet"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown symbol, or nothing stored yet"}}
 
 
 async def v1_symbol(symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
@@ -116,7 +117,9 @@ async def _page(state: State, collection: str, symbol: str, start: datetime | No
     more = len(found) > limit
     found = found[:limit]
     last = found[-1] if found else None
-    next_cursor = encode_cursor((last.target_time, last.event_id)) if more and last else None
+    next_cursor = None
+    if more and isinstance(last, Prediction | Verification):
+        next_cursor = encode_cursor((last.target_time, last.event_id))
     return found, next_cursor
 
 

@@ -19,16 +19,17 @@ install: $(INSTALLED)  ## create .venv with every service and the dev tools
 up: install  ## the whole pipeline on the embedded default, API on 127.0.0.1:8000
 	.venv/bin/cryptocast-up
 
-test: install  ## lint, then unit, integration and end-to-end tests (starts RabbitMQ if needed)
+test: lint  ## lint, then unit, integration and end-to-end tests with branch coverage (starts RabbitMQ if needed)
 	scripts/ensure-rabbitmq.sh
-	.venv/bin/ruff check .
-	.venv/bin/pytest
+	.venv/bin/pytest --cov=libs --cov=services --cov=cryptocast --cov-branch --cov-report=term:skip-covered
 
 chaos: install  ## fault injection on a throwaway RabbitMQ node (not part of test); results in .chaos/table.md
 	.venv/bin/pytest tests/chaos -m chaos
 
-lint: install
+lint: install  ## ruff's linter and formatter check, and mypy (strict on libs/common and the handlers)
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 build-data: install  ## rebuild the bundled candles from ../shared/data and report what was dropped
 	.venv/bin/cryptocast-build-data --shared ../shared/data

@@ -27,7 +27,7 @@ import httpx
 
 from cryptocast.embedded_mongo import EmbeddedMongo, free_port
 
-BARE_APPS = '''
+BARE_APPS = """
 from fastapi import FastAPI, Response
 
 PAYLOAD = {"_id": "prediction:bench", "currentPrice": "$64,603.00",
@@ -49,7 +49,7 @@ async def as_dict():
 @returns_bytes.get("/btc")
 async def as_bytes():
     return Response(BODY, media_type="application/json")
-'''
+"""
 
 
 def wait_until_up(url: str) -> None:
@@ -67,7 +67,10 @@ def wait_until_up(url: str) -> None:
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     output = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
     def latency(label: str) -> float:
@@ -75,9 +78,12 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
         return float(value) * units[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-            "p50": latency("50%"), "p99": latency("99%"),
-            "errors": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50": latency("50%"),
+        "p99": latency("99%"),
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def serve(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -86,19 +92,27 @@ def serve(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 
 
 @contextlib.contextmanager
-def running_gateway(venv: Path, mongo_url: str, work: Path,
-                    access_log: str = "false") -> Iterator[str]:
+def running_gateway(
+    venv: Path, mongo_url: str, work: Path, access_log: str = "false"
+) -> Iterator[str]:
     """A gateway process with one prediction recorded for BTC; yields its base URL."""
     port, key = free_port(), "bench-key"
-    env = {"CRYPTOCAST_MONGO_URL": mongo_url, "CRYPTOCAST_GATEWAY_PORT": str(port),
-           "CRYPTOCAST_GATEWAY_API_KEYS": key, "CRYPTOCAST_GATEWAY_ACCESS_LOG": access_log,
-           "CRYPTOCAST_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000000"}
+    env = {
+        "CRYPTOCAST_MONGO_URL": mongo_url,
+        "CRYPTOCAST_GATEWAY_PORT": str(port),
+        "CRYPTOCAST_GATEWAY_API_KEYS": key,
+        "CRYPTOCAST_GATEWAY_ACCESS_LOG": access_log,
+        "CRYPTOCAST_GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000000",
+    }
     process = serve([str(venv / "cryptocast-gateway")], env, work / "gateway.log")
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(f"{base}/healthz")
-        httpx.post(f"{base}/record/btc", headers={"X-API-Key": key},
-                   json={"last_actual_close": 64603.0, "predicted_close": 64820.0})
+        httpx.post(
+            f"{base}/record/btc",
+            headers={"X-API-Key": key},
+            json={"last_actual_close": 64603.0, "predicted_close": 64820.0},
+        )
         assert httpx.get(f"{base}/btc").json()["currentPrice"] == "$64,603.00"
         yield base
     finally:
@@ -109,12 +123,12 @@ def running_gateway(venv: Path, mongo_url: str, work: Path,
 HOT_PATHS = ("/btc", "/api/v1/predictions/btc/latest")
 
 
-def measure_gateway(venv: Path, mongo_url: str, access_log: str, work: Path,
-                    args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
+def measure_gateway(
+    venv: Path, mongo_url: str, access_log: str, work: Path, args: argparse.Namespace
+) -> list[tuple[str, dict[str, float]]]:
     """wrk against each hot path of one gateway process, in turn."""
     with running_gateway(venv, mongo_url, work, access_log) as base:
-        return [(path, wrk(f"{base}{path}", args.seconds, args.connections))
-                for path in HOT_PATHS]
+        return [(path, wrk(f"{base}{path}", args.seconds, args.connections)) for path in HOT_PATHS]
 
 
 def main() -> None:
@@ -127,16 +141,29 @@ def main() -> None:
     venv = Path(sys.executable).parent
     rows = []
 
-    uvicorn = [str(venv / "uvicorn"), "--loop", "uvloop", "--http", "httptools",
-               "--no-access-log", "--log-level", "warning", "--app-dir", str(work)]
-    for label, target in (("bare FastAPI returning a dict", "bare_apps:returns_dict"),
-                          ("bare FastAPI returning bytes", "bare_apps:returns_bytes")):
+    uvicorn = [
+        str(venv / "uvicorn"),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--app-dir",
+        str(work),
+    ]
+    for label, target in (
+        ("bare FastAPI returning a dict", "bare_apps:returns_dict"),
+        ("bare FastAPI returning bytes", "bare_apps:returns_bytes"),
+    ):
         port = free_port()
         process = serve([*uvicorn, "--port", str(port), target], {}, work / "bare.log")
         try:
             wait_until_up(f"http://127.0.0.1:{port}/btc")
-            rows.append((label, "/btc", wrk(f"http://127.0.0.1:{port}/btc", args.seconds,
-                                            args.connections)))
+            rows.append(
+                (label, "/btc", wrk(f"http://127.0.0.1:{port}/btc", args.seconds, args.connections))
+            )
         finally:
             process.terminate()
             process.wait()
@@ -145,10 +172,14 @@ def main() -> None:
     mongo.start()
     try:
         for access_log in ("true", "false"):
-            label = (f"CryptoCast gateway, production middleware, access log "
-                     f"{'on' if access_log == 'true' else 'off'}")
-            rows += [(label, path, result) for path, result
-                     in measure_gateway(venv, mongo.url, access_log, work, args)]
+            label = (
+                f"CryptoCast gateway, production middleware, access log "
+                f"{'on' if access_log == 'true' else 'off'}"
+            )
+            rows += [
+                (label, path, result)
+                for path, result in measure_gateway(venv, mongo.url, access_log, work, args)
+            ]
     finally:
         mongo.stop()
 
@@ -156,8 +187,10 @@ def main() -> None:
     print("| server | GET | requests/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---|---:|---:|---:|---:|")
     for label, path, result in rows:
-        print(f"| {label} | {path} | {result['rps']:,.0f} | {result['p50']:.2f} "
-              f"| {result['p99']:.2f} | {result['errors']:.0f} |")
+        print(
+            f"| {label} | {path} | {result['rps']:,.0f} | {result['p50']:.2f} "
+            f"| {result['p99']:.2f} | {result['errors']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,10 @@ async def flood(base: str, ws_url: str, clients: int, addresses: int) -> None:
     await asyncio.sleep(1)  # a baseline before the flood
     baseline = len(latencies)
     hold = asyncio.Event()
-    connecting = [asyncio.create_task(stream_client(ws_url, f"127.0.0.{2 + i % addresses}",
-                                                    hold)) for i in range(clients)]
+    connecting = [
+        asyncio.create_task(stream_client(ws_url, f"127.0.0.{2 + i % addresses}", hold))
+        for i in range(clients)
+    ]
     await asyncio.sleep(5)  # the flood connects and is held open
     hold.set()
     outcomes = await asyncio.gather(*connecting)
@@ -70,10 +72,14 @@ async def flood(base: str, ws_url: str, clients: int, addresses: int) -> None:
     await prober
     during = sorted(latencies[baseline:])
     quantile = statistics.quantiles(during, n=100)
-    print(f"{clients} WebSocket clients from {addresses} addresses at once: "
-          + ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes))))
-    print(f"GET /btc during the flood: {len(during)} requests, p50 {quantile[49]:.2f} ms, "
-          f"p99 {quantile[98]:.2f} ms, max {during[-1]:.2f} ms")
+    print(
+        f"{clients} WebSocket clients from {addresses} addresses at once: "
+        + ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+    )
+    print(
+        f"GET /btc during the flood: {len(during)} requests, p50 {quantile[49]:.2f} ms, "
+        f"p99 {quantile[98]:.2f} ms, max {during[-1]:.2f} ms"
+    )
 
 
 def main() -> None:
@@ -88,8 +94,9 @@ def main() -> None:
     try:
         with running_gateway(venv, mongo.url, work) as base:
             port = base.rsplit(":", 1)[1]
-            asyncio.run(flood(base, f"ws://127.0.0.1:{port}/api/v1/stream", args.clients,
-                              args.addresses))
+            asyncio.run(
+                flood(base, f"ws://127.0.0.1:{port}/api/v1/stream", args.clients, args.addresses)
+            )
     finally:
         mongo.stop()
 

@@ -27,8 +27,12 @@ HEADER_TIMEOUT = 1.0
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     bus = InMemoryBus()
-    settings = GatewaySettings(port=0, header_timeout_seconds=HEADER_TIMEOUT,
-                               stream_max_clients_per_address=2, access_log=False)
+    settings = GatewaySettings(
+        port=0,
+        header_timeout_seconds=HEADER_TIMEOUT,
+        stream_max_clients_per_address=2,
+        access_log=False,
+    )
     service = await bootstrap(CommonSettings(), settings, bus=bus, store=InMemoryEventStore())
     await service.start()
     yield service
@@ -56,13 +60,20 @@ async def still_serving(port: int) -> None:
 
 
 async def test_a_megabyte_of_headers_is_refused_with_431(gateway: Gateway) -> None:
-    answer = await answer_to(gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
-                             + b"a" * 1_000_000 + b"\r\n\r\n")
+    answer = await answer_to(
+        gateway.port,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n",
+    )
     assert answer.startswith(b"HTTP/1.1 431 ") or answer == b"", answer[:100]  # or reset
     assert b"a" * 100 not in answer
     await still_serving(gateway.port)
-    normal = await answer_to(gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
-                             + b"X-Ok: " + b"b" * 8000 + b"\r\nConnection: close\r\n\r\n")
+    normal = await answer_to(
+        gateway.port,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"X-Ok: "
+        + b"b" * 8000
+        + b"\r\nConnection: close\r\n\r\n",
+    )
     assert normal.startswith(b"HTTP/1.1 200 ")
 
 
@@ -87,13 +98,14 @@ async def test_a_client_trickling_its_headers_is_disconnected(gateway: Gateway) 
 
 async def test_a_third_stream_from_one_address_is_refused_with_1013(gateway: Gateway) -> None:
     url = f"ws://127.0.0.1:{gateway.port}/api/v1/stream"
-    async with websockets.connect(url), websockets.connect(url), \
-            websockets.connect(url) as third:
+    async with websockets.connect(url), websockets.connect(url), websockets.connect(url) as third:
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(third.recv(), 5)
         assert closed.value.rcvd is not None
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
-            TRY_AGAIN_LATER, "2 streams from this address already")
+            TRY_AGAIN_LATER,
+            "2 streams from this address already",
+        )
     async with websockets.connect(url):  # the others left: room again
 
         async def only_this_one() -> bool:

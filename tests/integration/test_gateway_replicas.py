@@ -13,8 +13,7 @@ from tests.factories import prediction
 from tests.waiting import eventually
 
 
-async def test_replicas_share_the_store_and_each_keeps_the_latest(
-        common: CommonSettings) -> None:
+async def test_replicas_share_the_store_and_each_keeps_the_latest(common: CommonSettings) -> None:
     url = common.amqp_url or ""
     buses = [await AmqpBus.connect(url, common) for _ in range(2)]
     replicas = [await gateway(common, GatewaySettings(port=0), bus=bus) for bus in buses]

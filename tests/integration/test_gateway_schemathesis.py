@@ -33,22 +33,33 @@ async def seeded_app() -> FastAPI:
     store = InMemoryEventStore()
     predictions = [prediction(i, base=100 + i, predicted=101 + i) for i in range(5)]
     inference = InferenceSettings()
-    cards = load_artifact(artifact_dir(inference.artifacts_dir, LSTM_MODEL)).cards(
-        ["BTC"], "4h")
-    await store.upsert([*predictions, *(verify(p, 100.5, 2.0) for p in predictions),
-                        *(candle(i) for i in range(5)), *cards])
+    cards = load_artifact(artifact_dir(inference.artifacts_dir, LSTM_MODEL)).cards(["BTC"], "4h")
+    await store.upsert(
+        [
+            *predictions,
+            *(verify(p, 100.5, 2.0) for p in predictions),
+            *(candle(i) for i in range(5)),
+            *cards,
+        ]
+    )
     gateway = await bootstrap(
-        CommonSettings(), GatewaySettings(api_keys=[SecretStr(KEY)], rate_limit_per_minute=0,
-                                          access_log=False),
-        bus=InMemoryBus(), store=store, serve_http=False)
+        CommonSettings(),
+        GatewaySettings(api_keys=[SecretStr(KEY)], rate_limit_per_minute=0, access_log=False),
+        bus=InMemoryBus(),
+        store=store,
+        serve_http=False,
+    )
     gateway.state.latest.update(predictions[-1])
     return gateway.app
 
 
 schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", asyncio.run(seeded_app()),
-    config=schemathesis.Config.from_dict({"generation": {"mode": "all"},
-                                          "headers": {"X-API-Key": KEY}}))
+    "/openapi.json",
+    asyncio.run(seeded_app()),
+    config=schemathesis.Config.from_dict(
+        {"generation": {"mode": "all"}, "headers": {"X-API-Key": KEY}}
+    ),
+)
 
 
 @schema.parametrize()

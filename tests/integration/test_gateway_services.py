@@ -53,9 +53,14 @@ def smtp() -> Any:
 @pytest.fixture
 async def gateway(common: CommonSettings, smtp: Any) -> AsyncIterator[tuple[Gateway, AmqpBus]]:
     controller, _ = smtp
-    settings = GatewaySettings(port=0, api_keys=[SecretStr(KEY)], smtp_host="127.0.0.1",
-                               smtp_port=controller.port, smtp_security="none",
-                               stream_heartbeat_seconds=0.3)
+    settings = GatewaySettings(
+        port=0,
+        api_keys=[SecretStr(KEY)],
+        smtp_host="127.0.0.1",
+        smtp_port=controller.port,
+        smtp_security="none",
+        stream_heartbeat_seconds=0.3,
+    )
     bus = await AmqpBus.connect(common.amqp_url or "", common)
     producer = await AmqpBus.connect(common.amqp_url or "", common)
     service = await bootstrap(common, settings, bus=bus)
@@ -78,8 +83,7 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
         predictions = [prediction(i, base=100 + i, predicted=101 + i * 1.01) for i in range(12)]
         verdicts = [verify(p, 100.5 + i, 2.0) for i, p in enumerate(predictions[:10])]
         settings = InferenceSettings()
-        cards = load_artifact(artifact_dir(settings.artifacts_dir, LSTM_MODEL)).cards(
-            ["BTC"], "4h")
+        cards = load_artifact(artifact_dir(settings.artifacts_dir, LSTM_MODEL)).cards(["BTC"], "4h")
         await producer.publish([*predictions, prediction(0, symbol="ETH"), *verdicts, *cards])
 
         received = []
@@ -96,31 +100,48 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
 
         await eventually(all_stored, within=20)
         assert (await http.get("/api/v1/symbols")).json() == {
-            "interval": "4h", "symbols": ["BTC", "ETH", "SOL", "XRP"]}
+            "interval": "4h",
+            "symbols": ["BTC", "ETH", "SOL", "XRP"],
+        }
         latest = (await http.get("/api/v1/predictions/btc/latest")).json()
         assert latest["event_id"] == predictions[-1].event_id
         assert latest["target_time"].endswith("Z") and isinstance(latest["predicted_close"], float)
 
         first = (await http.get("/api/v1/predictions/btc", params={"limit": 5})).json()
-        second = (await http.get("/api/v1/predictions/btc",
-                                 params={"limit": 5, "cursor": first["next_cursor"]})).json()
-        third = (await http.get("/api/v1/predictions/btc",
-                                params={"limit": 5, "cursor": second["next_cursor"]})).json()
+        second = (
+            await http.get(
+                "/api/v1/predictions/btc", params={"limit": 5, "cursor": first["next_cursor"]}
+            )
+        ).json()
+        third = (
+            await http.get(
+                "/api/v1/predictions/btc", params={"limit": 5, "cursor": second["next_cursor"]}
+            )
+        ).json()
         ids = [p["event_id"] for p in first["data"] + second["data"] + third["data"]]
         assert ids == [p.event_id for p in reversed(predictions)]
         assert third["next_cursor"] is None
-        ranged = (await http.get("/api/v1/predictions/btc", params={
-            "start": predictions[3].target_time.isoformat(),
-            "end": predictions[5].target_time.isoformat()})).json()
-        assert [p["event_id"] for p in ranged["data"]] == [p.event_id for p in
-                                                           reversed(predictions[3:6])]
+        ranged = (
+            await http.get(
+                "/api/v1/predictions/btc",
+                params={
+                    "start": predictions[3].target_time.isoformat(),
+                    "end": predictions[5].target_time.isoformat(),
+                },
+            )
+        ).json()
+        assert [p["event_id"] for p in ranged["data"]] == [
+            p.event_id for p in reversed(predictions[3:6])
+        ]
         bad = await http.get("/api/v1/predictions/btc", params={"cursor": "nonsense!"})
         assert bad.status_code == 400 and bad.json()["message"].startswith("query.cursor")
 
         stats = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
-        expected = forecast_metrics([v.predicted_close for v in verdicts],
-                                    [v.actual_close for v in verdicts],
-                                    [v.based_on_close for v in verdicts])
+        expected = forecast_metrics(
+            [v.predicted_close for v in verdicts],
+            [v.actual_close for v in verdicts],
+            [v.based_on_close for v in verdicts],
+        )
         served = stats["models"]["naive@1"]
         assert {key: served[key] for key in expected} == pytest.approx(expected)
         low, high = served["mase_ci"]
@@ -137,12 +158,13 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
 
         metrics = (await http.get("/metrics")).text
         assert 'cryptocast_events_persisted_total{type="verification"} 10.0' in metrics
-        assert 'cryptocast_stream_clients 1.0' in metrics
+        assert "cryptocast_stream_clients 1.0" in metrics
         assert 'cryptocast_accuracy{metric="within_2pct",model="naive@1",symbol="BTC"}' in metrics
 
 
 async def test_alerts_mail_once_and_validate_like_the_original(
-        gateway: tuple[Gateway, AmqpBus], smtp: Any) -> None:
+    gateway: tuple[Gateway, AmqpBus], smtp: Any
+) -> None:
     service, producer = gateway
     _, inbox = smtp
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}") as http:
@@ -151,33 +173,55 @@ async def test_alerts_mail_once_and_validate_like_the_original(
             ({"email": "not-an-email", "coin": "btc", "threshold": 5}, "invalid email"),
             ({"email": "a@example.com", "coin": "doge", "threshold": 5}, "unknown coin 'doge'"),
             ({"email": "a@example.com", "coin": "btc", "threshold": 0}, "greater than 0"),
-            ({"email": "a@example.com", "coin": "btc", "threshold": 5, "direction": "up"},
-             "direction must be above or below"),
+            (
+                {"email": "a@example.com", "coin": "btc", "threshold": 5, "direction": "up"},
+                "direction must be above or below",
+            ),
         ]:
             refused = await http.post("/alert", json=body)
             assert refused.status_code == 400, body
             assert refused.json()["status"] == "error" and message in refused.json()["message"]
-        created = await http.post("/alert", json={"email": "Trader@Example.com",
-                                                  "coin": "bitcoin", "threshold": 105,
-                                                  "direction": "above"})
+        created = await http.post(
+            "/alert",
+            json={
+                "email": "Trader@Example.com",
+                "coin": "bitcoin",
+                "threshold": 105,
+                "direction": "above",
+            },
+        )
         assert created.content == b'{"message":"Alert created","status":"Success"}\n'
-        await http.post("/alert", json={"email": "b@example.com", "coin": "eth",
-                                        "threshold": 50, "direction": "below"})
-        await http.post("/alert", json={"email": "b@example.com", "coin": "eth",
-                                        "threshold": 10, "direction": "below"})
+        await http.post(
+            "/alert",
+            json={"email": "b@example.com", "coin": "eth", "threshold": 50, "direction": "below"},
+        )
+        await http.post(
+            "/alert",
+            json={"email": "b@example.com", "coin": "eth", "threshold": 10, "direction": "below"},
+        )
 
-        await producer.publish([candle(0, close=104), candle(1, close=106),
-                                candle(2, close=107), candle(0, close=40, symbol="ETH")])
+        await producer.publish(
+            [
+                candle(0, close=104),
+                candle(1, close=106),
+                candle(2, close=107),
+                candle(0, close=40, symbol="ETH"),
+            ]
+        )
 
         async def mailed() -> bool:
             return len(inbox.messages) == 2
 
         await eventually(mailed, within=20)
         subjects = sorted(m["Subject"] for m in inbox.messages)
-        assert subjects == ["CryptoCast Alert: BTC is above $105.00",
-                            "CryptoCast Alert: ETH is below $50.00"]
-        await http.post("/alert", json={"email": "c@example.com", "coin": "btc",
-                                        "threshold": 110, "direction": "above"})
+        assert subjects == [
+            "CryptoCast Alert: BTC is above $105.00",
+            "CryptoCast Alert: ETH is below $50.00",
+        ]
+        await http.post(
+            "/alert",
+            json={"email": "c@example.com", "coin": "btc", "threshold": 110, "direction": "above"},
+        )
         await producer.publish([candle(3, close=120), candle(4, close=121)])
 
         async def mailed_the_new_one() -> bool:
@@ -189,6 +233,5 @@ async def test_alerts_mail_once_and_validate_like_the_original(
 
         body = {"email": "b@example.com", "coin": "eth"}
         assert (await http.request("DELETE", "/alert", json=body)).status_code == 401
-        switched = await http.request("DELETE", "/alert", json=body,
-                                      headers={"X-API-Key": KEY})
+        switched = await http.request("DELETE", "/alert", json=body, headers={"X-API-Key": KEY})
         assert switched.json() == {"deactivated": 1, "status": "Success"}

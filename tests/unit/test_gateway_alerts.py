@@ -47,9 +47,14 @@ class FailingMailer:
 
 async def started(mailer: object) -> AsyncIterator[Gateway]:
     bus = InMemoryBus(retry_delay_seconds=0.01)
-    gateway = await bootstrap(CommonSettings(), GatewaySettings(smtp_host="smtp.invalid"),
-                              bus=bus, store=InMemoryEventStore(), alerts=InMemoryAlertStore(),
-                              serve_http=False)
+    gateway = await bootstrap(
+        CommonSettings(),
+        GatewaySettings(smtp_host="smtp.invalid"),
+        bus=bus,
+        store=InMemoryEventStore(),
+        alerts=InMemoryAlertStore(),
+        serve_http=False,
+    )
     gateway.state.mailer = mailer  # type: ignore[assignment]
     await gateway.start()
     yield gateway
@@ -69,7 +74,8 @@ async def blocked() -> AsyncIterator[tuple[Gateway, BlockingMailer]]:
 
 
 async def test_a_mail_server_that_never_answers_does_not_hold_up_storing(
-        blocked: tuple[Gateway, BlockingMailer]) -> None:
+    blocked: tuple[Gateway, BlockingMailer],
+) -> None:
     gateway, mailer = blocked
     await gateway.state.alerts.add(Alert("a@example.com", "BTC", 100.0, "above"))
     await gateway.state.bus.publish([candle(0, close=150.0)])

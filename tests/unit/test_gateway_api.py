@@ -25,8 +25,10 @@ def test_money_and_dates_as_the_original_showed_them() -> None:
     assert money(1.0016) == "$1.0016"
     assert money(1554.449, 45234.0) == "$1,554.45"
     assert money(0.0123, 1.2) == "$0.0123"
-    assert display_time(datetime(2025, 11, 24, 14, 30, tzinfo=UTC)) == \
-        "Monday, November 24th, at 14:30"
+    assert (
+        display_time(datetime(2025, 11, 24, 14, 30, tzinfo=UTC))
+        == "Monday, November 24th, at 14:30"
+    )
     assert display_time(datetime(2026, 8, 12, 8, tzinfo=UTC)).startswith("Wednesday, August 12th")
     assert display_time(datetime(2026, 8, 22, 8, 0, tzinfo=UTC)).endswith("22nd, at 08:00")
 
@@ -42,8 +44,9 @@ KEY = {"X-API-Key": "test-key-5b1f"}
 async def gateway() -> AsyncIterator[Gateway]:
     bus = InMemoryBus()
     settings = GatewaySettings(api_keys=[SecretStr(KEY["X-API-Key"])])
-    app = await bootstrap(CommonSettings(), settings, bus=bus, store=InMemoryEventStore(),
-                          serve_http=False)
+    app = await bootstrap(
+        CommonSettings(), settings, bus=bus, store=InMemoryEventStore(), serve_http=False
+    )
     await app.start()
     yield app
     await bus.close()
@@ -67,9 +70,14 @@ async def test_fresh_install_answers_null_not_errors(client: httpx.AsyncClient) 
 
 
 async def test_latest_prediction_in_the_original_shape(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
-    await gateway.state.bus.publish([prediction(0, base=45234.56, predicted=46789.01),
-                                     prediction(1, base=100.0, predicted=99.0, symbol="XRP")])
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    await gateway.state.bus.publish(
+        [
+            prediction(0, base=45234.56, predicted=46789.01),
+            prediction(1, base=100.0, predicted=99.0, symbol="XRP"),
+        ]
+    )
     await gateway.state.bus.drain()  # type: ignore[attr-defined]
     body = (await client.get("/btc")).json()
     assert body == {
@@ -80,9 +88,12 @@ async def test_latest_prediction_in_the_original_shape(
         "trend": "Bullish",
         "timestamp": "2026-08-01T04:00:00+00:00",
         "timestamp_display": "Saturday, August 1st, at 04:00",
-        "raw_data": {"last_actual_close": 45234.56, "predicted_close": 46789.01,
-                     "change_dollars": pytest.approx(1554.45),
-                     "change_percent": pytest.approx(3.4364, abs=1e-4)},
+        "raw_data": {
+            "last_actual_close": 45234.56,
+            "predicted_close": 46789.01,
+            "change_dollars": pytest.approx(1554.45),
+            "change_percent": pytest.approx(3.4364, abs=1e-4),
+        },
     }
     xrp = (await client.get("/XRP")).json()
     assert xrp["priceChange"] == "▼ $1.00 (-1.00%)" and xrp["trend"] == "Bearish"
@@ -90,9 +101,11 @@ async def test_latest_prediction_in_the_original_shape(
 
 
 async def test_verifications_history_and_volatility(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
-    verdicts = [verify(prediction(i, base=100.0, predicted=100.0 + i), 101.0, 2.0)
-                for i in range(35)]
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    verdicts = [
+        verify(prediction(i, base=100.0, predicted=100.0 + i), 101.0, 2.0) for i in range(35)
+    ]
     await gateway.state.store.upsert(verdicts)
     latest = (await client.get("/verify/btc")).json()
     assert latest["predictedPrice"] == 134.0 and latest["actualPrice"] == 101.0
@@ -102,8 +115,13 @@ async def test_verifications_history_and_volatility(
     assert (await client.post("/verify/btc")).json() == {"status": "Success", "result": "Wrong"}
     history = (await client.get("/history/btc")).json()
     assert len(history) == 30 and history[0]["predictedPrice"] == 105.0
-    assert set(history[0]) == {"date", "predictedPrice", "actualPrice", "errorPercent",
-                               "directionCorrect"}
+    assert set(history[0]) == {
+        "date",
+        "predictedPrice",
+        "actualPrice",
+        "errorPercent",
+        "directionCorrect",
+    }
     average = (await client.get("/volatility/btc")).json()["average_error"]
     assert average == pytest.approx(sum(v.error_pct for v in verdicts[-10:]) / 10)
 
@@ -117,9 +135,14 @@ async def test_unknown_coin_is_a_404_naming_the_known_ones(client: httpx.AsyncCl
 
 
 async def test_cors_preflight_for_json_posts(client: httpx.AsyncClient) -> None:
-    response = await client.options("/record/btc", headers={
-        "Origin": "https://cryptocast.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    response = await client.options(
+        "/record/btc",
+        headers={
+            "Origin": "https://cryptocast.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert response.status_code == 200
     assert "POST" in response.headers["access-control-allow-methods"]
 
@@ -129,13 +152,16 @@ async def test_record_needs_an_api_key(client: httpx.AsyncClient) -> None:
     for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}):
         refused = await client.post("/record/btc", json=body, headers=headers)
         assert refused.status_code == 401
-        assert refused.json() == {"status": "error",
-                                  "message": "a valid X-API-Key header is required"}
+        assert refused.json() == {
+            "status": "error",
+            "message": "a valid X-API-Key header is required",
+        }
     assert (await client.get("/btc")).content == b"null\n"  # nothing stored
 
 
 async def test_record_validates_stores_and_publishes(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     client.headers.update(KEY)
     bad = await client.post("/record/btc", json={"last_actual_close": -5, "predicted_close": 1})
     assert bad.status_code == 400
@@ -144,9 +170,14 @@ async def test_record_validates_stores_and_publishes(
     missing = await client.post("/record/btc")
     assert missing.status_code == 404
 
-    ok = await client.post("/record/btc", json={"last_actual_close": 100.0,
-                                                "predicted_close": 102.0,
-                                                "timestamp": "2026-08-01T05:30:00Z"})
+    ok = await client.post(
+        "/record/btc",
+        json={
+            "last_actual_close": 100.0,
+            "predicted_close": 102.0,
+            "timestamp": "2026-08-01T05:30:00Z",
+        },
+    )
     assert ok.status_code == 200
     body = ok.json()
     assert body["status"] == "Success" and body["message"] == "BTC data recorded successfully"
@@ -158,12 +189,12 @@ async def test_record_validates_stores_and_publishes(
 
 async def test_candles_for_history_refill(gateway: Gateway, client: httpx.AsyncClient) -> None:
     await gateway.state.store.upsert([candle(i, close=100 + i) for i in range(6)])
-    response = await client.get("/api/v1/candles/btc", params={
-        "end": candle(3).close_time.isoformat(), "limit": 2})
+    response = await client.get(
+        "/api/v1/candles/btc", params={"end": candle(3).close_time.isoformat(), "limit": 2}
+    )
     data = response.json()
     assert data["count"] == 2 and [c["close"] for c in data["data"]] == [102, 103]
     assert (await client.get("/api/v1/candles/btc", params={"limit": 0})).status_code == 400
-
 
 
 async def test_legacy_bodies_are_flask_bytes(gateway: Gateway, client: httpx.AsyncClient) -> None:
@@ -174,28 +205,41 @@ async def test_legacy_bodies_are_flask_bytes(gateway: Gateway, client: httpx.Asy
 
 
 async def test_inputs_that_once_caused_500s_get_400s_naming_the_field(
-        client: httpx.AsyncClient) -> None:
-    huge_interval = await client.get("/api/v1/candles/btc",
-                                     params={"interval": "99999999999999999999w"})
-    nested_cursor = await client.get("/api/v1/predictions/btc", params={
-        "cursor": base64.urlsafe_b64encode(b"[" * 3000).decode()})
-    long_threshold = await client.post("/alert", content=(
-        '{"email": "a@example.com", "coin": "btc", "threshold": 1' + "0" * 400 + "}"))
+    client: httpx.AsyncClient,
+) -> None:
+    huge_interval = await client.get(
+        "/api/v1/candles/btc", params={"interval": "99999999999999999999w"}
+    )
+    nested_cursor = await client.get(
+        "/api/v1/predictions/btc", params={"cursor": base64.urlsafe_b64encode(b"[" * 3000).decode()}
+    )
+    long_threshold = await client.post(
+        "/alert",
+        content=('{"email": "a@example.com", "coin": "btc", "threshold": 1' + "0" * 400 + "}"),
+    )
     nested_body = await client.post("/alert", content="[" * 8000 + "]" * 8000)
-    for response, field in [(huge_interval, "interval"), (nested_cursor, "cursor"),
-                            (long_threshold, "threshold"), (nested_body, "body")]:
+    for response, field in [
+        (huge_interval, "interval"),
+        (nested_cursor, "cursor"),
+        (long_threshold, "threshold"),
+        (nested_body, "body"),
+    ]:
         assert response.status_code == 400, (field, response.text)
         assert response.json()["status"] == "error" and field in response.json()["message"]
 
 
 async def test_cursors_page_through_everything_and_anything_else_is_refused(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     await gateway.state.store.upsert([prediction(i) for i in range(5)])
     seen, cursor = [], None
     while True:
-        page = (await client.get("/api/v1/predictions/btc",
-                                 params={"limit": 2} | ({"cursor": cursor} if cursor else {}))
-                ).json()
+        page = (
+            await client.get(
+                "/api/v1/predictions/btc",
+                params={"limit": 2} | ({"cursor": cursor} if cursor else {}),
+            )
+        ).json()
         seen += [p["event_id"] for p in page["data"]]
         if not (cursor := page["next_cursor"]):
             break
@@ -205,9 +249,11 @@ async def test_cursors_page_through_everything_and_anything_else_is_refused(
 
 
 async def test_allow_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
-    for method, path, allow in [("GET", "/alert", "DELETE, POST"),
-                                ("PUT", "/verify/btc", "GET, POST"),
-                                ("DELETE", "/healthz", "GET")]:
+    for method, path, allow in [
+        ("GET", "/alert", "DELETE, POST"),
+        ("PUT", "/verify/btc", "GET, POST"),
+        ("DELETE", "/healthz", "GET"),
+    ]:
         response = await client.request(method, path)
         assert (response.status_code, response.headers["allow"]) == (405, allow), path
 
@@ -234,19 +280,22 @@ async def publish(gateway: Gateway, *predictions: object) -> None:
 
 
 async def test_both_answers_carry_an_etag_of_the_prediction_and_no_cache(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     await publish(gateway, prediction(0))
     for path in LATEST:
         response = await client.get(path)
         assert response.status_code == 200
         assert response.headers["etag"].startswith(f'"{prediction(0).event_id}~')
         assert response.headers["cache-control"] == "no-cache"
-    assert (await client.get(LATEST[0])).headers["etag"] == \
-        (await client.get(LATEST[1])).headers["etag"]
+    assert (await client.get(LATEST[0])).headers["etag"] == (await client.get(LATEST[1])).headers[
+        "etag"
+    ]
 
 
 async def test_if_none_match_with_the_current_etag_is_a_304_without_body(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     await publish(gateway, prediction(0))
     for path in LATEST:
         etag = (await client.get(path)).headers["etag"]
@@ -255,14 +304,17 @@ async def test_if_none_match_with_the_current_etag_is_a_304_without_body(
             assert response.status_code == 304, offered
             assert response.content == b""
             assert "content-length" not in response.headers
-            assert (response.headers["etag"], response.headers["cache-control"]) == \
-                (etag, "no-cache")
+            assert (response.headers["etag"], response.headers["cache-control"]) == (
+                etag,
+                "no-cache",
+            )
         stale = await client.get(path, headers={"If-None-Match": '"stale"'})
         assert stale.status_code == 200 and stale.content
 
 
 async def test_a_new_prediction_or_a_new_content_for_the_same_id_changes_the_etag(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     await publish(gateway, prediction(0))
     first = (await client.get("/btc")).headers["etag"]
     await publish(gateway, prediction(1))
@@ -275,22 +327,28 @@ async def test_a_new_prediction_or_a_new_content_for_the_same_id_changes_the_eta
 
 
 async def test_symbols_in_any_case_get_the_same_bytes(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     await publish(gateway, prediction(0))
     original = {(await client.get(f"/{coin}")).content for coin in ("btc", "BTC", "Btc")}
-    versioned = {(await client.get(f"/api/v1/predictions/{symbol}/latest")).content
-                 for symbol in ("btc", "BTC", "bTc")}
+    versioned = {
+        (await client.get(f"/api/v1/predictions/{symbol}/latest")).content
+        for symbol in ("btc", "BTC", "bTc")
+    }
     assert len(original) == 1 and len(versioned) == 1
 
 
 async def test_unknown_symbols_are_404s_naming_the_known_ones_even_if_one_is_cached(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     await publish(gateway, prediction(0, symbol="DOGE"))  # not a configured coin
     for path in ("/doge", "/DOGE"):
         response = await client.get(path)
         assert response.status_code == 404
-        assert response.json() == {"status": "error", "message": f"unknown coin {path[1:]!r}; "
-                                                                 "known coins: btc, eth, sol, xrp"}
+        assert response.json() == {
+            "status": "error",
+            "message": f"unknown coin {path[1:]!r}; known coins: btc, eth, sol, xrp",
+        }
     response = await client.get("/api/v1/predictions/doge/latest")
     assert response.status_code == 404
     assert response.json()["message"] == "unknown symbol 'doge'; known: BTC, ETH, SOL, XRP"
@@ -308,10 +366,16 @@ async def test_nothing_yet_keeps_the_original_answers(client: httpx.AsyncClient)
 async def test_both_urls_are_answered_by_their_fastapi_route(gateway: Gateway) -> None:
     await publish(gateway, prediction(0))
     seen = RouteSeen(gateway)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=seen),
-                                 base_url="http://test") as client:
-        for path in ("/btc", "/XRP", "/doge", "/api/v1/predictions/btc/latest",
-                     "/api/v1/predictions/doge/latest"):
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=seen), base_url="http://test"
+    ) as client:
+        for path in (
+            "/btc",
+            "/XRP",
+            "/doge",
+            "/api/v1/predictions/btc/latest",
+            "/api/v1/predictions/doge/latest",
+        ):
             await client.get(path)
     assert seen.routes == [legacy.latest_route] * 3 + [v1.latest_route] * 2
     operations = gateway.app.openapi()["paths"]
@@ -323,16 +387,20 @@ async def test_both_urls_are_answered_by_their_fastapi_route(gateway: Gateway) -
 
 
 async def test_the_route_answers_the_same_when_its_endpoint_is_called_directly(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     await publish(gateway, prediction(0))
-    for route, symbol, path in ((legacy.latest_route, "btc", "/btc"),
-                                (v1.latest_route, "BTC", "/api/v1/predictions/btc/latest")):
+    for route, symbol, path in (
+        (legacy.latest_route, "btc", "/btc"),
+        (v1.latest_route, "BTC", "/api/v1/predictions/btc/latest"),
+    ):
         response = await route.endpoint(symbol, gateway.state, None)
         assert response.body == (await client.get(path)).content
 
 
 async def test_paths_of_other_routes_keep_precedence_over_the_coin_template(
-        client: httpx.AsyncClient) -> None:
+    client: httpx.AsyncClient,
+) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/docs")).status_code == 200
     assert "paths" in (await client.get("/openapi.json")).json()

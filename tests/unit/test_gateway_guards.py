@@ -21,12 +21,16 @@ from tests.factories import candle, prediction
 
 async def started(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
     bus = InMemoryBus()
-    gateway: Gateway = await bootstrap(CommonSettings(), settings, bus=bus,
-                                       store=InMemoryEventStore(), serve_http=False)
+    gateway: Gateway = await bootstrap(
+        CommonSettings(), settings, bus=bus, store=InMemoryEventStore(), serve_http=False
+    )
     await gateway.start()
     transport = httpx.ASGITransport(app=gateway.app, client=("203.0.113.7", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                 headers={"Origin": "https://cryptocast.example"}) as http:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://test",
+        headers={"Origin": "https://cryptocast.example"},
+    ) as http:
         yield http
     await bus.close()
 
@@ -47,9 +51,15 @@ async def test_a_flood_gets_429_with_retry_after(limited: httpx.AsyncClient) -> 
 
 
 async def test_an_oversized_body_is_refused_before_anything_reads_it(
-        limited: httpx.AsyncClient) -> None:
-    body = {"email": "a@example.com", "coin": "btc", "threshold": 1, "direction": "above",
-            "padding": "x" * 200}
+    limited: httpx.AsyncClient,
+) -> None:
+    body = {
+        "email": "a@example.com",
+        "coin": "btc",
+        "threshold": 1,
+        "direction": "above",
+        "padding": "x" * 200,
+    }
     response = await limited.post("/alert", json=body)
     assert response.status_code == 413
     assert response.json()["message"] == "request body larger than 100 bytes"
@@ -100,14 +110,14 @@ class Address:
 
 async def test_stream_clients_are_capped_per_address_and_in_total() -> None:
     metrics = GatewayMetrics()
-    hub = StreamHub(metrics, queue_size=3, heartbeat_seconds=60, max_clients=3,
-                    max_clients_per_address=2)
+    hub = StreamHub(
+        metrics, queue_size=3, heartbeat_seconds=60, max_clients=3, max_clients_per_address=2
+    )
     sockets = [StuckSocket("198.51.100.1") for _ in range(3)]
     sockets += [StuckSocket("198.51.100.2"), StuckSocket("198.51.100.3")]
     serving = [asyncio.create_task(hub.serve(s, None)) for s in sockets]  # type: ignore[arg-type]
     await asyncio.wait(serving, timeout=0.2)
-    assert [s.closed_with for s in sockets] == [None, None, TRY_AGAIN_LATER, None,
-                                                TRY_AGAIN_LATER]
+    assert [s.closed_with for s in sockets] == [None, None, TRY_AGAIN_LATER, None, TRY_AGAIN_LATER]
     assert sockets[2].reason == "2 streams from this address already"
     assert sockets[4].reason == "server busy: 3 stream clients already"
     assert metrics.stream_refused._value.get() == 2
@@ -126,28 +136,36 @@ async def test_stream_clients_are_capped_per_address_and_in_total() -> None:
 async def test_behind_a_trusted_proxy_the_limit_counts_the_forwarded_client() -> None:
     settings = GatewaySettings(rate_limit_per_minute=2, trusted_proxies=["203.0.113.0/24"])
     async for http in started(settings):  # the connection comes from 203.0.113.7
+
         def via(chain: str) -> dict[str, str]:
             return {"X-Forwarded-For": chain}
 
-        statuses = [(await http.get("/btc", headers=via(f"192.0.2.{i}, 203.0.113.9"))
-                     ).status_code for i in (1, 1, 1, 2)]
+        statuses = [
+            (await http.get("/btc", headers=via(f"192.0.2.{i}, 203.0.113.9"))).status_code
+            for i in (1, 1, 1, 2)
+        ]
         assert statuses == [200, 200, 429, 200]  # 192.0.2.1 is limited, 192.0.2.2 is not
-        spoofed = [(await http.get("/btc", headers=via(f"10.9.9.{i}, 192.0.2.2"))).status_code
-                   for i in range(2)]
+        spoofed = [
+            (await http.get("/btc", headers=via(f"10.9.9.{i}, 192.0.2.2"))).status_code
+            for i in range(2)
+        ]
         assert spoofed == [200, 429]  # the right-most untrusted hop, whatever precedes it
 
 
 async def test_without_trusted_proxies_forwarded_for_is_ignored() -> None:
     async for http in started(GatewaySettings(rate_limit_per_minute=2)):
-        statuses = [(await http.get("/btc", headers={"X-Forwarded-For": f"192.0.2.{i}"})
-                     ).status_code for i in range(3)]
+        statuses = [
+            (await http.get("/btc", headers={"X-Forwarded-For": f"192.0.2.{i}"})).status_code
+            for i in range(3)
+        ]
         assert statuses == [200, 200, 429]
 
 
 async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone() -> None:
     metrics = GatewayMetrics()
-    hub = StreamHub(metrics, queue_size=3, heartbeat_seconds=60, max_clients=10,
-                    max_clients_per_address=10)
+    hub = StreamHub(
+        metrics, queue_size=3, heartbeat_seconds=60, max_clients=10, max_clients_per_address=10
+    )
     stuck = StuckSocket()
     serving = asyncio.create_task(hub.serve(stuck, None))  # type: ignore[arg-type]
     await asyncio.sleep(0.01)

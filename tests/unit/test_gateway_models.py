@@ -23,8 +23,9 @@ CHAMPION, CHALLENGER = "dist-4h@1", "dist-4h@2"
 async def gateway() -> AsyncIterator[Gateway]:
     bus = InMemoryBus()
     settings = GatewaySettings(api_keys=[SecretStr(KEY["X-API-Key"])])
-    app = await bootstrap(CommonSettings(), settings, bus=bus, store=InMemoryEventStore(),
-                          serve_http=False)
+    app = await bootstrap(
+        CommonSettings(), settings, bus=bus, store=InMemoryEventStore(), serve_http=False
+    )
     await app.start()
     yield app
     await bus.close()
@@ -38,17 +39,30 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def as_model(made: Prediction, model: str, role: str, gate: str | None = None) -> Prediction:
-    fields = made.model_dump() | {"model": ModelRef.parse(model), "role": role, "gate": gate,
-                                  "event_id": ""}
+    fields = made.model_dump() | {
+        "model": ModelRef.parse(model),
+        "role": role,
+        "gate": gate,
+        "event_id": "",
+    }
     if gate == "closed":
-        fields |= {"model_close": fields["predicted_close"],
-                   "predicted_close": fields["based_on"]["close"]}
+        fields |= {
+            "model_close": fields["predicted_close"],
+            "predicted_close": fields["based_on"]["close"],
+        }
     return Prediction.model_validate(fields)
 
 
 def change(kind: str, model: str, i: int, by: str = "policy") -> ModelChange:
-    return ModelChange(symbol="BTC", interval="4h", kind=kind, model=ModelRef.parse(model),
-                       by=by, reason="test", decided_at=candle(i).close_time)
+    return ModelChange(
+        symbol="BTC",
+        interval="4h",
+        kind=kind,
+        model=ModelRef.parse(model),
+        by=by,
+        reason="test",
+        decided_at=candle(i).close_time,
+    )
 
 
 async def publish(gateway: Gateway, events: list[Event]) -> None:
@@ -57,14 +71,23 @@ async def publish(gateway: Gateway, events: list[Event]) -> None:
 
 
 async def test_only_the_champions_forecast_is_served(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     made = prediction(3, base=100.0, predicted=103.0)
-    await publish(gateway, [as_model(made, CHAMPION, "champion", "closed"),
-                            as_model(made, CHALLENGER, "challenger"),
-                            as_model(made, "naive@1", "baseline")])
+    await publish(
+        gateway,
+        [
+            as_model(made, CHAMPION, "champion", "closed"),
+            as_model(made, CHALLENGER, "challenger"),
+            as_model(made, "naive@1", "baseline"),
+        ],
+    )
     served = (await client.get("/api/v1/predictions/btc/latest")).json()
-    assert (served["role"], served["gate"], served["predicted_close"]) == ("champion", "closed",
-                                                                           100.0)
+    assert (served["role"], served["gate"], served["predicted_close"]) == (
+        "champion",
+        "closed",
+        100.0,
+    )
     assert served["model_close"] == 103.0
     assert (await client.get("/btc")).json()["predictedPrice"] == "$100.00"
     listed = (await client.get("/api/v1/predictions/btc")).json()["data"]
@@ -72,10 +95,17 @@ async def test_only_the_champions_forecast_is_served(
 
 
 async def test_lifecycle_state_history_and_gate_gauge(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     assert (await client.get("/api/v1/models/history")).json() == {"data": []}
-    await publish(gateway, [change("gate_opened", CHAMPION, 1), change("promoted", CHALLENGER, 2),
-                            change("gate_closed", CHALLENGER, 2)])
+    await publish(
+        gateway,
+        [
+            change("gate_opened", CHAMPION, 1),
+            change("promoted", CHALLENGER, 2),
+            change("gate_closed", CHALLENGER, 2),
+        ],
+    )
     history = (await client.get("/api/v1/models/history?symbol=btc")).json()["data"]
     # Newest first; at one time, by event id.
     assert [c["kind"] for c in history] == ["promoted", "gate_closed", "gate_opened"]
@@ -85,7 +115,8 @@ async def test_lifecycle_state_history_and_gate_gauge(
 
 
 async def test_the_model_card_of_the_champion_with_its_state(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     assert (await client.get("/api/v1/model/btc")).status_code == 404
     from cryptocast_inference.registry import build_predictor
     from cryptocast_inference.settings import InferenceSettings
@@ -95,13 +126,18 @@ async def test_the_model_card_of_the_champion_with_its_state(
     await publish(gateway, [*cards, change("gate_opened", str(shipped.model), 5)])
     body = (await client.get("/api/v1/model/btc")).json()
     assert body["model"] == {"name": shipped.model.name, "version": shipped.model.version}
-    assert body["lifecycle"] == {"champion": str(shipped.model), "gate": "open",
-                                 "since": body["lifecycle"]["since"], "pinned": False,
-                                 "blocked": []}
+    assert body["lifecycle"] == {
+        "champion": str(shipped.model),
+        "gate": "open",
+        "since": body["lifecycle"]["since"],
+        "pinned": False,
+        "blocked": [],
+    }
 
 
 async def test_an_operators_pin_is_published_for_the_lifecycle_to_apply(
-        gateway: Gateway, client: httpx.AsyncClient) -> None:
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
     requests: list[Event] = []
 
     async def collect(events: list[Event]) -> list[Event]:
@@ -118,8 +154,11 @@ async def test_an_operators_pin_is_published_for_the_lifecycle_to_apply(
     assert accepted.status_code == 202
     await gateway.state.bus.drain()  # type: ignore[attr-defined]  # the in-memory bus
     [pin] = [e for e in requests if isinstance(e, ModelChange) and e.by == "operator"]
-    assert (pin.kind, str(pin.model), pin.reason) == ("pinned", CHALLENGER,
-                                                      "trying the new version")
+    assert (pin.kind, str(pin.model), pin.reason) == (
+        "pinned",
+        CHALLENGER,
+        "trying the new version",
+    )
     assert accepted.json()["event_id"] == pin.event_id
     bad = await client.post("/api/v1/models/btc/fire", json=body, headers=KEY)
     assert bad.status_code == 400 and "action" in bad.text

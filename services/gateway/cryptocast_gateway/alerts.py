@@ -80,15 +80,17 @@ class InMemoryAlertStore:
         self.alerts[alert.id] = alert
 
     async def due(self, symbol: str, candle_id: str) -> list[Alert]:
-        return [a for a in self.alerts.values()
-                if a.symbol == symbol and _claimable(a, candle_id)]
+        return [a for a in self.alerts.values() if a.symbol == symbol and _claimable(a, candle_id)]
 
     def _set(self, alert_id: str, **changes: Any) -> None:
         self.alerts[alert_id] = replace(self.alerts[alert_id], **changes)
 
     async def deactivate(self, email: str, symbol: str) -> int:
-        matching = [a.id for a in self.alerts.values()
-                    if (a.email, a.symbol, a.active) == (email, symbol, True)]
+        matching = [
+            a.id
+            for a in self.alerts.values()
+            if (a.email, a.symbol, a.active) == (email, symbol, True)
+        ]
         for alert_id in matching:
             self._set(alert_id, active=False)
         return len(matching)
@@ -133,22 +135,25 @@ class MongoAlertStore:
 
     async def deactivate(self, email: str, symbol: str) -> int:
         result = await self._alerts.update_many(
-            {"email": email, "symbol": symbol, "active": True}, {"$set": {"active": False}})
+            {"email": email, "symbol": symbol, "active": True}, {"$set": {"active": False}}
+        )
         return result.modified_count
 
     async def claim(self, alert_id: str, candle_id: str) -> bool:
         result = await self._alerts.update_one(
             {"_id": alert_id, **self._claimable(candle_id)},
-            {"$set": {"active": False, "triggered_by": candle_id}})
+            {"$set": {"active": False, "triggered_by": candle_id}},
+        )
         return result.matched_count == 1  # a repeated claim matches without modifying
 
     async def mark_sent(self, alert_id: str) -> None:
-        await self._alerts.update_one({"_id": alert_id},
-                                      {"$set": {"sent_at": datetime.now(UTC)}})
+        await self._alerts.update_one({"_id": alert_id}, {"$set": {"sent_at": datetime.now(UTC)}})
 
     async def release(self, alert_id: str, candle_id: str) -> None:
-        await self._alerts.update_one({"_id": alert_id, "triggered_by": candle_id, "sent_at": None},
-                                      {"$set": {"active": True, "triggered_by": None}})
+        await self._alerts.update_one(
+            {"_id": alert_id, "triggered_by": candle_id, "sent_at": None},
+            {"$set": {"active": True, "triggered_by": None}},
+        )
 
 
 class Mailer(Protocol):
@@ -164,40 +169,47 @@ class SmtpMailer:
         s = self.settings
         message["From"] = s.smtp_sender
         await aiosmtplib.send(
-            message, hostname=s.smtp_host, port=s.smtp_port,
-            use_tls=s.smtp_security == "tls", start_tls=s.smtp_security == "starttls",
+            message,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            use_tls=s.smtp_security == "tls",
+            start_tls=s.smtp_security == "starttls",
             username=s.smtp_username,
             password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            timeout=30)
+            timeout=30,
+        )
 
 
 def alert_email(alert: Alert, price: float) -> EmailMessage:
     message = EmailMessage()
     message["Message-ID"] = f"<alert-{alert.id}@cryptocast>"  # lets mail clients drop a copy
     message["To"] = alert.email
-    message["Subject"] = (f"CryptoCast Alert: {alert.symbol} is {alert.direction} "
-                          f"${alert.threshold:,.2f}")
+    message["Subject"] = (
+        f"CryptoCast Alert: {alert.symbol} is {alert.direction} ${alert.threshold:,.2f}"
+    )
     message.set_content(
         f"{alert.symbol} closed at ${price:,.4f}, {alert.direction} your threshold of "
         f"${alert.threshold:,.4f}.\n\nThis alert is now switched off; set a new one whenever "
-        "you like.\n\nCryptoCast\n")
+        "you like.\n\nCryptoCast\n"
+    )
     return message
 
 
-async def check_alerts(events: Sequence[Event], store: AlertStore, mailer: Mailer,
-                       on_sent: Callable[[], None]) -> None:
+async def check_alerts(
+    events: Sequence[Event], store: AlertStore, mailer: Mailer, on_sent: Callable[[], None]
+) -> None:
     """Mail every due alert the newest candle of each coin crosses, calling ``on_sent`` for
     each. Raises what the mailer raised, after releasing that alert, so the candles come
     back; the alerts mailed before it stay sent."""
     newest: dict[str, Candle] = {}
     for event in events:
-        if isinstance(event, Candle) and (event.symbol not in newest
-                                          or event.close_time > newest[event.symbol].close_time):
+        if isinstance(event, Candle) and (
+            event.symbol not in newest or event.close_time > newest[event.symbol].close_time
+        ):
             newest[event.symbol] = event
     for symbol, candle in newest.items():
         for alert in await store.due(symbol, candle.event_id):
-            if not alert.fires_at(candle.close) or not await store.claim(alert.id,
-                                                                         candle.event_id):
+            if not alert.fires_at(candle.close) or not await store.claim(alert.id, candle.event_id):
                 continue
             try:
                 await mailer.send(alert_email(alert, candle.close))
@@ -206,5 +218,6 @@ async def check_alerts(events: Sequence[Event], store: AlertStore, mailer: Maile
                 raise
             await store.mark_sent(alert.id)
             on_sent()
-            log.info("alert sent", extra={"alert": alert.id, "symbol": symbol,
-                                          "price": candle.close})
+            log.info(
+                "alert sent", extra={"alert": alert.id, "symbol": symbol, "price": candle.close}
+            )

@@ -60,19 +60,32 @@ class Gateway:
         async def live(events: list[Event]) -> list[Event]:
             return await follow_live(events, state)
 
-        await state.bus.consume(state.common.queue_for("gateway"), ["#"], store_all,
-                                batch_size=state.settings.batch_size)
+        await state.bus.consume(
+            state.common.queue_for("gateway"),
+            ["#"],
+            store_all,
+            batch_size=state.settings.batch_size,
+        )
         if state.mailer is not None:
             mailer = state.mailer
 
             async def alert(events: list[Event]) -> list[Event]:
                 return await mail_alerts(events, state.alerts, mailer, state.metrics)
 
-            await state.bus.consume(state.common.queue_for("gateway.alerts"), ["candle.#"],
-                                    alert, batch_size=state.settings.batch_size)
+            await state.bus.consume(
+                state.common.queue_for("gateway.alerts"),
+                ["candle.#"],
+                alert,
+                batch_size=state.settings.batch_size,
+            )
         replica = f"{state.common.queue_for('gateway')}.live.{uuid.uuid4().hex[:12]}"
-        await state.bus.consume(replica, ["prediction.#", "verification.#"], live,
-                                batch_size=state.settings.batch_size, exclusive=True)
+        await state.bus.consume(
+            replica,
+            ["prediction.#", "verification.#"],
+            live,
+            batch_size=state.settings.batch_size,
+            exclusive=True,
+        )
         # Subscribed first, then loaded: a prediction stored in between is not missed.
         for symbol in state.common.symbols:
             found = await state.store.latest_prediction(symbol, state.common.interval)
@@ -81,10 +94,15 @@ class Gateway:
         if self.serve_http:
             settings = state.settings
             config = uvicorn.Config(
-                self.app, host=settings.host, port=settings.port, log_config=None,
-                access_log=False, lifespan="off",
+                self.app,
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
                 http=guarded_http(settings.max_header_bytes, settings.header_timeout_seconds),
-                proxy_headers=False)  # the app decides whose X-Forwarded-For to believe
+                proxy_headers=False,
+            )  # the app decides whose X-Forwarded-For to believe
             self._server = uvicorn.Server(config)
             self._server_task = asyncio.create_task(self._server.serve())
             while not self._server.started:
@@ -125,12 +143,26 @@ async def bootstrap(
         alerts = alerts or mongo_alerts
     mailer = SmtpMailer(settings) if settings.smtp_host else None
     if mailer is None:
-        log.warning("CRYPTOCAST_GATEWAY_SMTP_HOST is not set: price alerts are accepted "
-                    "but not checked")
+        log.warning(
+            "CRYPTOCAST_GATEWAY_SMTP_HOST is not set: price alerts are accepted but not checked"
+        )
     metrics = GatewayMetrics()
-    hub = StreamHub(metrics, settings.stream_queue_size, settings.stream_heartbeat_seconds,
-                    settings.stream_max_clients, settings.stream_max_clients_per_address)
-    state = GatewayState(store, alerts or InMemoryAlertStore(), mailer,
-                         LatestPredictions(common.interval, render_latest),
-                         await resources.bus(common, bus), common, settings, metrics, hub)
+    hub = StreamHub(
+        metrics,
+        settings.stream_queue_size,
+        settings.stream_heartbeat_seconds,
+        settings.stream_max_clients,
+        settings.stream_max_clients_per_address,
+    )
+    state = GatewayState(
+        store,
+        alerts or InMemoryAlertStore(),
+        mailer,
+        LatestPredictions(common.interval, render_latest),
+        await resources.bus(common, bus),
+        common,
+        settings,
+        metrics,
+        hub,
+    )
     return Gateway(state, create_app(state), resources, serve_http=serve_http)

@@ -22,8 +22,9 @@ async def persist(events: Sequence[Event], state: GatewayState) -> list[Event]:
     return []
 
 
-async def mail_alerts(events: Sequence[Event], alerts: AlertStore, mailer: Mailer,
-                      metrics: GatewayMetrics) -> list[Event]:
+async def mail_alerts(
+    events: Sequence[Event], alerts: AlertStore, mailer: Mailer, metrics: GatewayMetrics
+) -> list[Event]:
     """A mail failure raises: the bus retries these candles, and only on this queue."""
     await check_alerts(events, alerts, mailer, metrics.alerts_sent.inc)
     return []

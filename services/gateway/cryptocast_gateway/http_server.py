@@ -40,8 +40,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if reading and self._reading_head and not self.transport.is_closing():
             self._head_bytes += len(data)  # the whole chunk: httptools holds it all
             if self._head_bytes > self.max_head_bytes:
-                self._refuse(431, "Request Header Fields Too Large",
-                             f"request line and headers larger than {self.max_head_bytes} bytes")
+                self._refuse(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"request line and headers larger than {self.max_head_bytes} bytes",
+                )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -59,19 +62,27 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._deadline = None
         if self._reading_head and not self.transport.is_closing():
-            self._refuse(408, "Request Timeout", f"request line and headers not received "
-                         f"within {self.head_timeout_seconds:g} s")
+            self._refuse(
+                408,
+                "Request Timeout",
+                f"request line and headers not received within {self.head_timeout_seconds:g} s",
+            )
 
     def _refuse(self, status: int, reason: str, message: str) -> None:
         self._end_head()
         body = json.dumps({"status": "error", "message": message}).encode()
         self.transport.write(
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
         self.transport.close()
 
 
 def guarded_http(max_head_bytes: int, head_timeout_seconds: float) -> type[GuardedHttpProtocol]:
     """The protocol class for ``uvicorn.Config(http=...)``, with these limits."""
-    return type("ConfiguredHttpProtocol", (GuardedHttpProtocol,), {
-        "max_head_bytes": max_head_bytes, "head_timeout_seconds": head_timeout_seconds})
+    return type(
+        "ConfiguredHttpProtocol",
+        (GuardedHttpProtocol,),
+        {"max_head_bytes": max_head_bytes, "head_timeout_seconds": head_timeout_seconds},
+    )

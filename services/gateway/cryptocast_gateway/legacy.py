@@ -16,8 +16,9 @@ from cryptocast_common.events import Prediction, Verification
 
 
 def flask_json(value: Any) -> bytes:
-    return (json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
-            + "\n").encode()
+    return (
+        json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":")) + "\n"
+    ).encode()
 
 
 def _decimals(reference: float) -> int:
@@ -68,9 +69,11 @@ def _distribution_view(prediction: Prediction) -> dict[str, Any]:
     low, high = prediction.interval_80, prediction.interval_95
     if low is None or high is None:
         return {}
-    return {"interval80": {"lower": low.lower, "upper": low.upper},
-            "interval95": {"lower": high.lower, "upper": high.upper},
-            "probabilityUp": prediction.p_up}
+    return {
+        "interval80": {"lower": low.lower, "upper": low.upper},
+        "interval95": {"lower": high.lower, "upper": high.upper},
+        "probabilityUp": prediction.p_up,
+    }
 
 
 def verification_view(verification: Verification) -> dict[str, Any]:
@@ -90,8 +93,11 @@ def verification_view(verification: Verification) -> dict[str, Any]:
 def history_view(verifications_newest_first: list[Verification]) -> list[dict[str, Any]]:
     """``GET /history/<coin>``: oldest first, as the original's chart expects."""
     return [
-        {key: view[key] for key in ("predictedPrice", "actualPrice", "errorPercent",
-                                    "directionCorrect")} | {"date": view["predictionDate"]}
+        {
+            key: view[key]
+            for key in ("predictedPrice", "actualPrice", "errorPercent", "directionCorrect")
+        }
+        | {"date": view["predictionDate"]}
         for view in map(verification_view, reversed(verifications_newest_first))
     ]
 

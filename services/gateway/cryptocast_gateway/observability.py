@@ -27,8 +27,14 @@ class ReadAtScrape(Collector):
     consumer's path; at most one read every ``max_age`` seconds, however often it is
     scraped."""
 
-    def __init__(self, name: str, documentation: str, labels: Sequence[str],
-                 max_age: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        max_age: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
         self.max_age, self.clock = max_age, clock
         self.values: GaugeValues = {}
@@ -57,26 +63,51 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Histogram(
-            "cryptocast_http_request_duration_seconds", "HTTP request latency by route",
-            ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.consumed = Counter("cryptocast_events_consumed", "Events delivered to the "
-                                "gateway, by type", ["type"], registry=self.registry)
-        self.persisted = Counter("cryptocast_events_persisted", "Events written to MongoDB, "
-                                 "by type", ["type"], registry=self.registry)
-        self.stream_clients = Gauge("cryptocast_stream_clients", "Connected WebSocket clients",
-                                    registry=self.registry)
-        self.stream_dropped = Counter("cryptocast_stream_clients_dropped", "WebSocket clients "
-                                      "disconnected for falling behind", registry=self.registry)
-        self.stream_refused = Counter("cryptocast_stream_clients_refused", "WebSocket clients "
-                                      "refused past a cap", registry=self.registry)
-        self.alerts_sent = Counter("cryptocast_alerts_sent", "Price alert emails sent",
-                                   registry=self.registry)
+            "cryptocast_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.consumed = Counter(
+            "cryptocast_events_consumed",
+            "Events delivered to the gateway, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.persisted = Counter(
+            "cryptocast_events_persisted",
+            "Events written to MongoDB, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.stream_clients = Gauge(
+            "cryptocast_stream_clients", "Connected WebSocket clients", registry=self.registry
+        )
+        self.stream_dropped = Counter(
+            "cryptocast_stream_clients_dropped",
+            "WebSocket clients disconnected for falling behind",
+            registry=self.registry,
+        )
+        self.stream_refused = Counter(
+            "cryptocast_stream_clients_refused",
+            "WebSocket clients refused past a cap",
+            registry=self.registry,
+        )
+        self.alerts_sent = Counter(
+            "cryptocast_alerts_sent", "Price alert emails sent", registry=self.registry
+        )
         self.accuracy = ReadAtScrape(
-            "cryptocast_accuracy", "Accuracy over the latest 100 verified predictions",
-            ["symbol", "model", "metric"])
+            "cryptocast_accuracy",
+            "Accuracy over the latest 100 verified predictions",
+            ["symbol", "model", "metric"],
+        )
         self.gates = ReadAtScrape(
-            "cryptocast_model_gate_open", "1 while the coin's champion serves its own point "
-            "forecast, 0 while its gate serves no change", ["symbol", "model"])
+            "cryptocast_model_gate_open",
+            "1 while the coin's champion serves its own point "
+            "forecast, 0 while its gate serves no change",
+            ["symbol", "model"],
+        )
         self.registry.register(self.accuracy)
         self.registry.register(self.gates)
         self.registry.register(DeadLetterCollector())

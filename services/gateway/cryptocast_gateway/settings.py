@@ -17,34 +17,59 @@ class GatewaySettings(BaseSettings):
     batch_size: int = Field(default=256, ge=1, description="Events persisted per bulk write.")
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default=[], description="Keys accepted in X-API-Key by the write and admin endpoints; "
-        "none configured means those endpoints answer 401.")
+        default=[],
+        description="Keys accepted in X-API-Key by the write and admin endpoints; "
+        "none configured means those endpoints answer 401.",
+    )
     rate_limit_per_minute: int = Field(
-        default=600, ge=0, description="Requests per minute per client on public endpoints "
-        "(bursts up to the same number); 0 turns the limit off.")
+        default=600,
+        ge=0,
+        description="Requests per minute per client on public endpoints "
+        "(bursts up to the same number); 0 turns the limit off.",
+    )
     max_body_bytes: int = Field(default=16_384, ge=1, description="Largest request body.")
     access_log: bool = Field(default=True, description="One JSON line per request.")
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
-    stream_queue_size: int = Field(default=256, ge=1, description="Messages a WebSocket "
-                                   "client may fall behind by before it is disconnected.")
-    stream_max_clients: int = Field(default=1000, ge=1, description="WebSocket stream "
-                                    "clients this replica serves at once; more are refused "
-                                    "with close code 1013.")
+    stream_queue_size: int = Field(
+        default=256,
+        ge=1,
+        description="Messages a WebSocket client may fall behind by before it is disconnected.",
+    )
+    stream_max_clients: int = Field(
+        default=1000,
+        ge=1,
+        description="WebSocket stream "
+        "clients this replica serves at once; more are refused "
+        "with close code 1013.",
+    )
     stream_max_clients_per_address: int = Field(
-        default=20, ge=1, description="WebSocket stream clients one client address may have "
-        "open at once; more are refused with close code 1013.")
+        default=20,
+        ge=1,
+        description="WebSocket stream clients one client address may have "
+        "open at once; more are refused with close code 1013.",
+    )
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
-        default=[], description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For "
+        default=[],
+        description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For "
         "is believed: the client is the right-most address in it that is not one of these. "
-        "Empty: the connecting address is the client.")
-    max_header_bytes: int = Field(default=32_768, ge=1024, description="Largest request "
-                                  "line plus headers; larger gets 431 and the connection closed.")
+        "Empty: the connecting address is the client.",
+    )
+    max_header_bytes: int = Field(
+        default=32_768,
+        ge=1024,
+        description="Largest request line plus headers; larger gets 431 and the connection closed.",
+    )
     header_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Time a client has to send a request's line and "
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a request's line and "
         "headers (from connecting, or from the first byte of a later request); a slower one "
-        "(slowloris) gets 408 and the connection closed.")
-    smtp_host: str | None = Field(default=None, description="SMTP server for price alerts; "
-                                  "unset: alerts are accepted but not checked.")
+        "(slowloris) gets 408 and the connection closed.",
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server for price alerts; unset: alerts are accepted but not checked.",
+    )
     smtp_port: int = 587
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_username: str | None = None

@@ -13,13 +13,22 @@ from pymongo.asynchronous.database import AsyncDatabase
 from cryptocast_common.documents import from_document, to_document
 from cryptocast_common.events import Candle, Event, ModelChange, Prediction, Verification
 
-COLLECTIONS = {"candle": "candles", "prediction": "predictions", "verification": "verifications",
-               "model": "models", "model_change": "model_changes"}
+COLLECTIONS = {
+    "candle": "candles",
+    "prediction": "predictions",
+    "verification": "verifications",
+    "model": "models",
+    "model_change": "model_changes",
+}
 Position = tuple[datetime, str]  # (time, event id): where a page ends, for the next one
 # The time each collection is ordered by for "latest" and range queries.
-TIME_FIELD = {"candles": "close_time", "predictions": "target_time",
-              "verifications": "target_time", "models": "trained_at",
-              "model_changes": "decided_at"}
+TIME_FIELD = {
+    "candles": "close_time",
+    "predictions": "target_time",
+    "verifications": "target_time",
+    "models": "trained_at",
+    "model_changes": "decided_at",
+}
 # What the API serves: the champion's forecasts (and those from before roles existed).
 SERVED_ROLES = ("champion", None)
 
@@ -41,9 +50,17 @@ class EventStore(Protocol):
         """The newest ``limit`` candles closing at or before ``end``, oldest first."""
         ...
 
-    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int,
-                   served: bool = False) -> list[Event]:
+    async def page(
+        self,
+        collection: str,
+        symbol: str,
+        interval: str,
+        start: datetime | None,
+        end: datetime | None,
+        before: Position | None,
+        limit: int,
+        served: bool = False,
+    ) -> list[Event]:
         """Newest first by time then id, times in [start, end], strictly after ``before``
         in that order (keyset pagination: stable while new events arrive); with ``served``,
         only predictions or verdicts of what was served (the champion's)."""
@@ -55,9 +72,17 @@ class EventStore(Protocol):
 class _Queries:
     """The reads every store answers through its own ``page``."""
 
-    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int,
-                   served: bool = False) -> list[Event]:
+    async def page(
+        self,
+        collection: str,
+        symbol: str,
+        interval: str,
+        start: datetime | None,
+        end: datetime | None,
+        before: Position | None,
+        limit: int,
+        served: bool = False,
+    ) -> list[Event]:
         raise NotImplementedError
 
     async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
@@ -67,8 +92,16 @@ class _Queries:
 
     async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
         """Verdicts on served predictions."""
-        return await self.page("verifications", symbol, interval, None, None, None, limit,  # type: ignore[return-value]  # the verifications collection
-                               True)
+        return await self.page(
+            "verifications",
+            symbol,
+            interval,
+            None,
+            None,
+            None,
+            limit,  # type: ignore[return-value]  # the verifications collection
+            True,
+        )
 
     async def model_changes(self, symbol: str, interval: str, limit: int) -> list[ModelChange]:
         """The lifecycle's changes on a symbol, newest first."""
@@ -93,14 +126,23 @@ class MongoEventStore(_Queries):
         grouped: dict[str, list[ReplaceOne[dict[str, Any]]]] = defaultdict(list)
         for event in events:
             doc = to_document(event)
-            grouped[COLLECTIONS[event.type]].append(ReplaceOne({"_id": doc["_id"]}, doc,
-                                                               upsert=True))
+            grouped[COLLECTIONS[event.type]].append(
+                ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
+            )
         for collection, operations in grouped.items():
             await self._db[collection].bulk_write(operations, ordered=False)
 
-    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int,
-                   served: bool = False) -> list[Event]:
+    async def page(
+        self,
+        collection: str,
+        symbol: str,
+        interval: str,
+        start: datetime | None,
+        end: datetime | None,
+        before: Position | None,
+        limit: int,
+        served: bool = False,
+    ) -> list[Event]:
         time_field = TIME_FIELD[collection]
         query: dict[str, Any] = {"symbol": symbol, "interval": interval}
         if served:
@@ -110,8 +152,17 @@ class MongoEventStore(_Queries):
             query[time_field] = bounds
         if before is not None:
             at, event_id = before
-            query = {"$and": [query, {"$or": [{time_field: {"$lt": at}},
-                                               {time_field: at, "_id": {"$lt": event_id}}]}]}
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {time_field: {"$lt": at}},
+                            {time_field: at, "_id": {"$lt": event_id}},
+                        ]
+                    },
+                ]
+            }
         cursor = self._db[collection].find(query).sort([(time_field, -1), ("_id", -1)])
         return [from_document(doc) async for doc in cursor.limit(limit)]
 
@@ -129,21 +180,35 @@ class InMemoryEventStore(_Queries):
         for event in events:
             self.collections[COLLECTIONS[event.type]][event.event_id] = event
 
-    async def page(self, collection: str, symbol: str, interval: str, start: datetime | None,
-                   end: datetime | None, before: Position | None, limit: int,
-                   served: bool = False) -> list[Event]:
+    async def page(
+        self,
+        collection: str,
+        symbol: str,
+        interval: str,
+        start: datetime | None,
+        end: datetime | None,
+        before: Position | None,
+        limit: int,
+        served: bool = False,
+    ) -> list[Event]:
         time_field = TIME_FIELD[collection]
 
         def key(event: Event) -> Position:
             return getattr(event, time_field), event.event_id
 
-        found = sorted((e for e in self.collections[collection].values()
-                        if (e.symbol, e.interval) == (symbol, interval)
-                        and (start is None or getattr(e, time_field) >= start)
-                        and (end is None or getattr(e, time_field) <= end)
-                        and (before is None or key(e) < before)
-                        and (not served or getattr(e, "role", None) in SERVED_ROLES)),
-                       key=key, reverse=True)
+        found = sorted(
+            (
+                e
+                for e in self.collections[collection].values()
+                if (e.symbol, e.interval) == (symbol, interval)
+                and (start is None or getattr(e, time_field) >= start)
+                and (end is None or getattr(e, time_field) <= end)
+                and (before is None or key(e) < before)
+                and (not served or getattr(e, "role", None) in SERVED_ROLES)
+            ),
+            key=key,
+            reverse=True,
+        )
         return found[:limit]
 
     async def ping(self) -> None:

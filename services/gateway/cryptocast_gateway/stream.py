@@ -38,8 +38,14 @@ class Subscriber:
 
 
 class StreamHub:
-    def __init__(self, metrics: GatewayMetrics, queue_size: int, heartbeat_seconds: float,
-                 max_clients: int, max_clients_per_address: int):
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        queue_size: int,
+        heartbeat_seconds: float,
+        max_clients: int,
+        max_clients_per_address: int,
+    ):
         self.metrics, self.queue_size = metrics, queue_size
         self.heartbeat_seconds = heartbeat_seconds
         self.max_clients, self.max_clients_per_address = max_clients, max_clients_per_address
@@ -68,8 +74,9 @@ class StreamHub:
                     subscriber.dropped.set()
                     self.metrics.stream_dropped.inc()
 
-    async def serve(self, websocket: WebSocket, symbols: frozenset[str] | None,
-                    every_model: bool = False) -> None:
+    async def serve(
+        self, websocket: WebSocket, symbols: frozenset[str] | None, every_model: bool = False
+    ) -> None:
         address = websocket.client.host if websocket.client else "unknown"
         refusal = self._refusal(address)
         await websocket.accept()  # a close code reaches the client only once accepted
@@ -89,7 +96,8 @@ class StreamHub:
             if dropped.done():
                 with contextlib.suppress(Exception):  # it may be gone already
                     await asyncio.wait_for(
-                        websocket.close(TRY_AGAIN_LATER, "client fell behind the stream"), 5)
+                        websocket.close(TRY_AGAIN_LATER, "client fell behind the stream"), 5
+                    )
         finally:
             for task in (sender, receiver, dropped):
                 task.cancel()

@@ -28,16 +28,24 @@ from cryptocast_gateway.state import GatewayState, check_ready
 
 def fixed_paths(app: FastAPI) -> set[str]:
     """The paths without parameters ``app`` serves, its documentation's included."""
-    documentation = (app.openapi_url, app.docs_url, app.redoc_url,
-                     app.swagger_ui_oauth2_redirect_url)
-    return {path for path in [*app.openapi()["paths"], *documentation]
-            if path and "{" not in path}
+    documentation = (
+        app.openapi_url,
+        app.docs_url,
+        app.redoc_url,
+        app.swagger_ui_oauth2_redirect_url,
+    )
+    return {path for path in [*app.openapi()["paths"], *documentation] if path and "{" not in path}
 
 
 def create_app(state: GatewayState) -> FastAPI:
-    app = FastAPI(title="CryptoCast", version="1", description=(
-        "Short-horizon crypto price predictions. The original CryptoCast endpoints are kept "
-        "byte-compatible; new clients should use /api/v1."))
+    app = FastAPI(
+        title="CryptoCast",
+        version="1",
+        description=(
+            "Short-horizon crypto price predictions. The original CryptoCast endpoints are kept "
+            "byte-compatible; new clients should use /api/v1."
+        ),
+    )
     app.state.gateway = state
 
     @app.get("/healthz", tags=["operations"])
@@ -82,17 +90,26 @@ def create_app(state: GatewayState) -> FastAPI:
     app.include_router(legacy.router)  # last: its /{coin} route matches any single segment
     complete_openapi(app, alerts.body_schemas(state.coins))
     app.add_middleware(AllowedMethods, paths=app.openapi()["paths"])
-    app.add_middleware(DirectRoutes, routes=[legacy.latest_route, v1.latest_route],
-                       fixed_paths=fixed_paths(app), state=state)
+    app.add_middleware(
+        DirectRoutes,
+        routes=[legacy.latest_route, v1.latest_route],
+        fixed_paths=fixed_paths(app),
+        state=state,
+    )
     install_error_handlers(app)
     # Added innermost first: Observe sees every answer, CORS decorates the limits' answers.
     settings = state.settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                       allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
     app.add_middleware(Observe, metrics=state.metrics, access_log=settings.access_log)
     if settings.trusted_proxies:  # outermost: limits, stream caps and logs see the client
-        app.add_middleware(ProxyHeadersMiddleware,
-                           trusted_hosts=[str(proxy) for proxy in settings.trusted_proxies])
+        app.add_middleware(
+            ProxyHeadersMiddleware, trusted_hosts=[str(proxy) for proxy in settings.trusted_proxies]
+        )
     return app

@@ -45,8 +45,13 @@ async def known_symbol(coin: str, state: State) -> str:
     """The symbol for a configured coin in the path (``btc`` -> ``BTC``), else 404."""
     symbol = configured_symbol(coin, state.common.symbols)
     if symbol is None:
-        raise ApiError(404, {"status": "error", "message": f"unknown coin {coin!r}; known coins: "
-                                                          f"{', '.join(state.coins)}"})
+        raise ApiError(
+            404,
+            {
+                "status": "error",
+                "message": f"unknown coin {coin!r}; known coins: {', '.join(state.coins)}",
+            },
+        )
     return symbol
 
 
@@ -55,16 +60,17 @@ Symbol = Annotated[str, Depends(known_symbol)]
 
 async def require_api_key(
     state: State,
-    key: Annotated[str | None, Header(alias="X-API-Key", description="A key from "
-                                      "CRYPTOCAST_GATEWAY_API_KEYS")] = None,
+    key: Annotated[
+        str | None, Header(alias="X-API-Key", description="A key from CRYPTOCAST_GATEWAY_API_KEYS")
+    ] = None,
 ) -> None:
     """401 unless ``X-API-Key`` is one of the configured keys (compared in constant time)."""
     offered = (key or "").encode()
-    valid = [hmac.compare_digest(offered, k.get_secret_value().encode())
-             for k in state.settings.api_keys]  # every key compared: no timing shortcut
+    valid = [
+        hmac.compare_digest(offered, k.get_secret_value().encode()) for k in state.settings.api_keys
+    ]  # every key compared: no timing shortcut
     if not key or not any(valid):
-        raise ApiError(401, {"status": "error", "message": "a valid X-API-Key header is "
-                                                           "required"})
+        raise ApiError(401, {"status": "error", "message": "a valid X-API-Key header is required"})
 
 
 ApiKey = Depends(require_api_key)

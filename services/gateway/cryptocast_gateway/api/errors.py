@@ -26,8 +26,10 @@ class ErrorBody(BaseModel):
 
 
 def error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
 
 
 def complete_openapi(app: FastAPI, schemas: dict[str, Any]) -> None:
@@ -101,8 +103,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"status": "error", "message": exc.detail}, exc.status_code,
-                            exc.headers)
+        return JSONResponse(
+            {"status": "error", "message": exc.detail}, exc.status_code, exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,11 +17,17 @@ from fastapi import Header, Response
 from cryptocast_common.events import Prediction
 from cryptocast_gateway.legacy import flask_json, prediction_view
 
-IfNoneMatch = Annotated[str | None, Header(
-    alias="If-None-Match", description="The ETag of an answer you have: 304 without a body "
-    "while it is still the latest")]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="The ETag of an answer you have: 304 without a body "
+        "while it is still the latest",
+    ),
+]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "If-None-Match names the current ETag; no body"}}
+    304: {"description": "If-None-Match names the current ETag; no body"}
+}
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,12 @@ class LatestAnswers:
 def render_latest(prediction: Prediction) -> LatestAnswers:
     v1 = prediction.to_json()
     etag = entity_tag(prediction, v1)
-    return LatestAnswers(etag, ((b"etag", etag.encode()), (b"cache-control", b"no-cache")),
-                         flask_json(prediction_view(prediction)), v1)
+    return LatestAnswers(
+        etag,
+        ((b"etag", etag.encode()), (b"cache-control", b"no-cache")),
+        flask_json(prediction_view(prediction)),
+        v1,
+    )
 
 
 def entity_tag(prediction: Prediction, body: bytes) -> str:

@@ -25,17 +25,27 @@ log = logging.getLogger("cryptocast.access")
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-async def send_body(send: Send, body: bytes, status: int = 200,
-                    headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def send_body(
+    send: Send, body: bytes, status: int = 200, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     """A complete JSON response in two ASGI messages."""
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Send, status: int, body: dict[str, str],
-                    headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(
+    send: Send, status: int, body: dict[str, str], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     await send_body(send, json.dumps(body).encode(), status, headers)
 
 
@@ -70,8 +80,11 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        await send_json(send, 413, {"status": "error", "message":
-                                    f"request body larger than {self.max_bytes} bytes"})
+        await send_json(
+            send,
+            413,
+            {"status": "error", "message": f"request body larger than {self.max_bytes} bytes"},
+        )
 
 
 class BodyTooLarge(Exception):
@@ -90,8 +103,9 @@ class RateLimit:
 
     MAX_CLIENTS = 10_000  # forget idle, refilled buckets past this many
 
-    def __init__(self, app: ASGIApp, per_minute: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, app: ASGIApp, per_minute: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.app, self.capacity, self.clock = app, float(per_minute), clock
         self.rate = per_minute / 60.0
         self.buckets: dict[str, _Bucket] = {}
@@ -111,9 +125,12 @@ class RateLimit:
         bucket.updated = now
         if bucket.tokens < 1:
             wait = math.ceil((1 - bucket.tokens) / self.rate)
-            await send_json(send, 429, {"status": "error", "message":
-                                        f"rate limit exceeded; retry after {wait} s"},
-                            [(b"retry-after", str(wait).encode())])
+            await send_json(
+                send,
+                429,
+                {"status": "error", "message": f"rate limit exceeded; retry after {wait} s"},
+                [(b"retry-after", str(wait).encode())],
+            )
             return
         bucket.tokens -= 1
         await self.app(scope, receive, send)
@@ -151,10 +168,17 @@ class Observe:
             self.metrics.observe_request(scope["method"], template, status, elapsed)
             if self.access_log:
                 client = scope.get("client")
-                log.info("request", extra={
-                    "method": scope["method"], "path": scope["path"], "route": template,
-                    "status": status, "duration_ms": round(elapsed * 1000, 3),
-                    "client": client[0] if client else None})
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "client": client[0] if client else None,
+                    },
+                )
 
 
 class DirectRoutes:
@@ -166,24 +190,39 @@ class DirectRoutes:
     ``fixed_paths``, the app's paths without parameters, keep precedence over a template that
     also matches them, as in the router, where ``/{coin}`` comes last."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[APIRoute], fixed_paths: Collection[str],
-                 state: GatewayState) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Sequence[APIRoute],
+        fixed_paths: Collection[str],
+        state: GatewayState,
+    ) -> None:
         self.app, self.routes, self.fixed_paths, self.state = app, routes, fixed_paths, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and \
-                scope["path"] not in self.fixed_paths:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"] not in self.fixed_paths
+        ):
             for route in self.routes:
                 if match := route.path_regex.match(scope["path"]):
                     await self._answer(route, match.groupdict(), scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    async def _answer(self, route: APIRoute, params: dict[str, str], scope: Scope,
-                      receive: Receive, send: Send) -> None:
+    async def _answer(
+        self, route: APIRoute, params: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
         scope.update(route=route, endpoint=route.endpoint, path_params=params)
-        if_none_match = next((value.decode("latin-1") for name, value in scope["headers"]
-                              if name == b"if-none-match"), None)
+        if_none_match = next(
+            (
+                value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name == b"if-none-match"
+            ),
+            None,
+        )
         try:
             response = await route.endpoint(*params.values(), self.state, if_none_match)
         except ApiError as error:
@@ -200,13 +239,21 @@ class AllowedMethods:
 
     def __init__(self, app: ASGIApp, paths: dict[str, dict[str, object]]) -> None:
         self.app = app
-        self.templates = [(re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"),
-                           path.count("{"), {method.upper() for method in operations})
-                          for path, operations in paths.items()]
+        self.templates = [
+            (
+                re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"),
+                path.count("{"),
+                {method.upper() for method in operations},
+            )
+            for path, operations in paths.items()
+        ]
 
     def allowed(self, path: str) -> set[str] | None:
-        matching = [(params, methods) for template, params, methods in self.templates
-                    if template.match(path)]
+        matching = [
+            (params, methods)
+            for template, params, methods in self.templates
+            if template.match(path)
+        ]
         if not matching:
             return None
         fewest = min(params for params, _ in matching)
@@ -216,8 +263,11 @@ class AllowedMethods:
         if scope["type"] == "http":
             allowed = self.allowed(scope["path"])
             if allowed is not None and scope["method"] not in allowed:
-                await send_json(send, 405, {"status": "error", "message":
-                                            "Method Not Allowed"},
-                                [(b"allow", ", ".join(sorted(allowed)).encode())])
+                await send_json(
+                    send,
+                    405,
+                    {"status": "error", "message": "Method Not Allowed"},
+                    [(b"allow", ", ".join(sorted(allowed)).encode())],
+                )
                 return
         await self.app(scope, receive, send)

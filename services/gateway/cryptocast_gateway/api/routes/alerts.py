@@ -18,11 +18,11 @@ from cryptocast_gateway.api.routes.legacy import FlaskJSONResponse
 
 router = APIRouter(tags=["original API"])
 SYMBOL_BY_COINGECKO_ID = {coin_id: symbol for symbol, coin_id in COINGECKO_IDS.items()}
-BODY_EXAMPLE = {"email": "you@example.com", "coin": "btc", "threshold": 70000,
-                "direction": "above"}
+BODY_EXAMPLE = {"email": "you@example.com", "coin": "btc", "threshold": 70000, "direction": "above"}
 # A threshold sent as text, as forms do: a positive decimal of at most 15 digits either side.
 THRESHOLD_TEXT = r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,15})?|0?\.[0-9]{0,14}[1-9][0-9]{0,15})$"
 LARGEST_FLOAT = 1.7976931348623157e308
+
 
 def _any_case(name: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in name)
@@ -31,10 +31,12 @@ def _any_case(name: str) -> str:
 # What the email check refuses beyond "format: email", said in the document: quoted local
 # parts, address literals, a domain without a dot or with a numeric top level, special-use
 # domains (.test, .local, ...).
-DELIVERABLE_EMAIL = (r'^[^@"]+@(?!(?:.*\.)?(?:{})$)[^@"\[\]]*\.[^@".\[\]0-9-][^@".\[\]]*$'.format(
-    "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)))
+DELIVERABLE_EMAIL = r'^[^@"]+@(?!(?:.*\.)?(?:{})$)[^@"\[\]]*\.[^@".\[\]0-9-][^@".\[\]]*$'.format(
+    "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+)
 REFUSED: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "a missing or invalid field"}}
+    400: {"model": ErrorBody, "description": "a missing or invalid field"}
+}
 
 
 def coin_names(coins: Sequence[str]) -> list[str]:
@@ -49,23 +51,39 @@ def body_schemas(coins: Sequence[str]) -> dict[str, Any]:
     messages."""
     coin = {"type": "string", "enum": coin_names(coins)}
     email = {"type": "string", "format": "email", "pattern": DELIVERABLE_EMAIL}
-    threshold = {"anyOf": [
-        {"type": "number", "exclusiveMinimum": 0, "maximum": LARGEST_FLOAT},
-        {"type": "string", "pattern": THRESHOLD_TEXT}]}
+    threshold = {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "maximum": LARGEST_FLOAT},
+            {"type": "string", "pattern": THRESHOLD_TEXT},
+        ]
+    }
     return {
-        "AlertRequest": {"type": "object", "required": ["email", "coin", "threshold"],
-                         "properties": {"email": email, "coin": coin, "threshold": threshold,
-                                        "direction": {"enum": ["above", "below"],
-                                                      "default": "above"}},
-                         "example": BODY_EXAMPLE},
-        "AlertDeletion": {"type": "object", "required": ["email", "coin"],
-                          "properties": {"email": email, "coin": coin}},
+        "AlertRequest": {
+            "type": "object",
+            "required": ["email", "coin", "threshold"],
+            "properties": {
+                "email": email,
+                "coin": coin,
+                "threshold": threshold,
+                "direction": {"enum": ["above", "below"], "default": "above"},
+            },
+            "example": BODY_EXAMPLE,
+        },
+        "AlertDeletion": {
+            "type": "object",
+            "required": ["email", "coin"],
+            "properties": {"email": email, "coin": coin},
+        },
     }
 
 
 def _body(schema: str) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }
 
 
 def _refuse(message: str) -> ApiError:
@@ -100,8 +118,11 @@ def _symbol(value: Any, state: State) -> str:
 
 def _threshold(value: Any) -> float:
     """A JSON number, or a decimal string as THRESHOLD_TEXT; finite and above 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str) or (
-            isinstance(value, str) and not re.fullmatch(THRESHOLD_TEXT, value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | str)
+        or (isinstance(value, str) and not re.fullmatch(THRESHOLD_TEXT, value))
+    ):
         raise _refuse("threshold must be a number")
     try:
         threshold = float(value)
@@ -112,8 +133,12 @@ def _threshold(value: Any) -> float:
     return threshold
 
 
-@router.post("/alert", response_class=FlaskJSONResponse, responses=REFUSED,
-             openapi_extra=_body("AlertRequest"))
+@router.post(
+    "/alert",
+    response_class=FlaskJSONResponse,
+    responses=REFUSED,
+    openapi_extra=_body("AlertRequest"),
+)
 async def create_alert(request: Request, state: State) -> Any:
     """Email me once when ``coin`` closes at or ``above`` (or at or ``below``) ``threshold``."""
     body = await _json_object(request)
@@ -123,16 +148,23 @@ async def create_alert(request: Request, state: State) -> Any:
     direction = body.get("direction", "above")
     if direction not in ("above", "below"):
         raise _refuse("direction must be above or below")
-    alert = Alert(email=_email(body["email"]), symbol=_symbol(body["coin"], state),
-                  threshold=threshold, direction=direction)
+    alert = Alert(
+        email=_email(body["email"]),
+        symbol=_symbol(body["coin"], state),
+        threshold=threshold,
+        direction=direction,
+    )
     await state.alerts.add(alert)
     return {"status": "Success", "message": "Alert created"}
 
 
-@router.delete("/alert", response_class=FlaskJSONResponse, dependencies=[ApiKey],
-               openapi_extra=_body("AlertDeletion"),
-               responses={**REFUSED, 401: {"model": ErrorBody,
-                                           "description": "missing or wrong X-API-Key"}})
+@router.delete(
+    "/alert",
+    response_class=FlaskJSONResponse,
+    dependencies=[ApiKey],
+    openapi_extra=_body("AlertDeletion"),
+    responses={**REFUSED, 401: {"model": ErrorBody, "description": "missing or wrong X-API-Key"}},
+)
 async def delete_alerts(request: Request, state: State) -> Any:
     """Switch off an email's active alerts for a coin; answers how many there were."""
     body = await _json_object(request)

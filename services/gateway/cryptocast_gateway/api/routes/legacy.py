@@ -35,9 +35,11 @@ class NothingYet(BaseModel):
 
 
 UNKNOWN_COIN: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "unknown coin"}}
+    404: {"model": ErrorBody, "description": "unknown coin"}
+}
 NOTHING_YET: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody | NothingYet, "description": "unknown coin, or nothing yet"}}
+    404: {"model": ErrorBody | NothingYet, "description": "unknown coin, or nothing yet"}
+}
 
 
 class FlaskJSONResponse(JSONResponse):
@@ -52,9 +54,18 @@ RecordedPrice = Annotated[Price, Field(le=1e12)]
 class RecordRequest(BaseModel):
     """A prediction recorded by hand; prices are plain numbers."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"last_actual_close": 64682.0, "predicted_close": 65120.5,
-         "timestamp": "2026-08-15T08:00:00Z"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "last_actual_close": 64682.0,
+                    "predicted_close": 65120.5,
+                    "timestamp": "2026-08-15T08:00:00Z",
+                }
+            ]
+        },
+    )
 
     last_actual_close: RecordedPrice
     predicted_close: RecordedPrice
@@ -66,9 +77,15 @@ async def home() -> str:
     return "CryptoCast API is running"
 
 
-@router.post("/record/{coin}", response_class=FlaskJSONResponse, dependencies=[ApiKey],
-             responses={**NOTHING_YET, 401: {"model": ErrorBody,
-                                             "description": "missing or wrong X-API-Key"}})
+@router.post(
+    "/record/{coin}",
+    response_class=FlaskJSONResponse,
+    dependencies=[ApiKey],
+    responses={
+        **NOTHING_YET,
+        401: {"model": ErrorBody, "description": "missing or wrong X-API-Key"},
+    },
+)
 async def record(symbol: Symbol, state: State, body: RecordRequest | None = None) -> Any:
     interval = state.common.interval
     if body is None:
@@ -79,22 +96,30 @@ async def record(symbol: Symbol, state: State, body: RecordRequest | None = None
         step = interval_delta(interval)
         closed = floor_to_interval(body.timestamp or datetime.now(UTC), interval)
         prediction = Prediction(
-            symbol=symbol, interval=interval, model=MANUAL_MODEL,
+            symbol=symbol,
+            interval=interval,
+            model=MANUAL_MODEL,
             based_on=BasedOn(close_time=closed, close=body.last_actual_close),
-            target_time=closed + step, predicted_close=body.predicted_close)
+            target_time=closed + step,
+            predicted_close=body.predicted_close,
+        )
     await state.store.upsert([prediction])
     state.latest.update(prediction)
     await state.bus.publish([prediction])
-    return {"status": "Success", "message": f"{symbol} data recorded successfully",
-            "data": legacy.prediction_view(prediction)}
+    return {
+        "status": "Success",
+        "message": f"{symbol} data recorded successfully",
+        "data": legacy.prediction_view(prediction),
+    }
 
 
 @router.post("/verify/{coin}", response_class=FlaskJSONResponse, responses=NOTHING_YET)
 async def verify_latest(symbol: Symbol, state: State) -> Any:
     found = await state.store.verifications(symbol, state.common.interval, 1)
     if not found:
-        raise ApiError(404, {"status": "Failed",
-                             "error": f"no verified prediction for {symbol} yet"})
+        raise ApiError(
+            404, {"status": "Failed", "error": f"no verified prediction for {symbol} yet"}
+        )
     return {"status": "Success", "result": "Correct" if found[0].within_tolerance else "Wrong"}
 
 
@@ -126,5 +151,8 @@ async def latest_prediction(coin: str, state: State, if_none_match: IfNoneMatch 
     return latest.rendered.response(latest.rendered.original, if_none_match)
 
 
-latest_route = next(route for route in router.routes  # for DirectRoutes
-                    if isinstance(route, APIRoute) and route.endpoint is latest_prediction)
+latest_route = next(
+    route
+    for route in router.routes  # for DirectRoutes
+    if isinstance(route, APIRoute) and route.endpoint is latest_prediction
+)

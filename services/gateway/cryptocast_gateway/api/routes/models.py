@@ -48,8 +48,10 @@ class ModelHistory(BaseModel):
 
 
 class OperatorRequest(BaseModel):
-    model: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*@[A-Za-z0-9][A-Za-z0-9_.+-]*$",
-                       examples=["dist-4h@20261202-4dcd0876"])
+    model: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]*@[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+        examples=["dist-4h@20261202-4dcd0876"],
+    )
     reason: str = Field(default="", max_length=300)
 
 
@@ -65,20 +67,23 @@ async def lifecycle_of(state: GatewayState, symbol: str) -> Lineup | None:
 
 
 def _state(lineup: Lineup) -> LifecycleState:
-    return LifecycleState(champion=lineup.champion, gate=lineup.gate, since=lineup.since,
-                          pinned=lineup.pinned, blocked=sorted(lineup.blocked))
+    return LifecycleState(
+        champion=lineup.champion,
+        gate=lineup.gate,
+        since=lineup.since,
+        pinned=lineup.pinned,
+        blocked=sorted(lineup.blocked),
+    )
 
 
 @router.get("/model/{symbol}", response_model=ServingModel, responses=NOT_FOUND)
 async def serving_model(symbol: Symbol, state: State) -> ServingModel:
     """The model serving ``symbol`` with its held-out evaluation against the baselines, and
     the coin's lifecycle state (champion, gate, pin, blocks)."""
-    cards = await state.store.page("models", symbol, state.common.interval, None, None, None,
-                                   100)
+    cards = await state.store.page("models", symbol, state.common.interval, None, None, None, 100)
     lineup = await lifecycle_of(state, symbol)
     latest = state.latest.get(symbol)
-    serving = (lineup.champion if lineup else
-               str(latest.prediction.model) if latest else None)
+    serving = lineup.champion if lineup else str(latest.prediction.model) if latest else None
     chosen = [c for c in cards if isinstance(c, ModelCard) and str(c.model) == serving]
     card = (chosen or cards or [None])[0]
     if not isinstance(card, ModelCard):
@@ -99,39 +104,67 @@ async def model_history(
         if symbol.upper() not in symbols:
             raise ApiError(404, {"status": "error", "message": f"unknown symbol {symbol!r}"})
         symbols = [symbol.upper()]
-    found = [change for s in symbols
-             for change in await state.store.model_changes(s, state.common.interval, limit)]
+    found = [
+        change
+        for s in symbols
+        for change in await state.store.model_changes(s, state.common.interval, limit)
+    ]
     found.sort(key=lambda c: (c.decided_at, c.event_id), reverse=True)
     return ModelHistory(data=found[:limit])
 
 
-@router.post("/models/{symbol}/{action}", response_model=Accepted, status_code=202,
-             dependencies=[ApiKey],
-             responses={**NOT_FOUND, 401: {"description": "missing or wrong X-API-Key"},
-                        409: {"description": "nothing to undo, or not a model of this coin"}})
-async def operator_request(symbol: Symbol, action: Literal["pin", "unpin", "block", "unblock"],
-                           request: OperatorRequest, state: State) -> Accepted:
+@router.post(
+    "/models/{symbol}/{action}",
+    response_model=Accepted,
+    status_code=202,
+    dependencies=[ApiKey],
+    responses={
+        **NOT_FOUND,
+        401: {"description": "missing or wrong X-API-Key"},
+        409: {"description": "nothing to undo, or not a model of this coin"},
+    },
+)
+async def operator_request(
+    symbol: Symbol,
+    action: Literal["pin", "unpin", "block", "unblock"],
+    request: OperatorRequest,
+    state: State,
+) -> Accepted:
     """Pin a champion on the coin (no promotions until unpinned; the gate still applies),
     or block a version from serving it (a blocked champion is replaced at once)."""
     known = await _known_models(state, symbol)
     if request.model not in known:
-        raise ApiError(409, {"status": "error", "message": f"{request.model} has not run on "
-                             f"{symbol}; known: {', '.join(sorted(known))}"})
+        raise ApiError(
+            409,
+            {
+                "status": "error",
+                "message": f"{request.model} has not run on "
+                f"{symbol}; known: {', '.join(sorted(known))}",
+            },
+        )
     change = ModelChange(
-        symbol=symbol, interval=state.common.interval, kind=REQUESTS[action],
-        model=ModelRef.parse(request.model), by="operator",
+        symbol=symbol,
+        interval=state.common.interval,
+        kind=REQUESTS[action],
+        model=ModelRef.parse(request.model),
+        by="operator",
         reason=request.reason or f"{action} requested through the API",
-        decided_at=datetime.now(UTC))
+        decided_at=datetime.now(UTC),
+    )
     await state.bus.publish([change])
-    return Accepted(event_id=change.event_id,
-                    message=f"{action} {request.model} on {symbol}: the lifecycle applies it "
-                            "and announces the change (see /api/v1/models/history)")
+    return Accepted(
+        event_id=change.event_id,
+        message=f"{action} {request.model} on {symbol}: the lifecycle applies it "
+        "and announces the change (see /api/v1/models/history)",
+    )
 
 
 async def _known_models(state: GatewayState, symbol: str) -> set[str]:
     """Models with a card on the coin, versions registered for it, and no change."""
-    cards = await state.store.page("models", symbol, state.common.interval, None, None, None,
-                                   1000)
+    cards = await state.store.page("models", symbol, state.common.interval, None, None, None, 1000)
     changes = await state.store.model_changes(symbol, state.common.interval, HISTORY_READ)
-    return ({str(c.model) for c in cards if isinstance(c, ModelCard)}
-            | {str(c.model) for c in changes} | {NAIVE})
+    return (
+        {str(c.model) for c in cards if isinstance(c, ModelCard)}
+        | {str(c.model) for c in changes}
+        | {NAIVE}
+    )

@@ -23,15 +23,22 @@ from cryptocast_gateway.store import Position
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown symbol, or nothing stored yet"}}
+    404: {"description": "unknown symbol, or nothing stored yet"}
+}
 
 
-async def v1_symbol(symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
-              state: State) -> str:
+async def v1_symbol(
+    symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])], state: State
+) -> str:
     found = configured_symbol(symbol, state.common.symbols)
     if found is None:
-        raise ApiError(404, {"status": "error", "message": f"unknown symbol {symbol!r}; known: "
-                                                          f"{', '.join(state.common.symbols)}"})
+        raise ApiError(
+            404,
+            {
+                "status": "error",
+                "message": f"unknown symbol {symbol!r}; known: {', '.join(state.common.symbols)}",
+            },
+        )
     return found
 
 
@@ -52,12 +59,18 @@ End = Annotated[Moment | None, Query(description="Latest target time, RFC 3339")
 # A cursor is "<microseconds since 1970>~<event id>": every string of that shape is a valid
 # position, so the pattern alone tells a valid cursor from an invalid one.
 CURSOR_PATTERN = r"^[0-9]{1,16}~[A-Za-z0-9:@._+-]{1,300}$"
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page",
-                                     pattern=CURSOR_PATTERN)]
+Cursor = Annotated[
+    str | None, Query(description="next_cursor of the previous page", pattern=CURSOR_PATTERN)
+]
 # Any interval of at most four digits: one the gateway has no candles of answers an empty page.
-CandleInterval = Annotated[str | None, Query(
-    pattern=r"^[1-9][0-9]{0,3}[mhdw]$", examples=["4h"],
-    description="<n><m|h|d|w>, n up to 9999; default: the configured one")]
+CandleInterval = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[1-9][0-9]{0,3}[mhdw]$",
+        examples=["4h"],
+        description="<n><m|h|d|w>, n up to 9999; default: the configured one",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -68,8 +81,7 @@ class Symbols(BaseModel):
 
 class PredictionPage(BaseModel):
     data: list[Prediction]
-    next_cursor: str | None = Field(description="Pass as cursor for older items; null at "
-                                    "the end")
+    next_cursor: str | None = Field(description="Pass as cursor for older items; null at the end")
 
 
 class VerificationPage(BaseModel):
@@ -86,12 +98,14 @@ class Accuracy(BaseModel):
     symbol: str
     interval: str
     window: Window
-    models: dict[str, Scorecard] = Field(description="Per model@version: the point forecast "
-                                         "against no change (mase is the MAE relative to the "
-                                         "no-change forecast on the same candles, with its "
-                                         "bootstrap interval and the Diebold-Mariano "
-                                         "statistic), direction, interval coverage and width, "
-                                         "and the Brier score of p_up beside the base rate's")
+    models: dict[str, Scorecard] = Field(
+        description="Per model@version: the point forecast "
+        "against no change (mase is the MAE relative to the "
+        "no-change forecast on the same candles, with its "
+        "bootstrap interval and the Diebold-Mariano "
+        "statistic), direction, interval coverage and width, "
+        "and the Brier score of p_up beside the base rate's"
+    )
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -110,10 +124,18 @@ def decode_cursor(cursor: str | None) -> Position | None:
     return EPOCH + timedelta(microseconds=int(micros)), event_id
 
 
-async def _page(state: State, collection: str, symbol: str, start: datetime | None,
-                end: datetime | None, cursor: str | None, limit: int) -> tuple[list, str | None]:
-    found = await state.store.page(collection, symbol, state.common.interval, start, end,
-                                   decode_cursor(cursor), limit + 1)
+async def _page(
+    state: State,
+    collection: str,
+    symbol: str,
+    start: datetime | None,
+    end: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list, str | None]:
+    found = await state.store.page(
+        collection, symbol, state.common.interval, start, end, decode_cursor(cursor), limit + 1
+    )
     more = len(found) > limit
     found = found[:limit]
     last = found[-1] if found else None
@@ -129,10 +151,14 @@ async def symbols(state: State) -> Symbols:
     return Symbols(interval=state.common.interval, symbols=state.common.symbols)
 
 
-@router.get("/predictions/{symbol}/latest", response_model=Prediction,
-            responses={**NOT_FOUND, **NOT_MODIFIED})
-async def latest_prediction(symbol: Annotated[str, Path(examples=["BTC"])], state: State,
-                            if_none_match: IfNoneMatch = None) -> Response:
+@router.get(
+    "/predictions/{symbol}/latest",
+    response_model=Prediction,
+    responses={**NOT_FOUND, **NOT_MODIFIED},
+)
+async def latest_prediction(
+    symbol: Annotated[str, Path(examples=["BTC"])], state: State, if_none_match: IfNoneMatch = None
+) -> Response:
     """The newest prediction, from memory; the symbol in any case (``btc`` is ``BTC``).
     Called straight by ``DirectRoutes``, so it validates its symbol itself."""
     symbol = await v1_symbol(symbol, state)
@@ -142,21 +168,36 @@ async def latest_prediction(symbol: Annotated[str, Path(examples=["BTC"])], stat
     return latest.rendered.response(latest.rendered.v1, if_none_match)
 
 
-latest_route = next(route for route in router.routes  # for DirectRoutes
-                    if isinstance(route, APIRoute) and route.endpoint is latest_prediction)
+latest_route = next(
+    route
+    for route in router.routes  # for DirectRoutes
+    if isinstance(route, APIRoute) and route.endpoint is latest_prediction
+)
 
 
 @router.get("/predictions/{symbol}", response_model=PredictionPage, responses=NOT_FOUND)
-async def predictions(symbol: Symbol, state: State, start: Start = None, end: End = None,
-                      cursor: Cursor = None, limit: Limit = 100) -> PredictionPage:
+async def predictions(
+    symbol: Symbol,
+    state: State,
+    start: Start = None,
+    end: End = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> PredictionPage:
     """Predictions, newest target first, optionally within [start, end]."""
     found, next_cursor = await _page(state, "predictions", symbol, start, end, cursor, limit)
     return PredictionPage(data=found, next_cursor=next_cursor)
 
 
 @router.get("/verifications/{symbol}", response_model=VerificationPage, responses=NOT_FOUND)
-async def verifications(symbol: Symbol, state: State, start: Start = None, end: End = None,
-                        cursor: Cursor = None, limit: Limit = 100) -> VerificationPage:
+async def verifications(
+    symbol: Symbol,
+    state: State,
+    start: Start = None,
+    end: End = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> VerificationPage:
     """Verdicts on predictions, newest target first, optionally within [start, end]."""
     found, next_cursor = await _page(state, "verifications", symbol, start, end, cursor, limit)
     return VerificationPage(data=found, next_cursor=next_cursor)
@@ -164,14 +205,13 @@ async def verifications(symbol: Symbol, state: State, start: Start = None, end: 
 
 @router.get("/accuracy/{symbol}", response_model=Accuracy, responses=NOT_FOUND)
 async def accuracy_stats(
-    symbol: Symbol, state: State,
+    symbol: Symbol,
+    state: State,
     window: Annotated[Window, Query()] = "7d",
 ) -> Accuracy:
     """How the predictions whose target closed within ``window`` did, per model version."""
-    models = await accuracy(state.store, symbol, state.common.interval, window,
-                            datetime.now(UTC))
-    return Accuracy(symbol=symbol, interval=state.common.interval, window=window,
-                    models=models)
+    models = await accuracy(state.store, symbol, state.common.interval, window, datetime.now(UTC))
+    return Accuracy(symbol=symbol, interval=state.common.interval, window=window, models=models)
 
 
 @router.get("/candles/{symbol}", response_model=CandlesPublic)
@@ -183,17 +223,26 @@ async def candles(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> CandlesPublic:
     """The newest ``limit`` candles closing at or before ``end``, oldest first."""
-    found = await state.store.candles(symbol.upper(), interval or state.common.interval,
-                                      end or datetime.now(UTC), limit)
+    found = await state.store.candles(
+        symbol.upper(), interval or state.common.interval, end or datetime.now(UTC), limit
+    )
     return CandlesPublic(data=found, count=len(found))
 
 
 @router.websocket("/stream")
-async def stream(websocket: WebSocket, symbols: Annotated[str | None, Query(
-        description="Comma-separated symbols; all when absent")] = None,
-        models: Annotated[Literal["served", "all"], Query(
+async def stream(
+    websocket: WebSocket,
+    symbols: Annotated[
+        str | None, Query(description="Comma-separated symbols; all when absent")
+    ] = None,
+    models: Annotated[
+        Literal["served", "all"],
+        Query(
             description="served: the champion's predictions and verdicts only; all: every "
-            "model's, challengers and the baseline too")] = "served") -> None:
+            "model's, challengers and the baseline too"
+        ),
+    ] = "served",
+) -> None:
     """Predictions and verifications as JSON events as they arrive, a
     ``{"type":"heartbeat"}`` when idle; a client that falls behind is closed with 1013."""
     state = websocket.app.state.gateway

@@ -91,7 +91,7 @@ async def serving_model(symbol: Symbol, state: State) -> ServingModel:
     return ServingModel(**card.model_dump(), lifecycle=_state(lineup) if lineup else None)
 
 
-@router.get("/models/history", response_model=ModelHistory)
+@router.get("/models/history", response_model=ModelHistory, responses=NOT_FOUND)
 async def model_history(
     state: State,
     symbol: Annotated[str | None, Query(description="One coin; every coin when absent")] = None,

@@ -67,7 +67,7 @@ async def test_close_lets_the_batch_in_hand_finish_and_be_acked(common: CommonSe
 
     async def slow(events: list[Event]) -> list[Event]:
         started.set()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # kept: a slow handler, so close() comes mid-batch
         handled.extend(events)
         return []
 

@@ -69,19 +69,24 @@ class RecordedDelivery:
     returned: int = 0
     stale: bool = False
     outcomes: list[str] = field(default_factory=list)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first outcome
+
+    def _settle(self, outcome: str) -> None:
+        self.outcomes.append(outcome)
+        self.settled.set()
 
     async def ack(self) -> None:
-        self.outcomes.append("ack")
+        self._settle("ack")
 
     async def retry(self, deliveries: int) -> None:
-        self.outcomes.append("retry")
+        self._settle("retry")
 
     async def isolate(self, deliveries: int) -> None:
-        self.outcomes.append("isolate")
+        self._settle("isolate")
 
     async def dead_letter(self, reason: str) -> None:
         assert reason
-        self.outcomes.append("dead")
+        self._settle("dead")
 
 
 async def service_handlers() -> dict[str, Handler]:
@@ -174,9 +179,8 @@ async def _consume(
         queue, inbox, handlers[queue], publish, batch_size=BATCH, max_attempts=3
     )
     consumer.start()
-    async with asyncio.timeout(10):
-        while not all(d.outcomes for d in deliveries):  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
+    async with asyncio.timeout(10):  # in this process: awaited, not polled
+        await asyncio.gather(*(d.settled.wait() for d in deliveries))
     assert consumer.running
     await consumer.stop()
     return deliveries

@@ -11,7 +11,8 @@ import pytest
 
 from cryptocast_common.bus import InMemoryBus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_gateway.alerts import Alert, InMemoryAlertStore, check_alerts
+from cryptocast_gateway.alert_store import InMemoryAlertStore
+from cryptocast_gateway.alerts import Alert, check_alerts
 from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.store import InMemoryEventStore
@@ -62,7 +63,8 @@ async def started(mailer: object) -> AsyncIterator[Gateway]:
 
 
 def persisted(gateway: Gateway, kind: str) -> float:
-    return gateway.state.metrics.persisted.labels(kind)._value.get()
+    registry = gateway.state.metrics.registry
+    return registry.get_sample_value("cryptocast_events_persisted_total", {"type": kind}) or 0.0
 
 
 @pytest.fixture
@@ -103,7 +105,8 @@ async def test_a_failing_mail_server_retries_only_the_alert() -> None:
         await asyncio.wait_for(gateway.state.bus.drain(), 5)  # type: ignore[attr-defined]
         assert len(mailer.sent) == 1 and mailer.failures == 0  # third delivery got through
         assert persisted(gateway, "candle") == 1  # stored once, never redelivered
-        assert gateway.state.metrics.alerts_sent._value.get() == 1
+        registry = gateway.state.metrics.registry
+        assert registry.get_sample_value("cryptocast_alerts_sent_total") == 1
 
 
 class RecordingMailer(FailingMailer):

@@ -17,6 +17,7 @@ from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.store import InMemoryEventStore
 from cryptocast_gateway.stream import TRY_AGAIN_LATER, StreamHub
 from tests.factories import candle, prediction
+from tests.waiting import eventually
 
 
 async def started(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
@@ -120,7 +121,7 @@ async def test_stream_clients_are_capped_per_address_and_in_total() -> None:
     assert [s.closed_with for s in sockets] == [None, None, TRY_AGAIN_LATER, None, TRY_AGAIN_LATER]
     assert sockets[2].reason == "2 streams from this address already"
     assert sockets[4].reason == "server busy: 3 stream clients already"
-    assert metrics.stream_refused._value.get() == 2
+    assert metrics.registry.get_sample_value("cryptocast_stream_clients_refused_total") == 2
     serving[0].cancel()  # one client of the first address leaves: room for another
     await asyncio.wait([serving[0]])
     again = StuckSocket("198.51.100.1")
@@ -168,12 +169,15 @@ async def test_a_client_that_falls_behind_is_dropped_without_slowing_anyone() ->
     )
     stuck = StuckSocket()
     serving = asyncio.create_task(hub.serve(stuck, None))  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)
-    assert metrics.stream_clients._value.get() == 1
+
+    async def connected() -> bool:
+        return metrics.registry.get_sample_value("cryptocast_stream_clients") == 1
+
+    await eventually(connected, within=1)
     for i in range(10):
         hub.publish([prediction(i), candle(i)])  # returns at once however stuck the client
     await asyncio.wait_for(serving, 1)
     assert stuck.closed_with == TRY_AGAIN_LATER
-    assert metrics.stream_clients._value.get() == 0
-    assert metrics.stream_dropped._value.get() == 1
+    assert metrics.registry.get_sample_value("cryptocast_stream_clients") == 0
+    assert metrics.registry.get_sample_value("cryptocast_stream_clients_dropped_total") == 1
     assert hub.subscribers == set()

@@ -70,10 +70,10 @@ async def test_not_ready_while_a_consume_loop_is_down() -> None:
 
     await bus.consume("health-test.down", ["candle.#"], ignore)
     await bus.ping()
-    for task in asyncio.all_tasks():
-        if task.get_name() == "consume:health-test.down":
-            task.cancel()
-    await asyncio.sleep(0)
+    down = [t for t in asyncio.all_tasks() if t.get_name() == "consume:health-test.down"]
+    for task in down:
+        task.cancel()
+    await asyncio.wait(down)  # the loop has ended, rather than one turn of the event loop
     status, body = await readiness(bus.ping)
     assert status == 503 and "health-test.down is not running" in body["reason"]
     await bus.close()

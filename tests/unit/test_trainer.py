@@ -25,6 +25,7 @@ from cryptocast_trainer.jobs import TrainingError
 from cryptocast_trainer.schedule import parse_schedule
 from cryptocast_trainer.settings import TrainerSettings
 from cryptocast_trainer.sources import CandleSeries, CsvCandleSource, SourceError
+from tests.waiting import eventually
 
 DATA = Path(__file__).parents[2] / "services/ingestor/cryptocast_ingestor/data/binance_4h"
 SYMBOLS = ["BTC", "ETH", "SOL"]
@@ -78,8 +79,9 @@ class RecordingBus(InMemoryBus):
 
 
 async def make_trainer(
-    source: object = None, **overrides: object
+    source: object = None, metrics_registry: CollectorRegistry | None = None, **overrides: object
 ) -> tuple[Trainer, InMemoryModelRegistry, RecordingBus]:
+    """``metrics_registry``: where the run metrics go, for a test that reads them back."""
     registry, bus = InMemoryModelRegistry(), RecordingBus()
     trainer = await bootstrap(
         CommonSettings(symbols=SYMBOLS),
@@ -87,9 +89,14 @@ async def make_trainer(
         bus=bus,
         registry=registry,
         source=source or CsvCandleSource(DATA),  # type: ignore[arg-type]
-        metrics_registry=CollectorRegistry(),
+        metrics_registry=metrics_registry or CollectorRegistry(),
     )
     return trainer, registry, bus
+
+
+def runs(metrics: CollectorRegistry, outcome: str) -> float | None:
+    """How many runs were started, succeeded or failed, read from the registry."""
+    return metrics.get_sample_value(f"cryptocast_trainer_runs_{outcome}_total")
 
 
 async def test_a_run_on_bundled_candles_registers_a_challenger_and_announces_it() -> None:
@@ -124,7 +131,8 @@ async def test_a_run_on_bundled_candles_registers_a_challenger_and_announces_it(
 
 
 async def test_model_cards_can_be_announced_instead() -> None:
-    trainer, _, _ = await make_trainer(seed_bundled=False)
+    metrics = CollectorRegistry()
+    trainer, _, _ = await make_trainer(seed_bundled=False, metrics_registry=metrics)
     result = await trainer.run_once()
     await trainer.stop()
     bus = RecordingBus()
@@ -132,9 +140,9 @@ async def test_model_cards_can_be_announced_instead() -> None:
     cards = await announce_version(bus, files, SYMBOLS, "4h", build=model_cards)
     assert all(isinstance(c, ModelCard) for c in cards) and bus.published == cards
     assert {str(c.model) for c in cards} == {result.version.ref}  # type: ignore[union-attr]
-    metrics = trainer.deps.metrics
-    assert metrics.started._value.get() == 1 and metrics.succeeded._value.get() == 1
-    assert metrics.failed._value.get() == 0 and metrics.last_success._value.get() > 0
+    assert runs(metrics, "started") == 1 and runs(metrics, "succeeded") == 1
+    last_success = metrics.get_sample_value("cryptocast_trainer_last_success_timestamp_seconds")
+    assert runs(metrics, "failed") == 0 and (last_success or 0) > 0
     assert trainer.last["status"] == "succeeded" and trainer.last["model"] == result.version.ref
 
 
@@ -171,11 +179,12 @@ class BlockingSource(CsvCandleSource):
 
 
 async def test_a_failed_run_registers_nothing() -> None:
-    trainer, registry, bus = await make_trainer(FailingSource(), seed_bundled=False)
+    metrics = CollectorRegistry()
+    trainer, registry, bus = await make_trainer(FailingSource(), metrics, seed_bundled=False)
     with pytest.raises(SourceError, match="gateway down"):
         await trainer.run_once()
     assert await registry.versions() == [] and bus.published == []
-    assert trainer.deps.metrics.failed._value.get() == 1
+    assert runs(metrics, "failed") == 1
     assert trainer.last["status"] == "failed" and "gateway down" in trainer.last["error"]
     await trainer.stop()
 
@@ -191,8 +200,8 @@ async def test_too_little_history_is_a_clear_failure() -> None:
 
 
 async def test_a_cancelled_run_registers_nothing() -> None:
-    source = BlockingSource()
-    trainer, registry, bus = await make_trainer(source, seed_bundled=False)
+    source, metrics = BlockingSource(), CollectorRegistry()
+    trainer, registry, bus = await make_trainer(source, metrics, seed_bundled=False)
     status, _ = trainer.trigger()
     assert status == 202
     async with asyncio.timeout(10):
@@ -201,7 +210,7 @@ async def test_a_cancelled_run_registers_nothing() -> None:
     await trainer.stop()  # SIGTERM mid-run cancels it
     assert await registry.versions() == [] and bus.published == []
     assert trainer.last["status"] == "cancelled"
-    assert trainer.deps.metrics.failed._value.get() == 1
+    assert runs(metrics, "failed") == 1
 
 
 async def test_http_trigger_needs_the_api_key_and_reports_the_run() -> None:
@@ -259,8 +268,6 @@ async def test_the_schedule_runs_on_start() -> None:
     trainer, registry, _ = await make_trainer(seed_bundled=False, run_on_start=True)
     await trainer.start()
     try:
-        async with asyncio.timeout(60):
-            while not await registry.versions():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await eventually(registry.versions, within=60)
     finally:
         await trainer.stop()

@@ -17,7 +17,8 @@ from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
 from cryptocast_common.runtime import Resources
 from cryptocast_common.settings import CommonSettings
-from cryptocast_gateway.alerts import AlertStore, InMemoryAlertStore, MongoAlertStore, SmtpMailer
+from cryptocast_gateway.alert_mail import SmtpMailer
+from cryptocast_gateway.alert_store import AlertStore, InMemoryAlertStore, MongoAlertStore
 from cryptocast_gateway.api.app import create_app
 from cryptocast_gateway.api.latest import render_latest
 from cryptocast_gateway.cache import LatestPredictions

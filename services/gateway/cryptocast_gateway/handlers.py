@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptocast_common.events import Event, Prediction
-from cryptocast_gateway.alerts import AlertStore, Mailer, check_alerts
+from cryptocast_gateway.alert_mail import Mailer
+from cryptocast_gateway.alert_store import AlertStore
+from cryptocast_gateway.alerts import check_alerts
 from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.state import GatewayState
 from cryptocast_gateway.store import SERVED_ROLES

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_gateway.alerts import AlertStore, Mailer
+from cryptocast_gateway.alert_mail import Mailer
+from cryptocast_gateway.alert_store import AlertStore
 from cryptocast_gateway.api.latest import LatestAnswers
 from cryptocast_gateway.cache import LatestPredictions
 from cryptocast_gateway.observability import GatewayMetrics

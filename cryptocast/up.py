@@ -23,7 +23,7 @@ from cryptocast_common.runtime import (
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import bootstrap as gateway
 from cryptocast_inference.bootstrap import bootstrap as inference
-from cryptocast_inference.settings import InferenceSettings
+from cryptocast_inference.settings import LSTM_MODEL, InferenceSettings
 from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_verifier.bootstrap import bootstrap as verifier
 
@@ -43,6 +43,8 @@ async def run() -> None:
         bus = await connect_bus(common)
         api = await gateway(common, bus=bus)
         settings = InferenceSettings(gateway_url=f"http://127.0.0.1:{api.state.settings.port}")
+        if "CRYPTOCAST_INFERENCE_CHALLENGERS" not in os.environ:  # the demo shows a challenger
+            settings = settings.model_copy(update={"challengers": [LSTM_MODEL]})
         services: list[Service] = [
             api,
             await verifier(common, bus=bus),

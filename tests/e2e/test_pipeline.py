@@ -121,19 +121,35 @@ async def test_replayed_candles_become_predictions_and_verifications(
         assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
         assert ":dist-4h@" in latest["_id"]  # the shipped model serves by default
         verdicts = (await http.get("/api/v1/verifications/btc")).json()["data"]
-        assert verdicts and all(
-            isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0 for v in verdicts
+        assert {v["role"] for v in verdicts} == {"champion", "baseline"}
+        served = [v for v in verdicts if v["role"] == "champion"]
+        assert served and all(
+            isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0 for v in served
         )
+        # Too few verdicts yet for the live-skill gate: the champion serves no change.
+        assert all(v["gate"] == "closed" and v["model_error_pct"] is not None for v in served)
         scored = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
-        [card] = scored["models"].values()
+        champion = latest["_id"].split(":")[1]
+        card = scored["models"][champion]
+        assert "naive@1" in scored["models"]  # the baseline, scored beside it
         assert card["n"] == BACKFILL - WINDOW and 0 <= card["coverage_80"] <= 1
         assert card["brier"] is not None and card["brier_base_rate"] is not None
+
+        async def lifecycle() -> dict[str, Any] | None:
+            state: dict[str, Any] | None = (await http.get("/api/v1/model/btc")).json()["lifecycle"]
+            return state
+
+        state = await eventually(lifecycle, within=30)  # decided on its own queue
+        assert (state["champion"], state["gate"]) == (champion, "closed")
+        history = (await http.get("/api/v1/models/history", params={"symbol": "BTC"})).json()
+        assert history["data"][0]["kind"] == "gate_closed"
         await barrier(producer, db, MARKERS[0])
         before = await snapshot(db)
         assert len(before["candles"]) == 4 * BACKFILL
-        assert len(before["predictions"]) == 4 * (BACKFILL - WINDOW + 1)
-        assert len(before["verifications"]) == 4 * (BACKFILL - WINDOW)
-        assert len(before["verifier_pending"]) == 4  # each coin's newest, its target not yet in
+        # The champion's and the baseline's, each coin's newest pending (its target not yet in).
+        assert len(before["predictions"]) == 2 * 4 * (BACKFILL - WINDOW + 1)
+        assert len(before["verifications"]) == 2 * 4 * (BACKFILL - WINDOW)
+        assert len(before["verifier_pending"]) == 2 * 4
 
         # A malformed message is dead-lettered by every consumer; the pipeline keeps going.
         await producer.publish_raw("candle.BTC.4h", b'{"type": "candle", "close": "oops"}', "bad")

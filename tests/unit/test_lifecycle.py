@@ -39,20 +39,22 @@ def test_judge_by_hand() -> None:
 
 def test_a_new_symbol_starts_on_no_change_until_its_record_is_long_enough() -> None:
     lineup = Lineup(champion=CHAMPION)
-    lineup, changes = decide("BTC", "4h", lineup, {CHAMPION: record(39, 1.0)}, POLICY, T0)
-    assert lineup.gate == "closed" and changes == []
+    lineup, [closed] = decide("BTC", "4h", lineup, {CHAMPION: record(39, 1.0)}, POLICY, T0)
+    assert lineup.gate == "closed" and closed.kind == "gate_closed"  # the first state is news
+    assert "fewer than 40 verdicts" in closed.reason
+    assert decide("BTC", "4h", lineup, {CHAMPION: record(39, 1.0)}, POLICY, T0)[1] == []
     lineup, [opened] = decide("BTC", "4h", lineup, {CHAMPION: record(40, 1.0)}, POLICY, T0)
     assert lineup.gate == "open" and lineup.since == T0
     assert opened.kind == "gate_opened" and opened.evidence.n == 40
 
 
 def test_the_gate_closes_on_a_record_significantly_worse_than_no_change() -> None:
-    lineup = Lineup(champion=CHAMPION, gate="open")
+    lineup = Lineup(champion=CHAMPION, gate="open", since=T0)
     lineup, [closed] = decide("BTC", "4h", lineup, {CHAMPION: record(100, 1.3)}, POLICY, T0)
     assert lineup.gate == "closed" and closed.kind == "gate_closed"
     assert closed.evidence.dm > 1.96 and "worse than no change" in closed.reason
     # Slightly worse but not significantly: the gate stays open.
-    lineup = Lineup(champion=CHAMPION, gate="open")
+    lineup = Lineup(champion=CHAMPION, gate="open", since=T0)
     assert decide("BTC", "4h", lineup, {CHAMPION: record(100, 1.01, 0.5)}, POLICY, T0)[1] == []
 
 
@@ -95,7 +97,7 @@ def test_a_blocked_champion_is_replaced_by_no_change_when_no_challenger_is_healt
 
 
 def test_the_current_state_repeats_the_deciding_event_with_its_id() -> None:
-    lineup = Lineup(champion=CHAMPION)
+    lineup = Lineup(champion=CHAMPION, since=T0)
     lineup, [opened] = decide("BTC", "4h", lineup, {CHAMPION: record(50, 1.0)}, POLICY, T0)
     assert current_state("BTC", "4h", lineup).event_id == opened.event_id
 

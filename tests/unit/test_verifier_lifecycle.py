@@ -39,7 +39,8 @@ def deps() -> LifecycleDeps:
 async def test_the_gate_opens_once_the_record_is_long_enough_and_redeliveries_count_once() -> None:
     lifecycle = deps()
     first = [verdict(i, CHAMPION, "champion", 0.8 + 0.05 * (i % 3), "closed") for i in range(9)]
-    assert await handle_lifecycle(first, lifecycle) == []
+    [closed] = await handle_lifecycle(first, lifecycle)  # a new coin starts on no change
+    assert (closed.kind, closed.reason) == ("gate_closed", "fewer than 10 verdicts")
     assert await handle_lifecycle(first, lifecycle) == []  # the same nine again: still nine
     [opened] = await handle_lifecycle([verdict(9, CHAMPION, "champion", 0.9, "closed")], lifecycle)
     assert (opened.kind, opened.by, opened.model, opened.evidence.n) == (

@@ -401,12 +401,14 @@ class Evidence(_Frozen):
 
     n: int = Field(ge=0)
     mae_ratio: float | None = Field(
+        allow_inf_nan=False,
         description="MAE of the model's own forecasts relative to that of the reference "
-        "(no change, or the champion for a promotion) on the same candles"
+        "(no change, or the champion for a promotion) on the same candles",
     )
     dm: float | None = Field(
+        allow_inf_nan=False,
         description="Diebold-Mariano statistic of the absolute errors minus the reference's "
-        "(positive: worse; beyond ±1.96 significant at 5%)"
+        "(positive: worse; beyond ±1.96 significant at 5%)",
     )
     against: Literal["naive", "champion"]
 

@@ -28,6 +28,7 @@ from cryptocast_common.events import ChangeKind, Evidence, Gate, ModelChange, Mo
 from cryptocast_common.significance import diebold_mariano
 
 NAIVE = "naive@1"
+DM_CAP = 99.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def judge(scores: Sequence[Score], reference: Sequence[float] | None = None) -> 
     if len(mine) < 2 or sum(other) == 0:
         return Evidence(n=len(mine), mae_ratio=None, dm=None, against=against)
     dm = diebold_mariano(mine, other).statistic
+    # A constant difference has no variance: as significant as it gets, and finite for JSON.
+    dm = max(-DM_CAP, min(DM_CAP, dm))
     return Evidence(n=len(mine), mae_ratio=sum(mine) / sum(other), dm=dm, against=against)
 
 
@@ -159,7 +162,7 @@ def decide(
         change(kind, successor, evidence, reason, previous)
     own = judge(records.get(lineup.champion, ()))
     gate = _gate(own, policy)
-    if gate != lineup.gate:
+    if gate != lineup.gate or lineup.since is None:  # a new coin's first state is news too
         lineup = replace(lineup, gate=gate, since=now)
         why = (
             "its live record is not significantly worse than no change"

@@ -76,6 +76,7 @@ class MongoLifecycleStore:
             await self._scores.replace_one(
                 {"_id": v.event_id},
                 {
+                    "_id": v.event_id,  # not every server takes it from the filter
                     "symbol": v.symbol,
                     "interval": v.interval,
                     "model": str(v.model),
@@ -108,8 +109,10 @@ class MongoLifecycleStore:
         )
 
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
+        key = f"{symbol}:{interval}"
         doc = asdict(lineup) | {
+            "_id": key,
             "blocked": sorted(lineup.blocked),
             "challengers": sorted(lineup.challengers),
         }
-        await self._lineups.replace_one({"_id": f"{symbol}:{interval}"}, doc, upsert=True)
+        await self._lineups.replace_one({"_id": key}, doc, upsert=True)

@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# Inference: carries TensorFlow (for the trainer) and the shipped model artifact; serving runs NumPy.
+# Inference: serves the champion, its challengers and the no-change baseline with NumPy only
+# (no TensorFlow: that is the trainer's image); carries the bundled model artifacts, which
+# seed the registry and serve when CRYPTOCAST_INFERENCE_REGISTRY=folder.
 # Build from the repository root: docker build -f deploy/docker/inference.Dockerfile .
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
 

@@ -7,8 +7,8 @@ scrape config and the dashboard's queries go through ``promtool`` (Debian: ``apt
 prometheus``); without it they get a structural check instead, and the test says so. Every
 metric a rule or a panel reads must be one the services export: the names come from what
 each service's ``/metrics`` would serve at start (the gateway's registry, and each consumer's
-process registry read in a subprocess that imports the service's entry point), never from a
-list kept here.
+process registry read in a subprocess that imports the service's entry point; the trainer's
+run metrics once its bootstrap has registered them), never from a list kept here.
 """
 
 from __future__ import annotations
@@ -140,12 +140,30 @@ def consumer_exposition(service: str) -> str:
     return result.stdout
 
 
+def trainer_exposition() -> str:
+    """What the trainer's /metrics answers once started: its bootstrap registers the run
+    metrics in the process registry (process_metrics), which /metrics serves."""
+    code = (
+        "import sys\n"
+        "from cryptocast_trainer.bootstrap import process_metrics\n"
+        "from cryptocast_common.health import metrics_exposition\n"
+        "process_metrics()\n"
+        "sys.stdout.write(metrics_exposition().decode())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.fixture(scope="module")
 def exported() -> dict[str, set[str]]:
     """Series names each job's /metrics exposes."""
     names = {"gateway": exposed_series(GatewayMetrics().render().decode())}
     for service in CONSUMERS:
         names[service] = exposed_series(consumer_exposition(service))
+    names["trainer"] = exposed_series(trainer_exposition())
     return names
 
 
@@ -258,7 +276,7 @@ def test_dashboard_queries_are_valid_promql(promtool: str | None, tmp_path: Path
     say_which(promtool, "dashboard queries")
 
 
-def test_scrape_config_covers_the_four_services_on_their_metrics_ports(
+def test_scrape_config_covers_the_five_services_on_their_metrics_ports(
     promtool: str | None,
 ) -> None:
     config = scrape_config()
@@ -271,17 +289,13 @@ def test_scrape_config_covers_the_four_services_on_their_metrics_ports(
         check_rules_structurally(load_yaml(RULES)["groups"])
     say_which(promtool, "deploy/prometheus/prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"gateway", *CONSUMERS}
-    gateway_port = int(
-        re.findall(r"^EXPOSE (\d+)", (ROOT / "deploy/docker/gateway.Dockerfile").read_text(), re.M)[
-            0
-        ]
-    )
+    assert set(jobs) == {"gateway", "trainer", *CONSUMERS}
     for name, job in jobs.items():
         assert job.get("metrics_path", "/metrics") == "/metrics", name
         (discovery,) = job["dns_sd_configs"]
-        if name == "gateway":
-            expected = gateway_port
+        if name in ("gateway", "trainer"):  # /metrics on the port their HTTP API listens on
+            dockerfile = (ROOT / f"deploy/docker/{name}.Dockerfile").read_text()
+            expected = int(re.findall(r"^EXPOSE (\d+)", dockerfile, re.M)[0])
         else:
             dockerfile = (ROOT / f"deploy/docker/{name}.Dockerfile").read_text()
             expected = int(re.findall(r"CRYPTOCAST_HEALTH_PORT=(\d+)", dockerfile)[0])
@@ -316,6 +330,12 @@ def test_metric_names_are_read_with_their_suffixes(exported: dict[str, set[str]]
     """The check below can fail: wrong suffixes, unknown names and wrong jobs are caught."""
     assert "cryptocast_http_request_duration_seconds_bucket" in exported["gateway"]
     assert "cryptocast_dead_lettered_total" in exported["verifier"]
+    assert {
+        "cryptocast_trainer_runs_failed_total",
+        "cryptocast_trainer_runs_succeeded_total",
+        "cryptocast_trainer_last_success_timestamp_seconds",
+        "cryptocast_trainer_run_duration_seconds_bucket",
+    } <= exported["trainer"]
     assert selectors('sum by (le, job) (rate(x_bucket{job="a", le!="1"}[5m])) > bool 1') == [
         ("x_bucket", {"job": ("=", "a"), "le": ("!=", "1")})
     ]

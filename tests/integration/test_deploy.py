@@ -8,13 +8,13 @@ entry command is run here with the environment the image and compose give it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,12 @@ from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.settings import IngestorSettings
+from cryptocast_trainer.settings import TrainerSettings
 from cryptocast_verifier.settings import VerifierSettings
+from tests.waiting import eventually
 
 ROOT = Path(__file__).parents[2]
-SERVICES = ("gateway", "inference", "verifier", "ingestor")
+SERVICES = ("gateway", "inference", "verifier", "ingestor", "trainer")
 VENV_BIN = Path(sys.executable).parent
 COMPOSE_TOOL = [
     "tool",
@@ -74,6 +76,7 @@ def settings_variables() -> set[str]:
         InferenceSettings,
         IngestorSettings,
         VerifierSettings,
+        TrainerSettings,
     ):
         prefix = model.model_config.get("env_prefix", "")
         names |= {f"{prefix}{field}".upper() for field in model.model_fields}
@@ -111,6 +114,7 @@ def test_compose_file_is_valid_with_demo_and_live_profiles(compose: dict[str, An
         "verifier": None,
         "ingestor": ["demo"],
         "ingestor-live": ["live"],
+        "trainer": ["demo", "live"],
         "prometheus": ["monitoring"],
         "grafana": ["monitoring"],
     }
@@ -118,17 +122,28 @@ def test_compose_file_is_valid_with_demo_and_live_profiles(compose: dict[str, An
     assert int(services["mongo"]["image"].split(":")[1].split(".")[0]) >= 7
     for name in ("rabbitmq", "mongo"):
         assert services[name]["healthcheck"]["test"]
-    for name in (*SERVICES[:3], "ingestor", "ingestor-live"):
+    for name in (*SERVICES, "ingestor-live"):
         service = services[name]
         assert service["depends_on"] == {
             "rabbitmq": {"condition": "service_healthy"},
             "mongo": {"condition": "service_healthy"},
-        }
+        } | ({"gateway": {"condition": "service_healthy"}} if name == "trainer" else {})
         assert (Path(service["build"]["context"]) / service["build"]["dockerfile"]).is_file()
         assert set(service["environment"]) <= settings_variables()
     assert services["ingestor"]["environment"]["CRYPTOCAST_INGESTOR_SOURCE"] == "replay"
     assert services["ingestor-live"]["environment"]["CRYPTOCAST_INGESTOR_SOURCE"] == "exchange"
     assert services["gateway"]["ports"][0]["published"] == 8000
+    trainer = services["trainer"]  # reads candles through the gateway's API
+    assert trainer["environment"]["CRYPTOCAST_TRAINER_GATEWAY_URL"] == "http://gateway:8000"
+    assert trainer["environment"]["CRYPTOCAST_TRAINER_API_KEYS"]
+    TrainerSettings(schedule=trainer["environment"]["CRYPTOCAST_TRAINER_SCHEDULE"])
+    (port,) = trainer["ports"]  # this host only: an operator's endpoint
+    assert port == f"127.0.0.1:{env_example()['TRAINER_PORT']}:{TrainerSettings().port}/tcp"
+    inference = services["inference"]["environment"]  # models from the registry
+    assert inference["CRYPTOCAST_INFERENCE_REGISTRY"] == "mongo"
+    cache = Path(inference["CRYPTOCAST_INFERENCE_MODEL_CACHE_DIR"])
+    tmpfs = [Path(mount.split(":")[0]) for mount in services["inference"]["tmpfs"]]
+    assert any(cache.is_relative_to(mount) for mount in tmpfs), "a cache non-root can write"
     assert {"mongo-data", "rabbitmq-data"} <= set(compose["volumes"])
 
 
@@ -144,9 +159,6 @@ def test_dockerfile_passes_hadolint_and_builds_a_small_non_root_image(service: s
     assert "--no-install-workspace" in text and "--no-editable" in text
     assert re.search(r"^USER 10001", text, re.M) and "HEALTHCHECK" in text
     assert f'CMD ["cryptocast-{service}"]' in text
-    assert "services/" + service in text and all(
-        f"COPY services/{other} " not in text for other in SERVICES if other != service
-    )
     exported = run(
         tool("uv", "run `make install`"),
         "export",
@@ -157,7 +169,16 @@ def test_dockerfile_passes_hadolint_and_builds_a_small_non_root_image(service: s
         f"cryptocast-{service}",
     )
     assert exported.returncode == 0, exported.stderr
-    assert "tensorflow" not in exported.stdout  # the trainer alone trains with TensorFlow
+    # Only the code this service runs: itself and the workspace packages it depends on.
+    runs = {service} | set(re.findall(r"^-e \./services/(\w+)$", exported.stdout, re.M))
+    assert "services/" + service in text and all(
+        f"COPY services/{other} " not in text for other in SERVICES if other not in runs
+    )
+    for package in runs - {service}:
+        assert f"COPY services/{package} services/{package}" in text, package
+    # The trainer alone trains with TensorFlow (its image without the C++ headers).
+    assert ("tensorflow" in exported.stdout) == (service == "trainer")
+    assert ("tensorflow/include" in text) == (service == "trainer")
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
@@ -187,6 +208,20 @@ def test_kustomize_overlay_renders_and_validates(overlay: str, tmp_path: Path) -
         assert ("HorizontalPodAutoscaler", f"cryptocast-{name}") in kinds
         assert ("PodDisruptionBudget", f"cryptocast-{name}") in kinds
     assert ("Ingress", "cryptocast-gateway") in kinds
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert {f"cryptocast-{service}" for service in SERVICES} <= set(deployments)
+    # One trainer: it runs the schedule itself, so it is never scaled and never doubled.
+    trainer = deployments["cryptocast-trainer"]
+    assert trainer["spec"]["replicas"] == 1
+    assert trainer["spec"]["strategy"]["type"] == "Recreate"
+    assert ("HorizontalPodAutoscaler", "cryptocast-trainer") not in kinds
+    assert ("Service", "cryptocast-trainer") in kinds  # for POST /train
+    (trainer_container,) = trainer["spec"]["template"]["spec"]["containers"]
+    assert trainer_container["image"].split(":")[0].endswith("cryptocast/trainer")
+    assert {"name": "http", "containerPort": TrainerSettings().port} in trainer_container["ports"]
+    assert {"secretRef": {"name": "cryptocast-secrets"}} in trainer_container["envFrom"]
+    limits = trainer_container["resources"]["limits"]
+    assert limits["memory"].endswith("Gi") and int(limits["memory"][:-2]) >= 2
     for deployment in (d for d in docs if d["kind"] == "Deployment"):
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -195,11 +230,17 @@ def test_kustomize_overlay_renders_and_validates(overlay: str, tmp_path: Path) -
     config = next(d for d in docs if d["kind"] == "ConfigMap")
     known = settings_variables() | INFRASTRUCTURE_VARIABLES
     assert set(config["data"]) <= known
+    assert config["data"]["CRYPTOCAST_INFERENCE_REGISTRY"] == "mongo"
+    inference = deployments["cryptocast-inference"]["spec"]["template"]["spec"]
+    mounts = [Path(m["mountPath"]) for m in inference["containers"][0]["volumeMounts"]]
+    cache = Path(config["data"]["CRYPTOCAST_INFERENCE_MODEL_CACHE_DIR"])
+    assert any(cache.is_relative_to(mount) for mount in mounts), "a read-only root filesystem"
     if overlay == "dev":
         assert {("StatefulSet", "rabbitmq"), ("StatefulSet", "mongodb")} <= kinds
         secret = next(d for d in docs if d["kind"] == "Secret")
         assert set(secret["stringData"]) <= known
         assert "PASSWORD@" not in secret["stringData"]["CRYPTOCAST_AMQP_URL"]
+        assert secret["stringData"]["CRYPTOCAST_TRAINER_API_KEYS"]
     else:
         assert {("RabbitmqCluster", "rabbitmq"), ("MongoDBCommunity", "mongodb")} <= kinds
         assert not any(kind == "Secret" for kind, _ in kinds)  # created from a secret store
@@ -224,18 +265,24 @@ def image_environment(service: str, compose: dict[str, Any]) -> tuple[list[str],
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_entry_command_starts_the_service_and_stops_on_sigterm(
-    service: str, compose: dict[str, Any], common: CommonSettings
+    service: str, compose: dict[str, Any], common: CommonSettings, tmp_path: Path
 ) -> None:
     command, env = image_environment(service, compose)
     port = free_port()
+    port_variable = {
+        "gateway": "CRYPTOCAST_GATEWAY_PORT",
+        "trainer": "CRYPTOCAST_TRAINER_PORT",
+    }.get(service, "CRYPTOCAST_HEALTH_PORT")
     env |= {
         "CRYPTOCAST_AMQP_URL": common.amqp_url or "",  # compose's hosts are not here
         "CRYPTOCAST_MONGO_URL": common.mongo_url,
         "CRYPTOCAST_MONGO_DB": common.mongo_db,
         "CRYPTOCAST_NAMESPACE": common.namespace,
         "CRYPTOCAST_GATEWAY_HOST": "127.0.0.1",
-        "CRYPTOCAST_GATEWAY_PORT" if service == "gateway" else "CRYPTOCAST_HEALTH_PORT": str(port),
+        "CRYPTOCAST_TRAINER_HOST": "127.0.0.1",
+        port_variable: str(port),
         "CRYPTOCAST_INGESTOR_PACE_SECONDS": "1",
+        "CRYPTOCAST_INFERENCE_MODEL_CACHE_DIR": str(tmp_path / "models"),  # compose's tmpfs
     }
     process = subprocess.Popen(
         [str(VENV_BIN / command[0]), *command[1:]],
@@ -245,17 +292,20 @@ def test_image_entry_command_starts_the_service_and_stops_on_sigterm(
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+    async def ready() -> bool:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            async with httpx.AsyncClient(timeout=2) as http:
+                return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"{service} not ready within 60 s"
-            time.sleep(0.2)
+        try:
+            asyncio.run(eventually(ready, within=60))
+        except TimeoutError:
+            pytest.fail(f"{service} not ready within 60 s")
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Body, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from cryptocast_common.events import (
     BasedOn,
@@ -72,6 +72,75 @@ class RecordRequest(BaseModel):
     timestamp: AwareDatetime | None = None
 
 
+class RecordedRawData(BaseModel):
+    """``raw_data`` of a prediction document: the numbers the formatted strings came from."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    last_actual_close: RecordedPrice
+    predicted_close: RecordedPrice
+    change_dollars: float | None = None
+    change_percent: float | None = None
+
+
+class RecordedDocument(BaseModel):
+    """A whole prediction document, as ``GET /<coin>`` returns it and as the upstream
+    pipeline posts it. The prices recorded are ``raw_data``'s, the time is ``timestamp``
+    (the close the prediction starts from); the formatted strings and ``_id`` are ignored,
+    and so are keys of newer documents (``interval80``, ``probabilityUp``...)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "_id": "prediction:lstm-4h@20261125-f64027e9:BTC:4h:2026-08-15T16:00:00Z",
+                    "currentPrice": "$62,960.00",
+                    "predictedPrice": "$62,959.13",
+                    "priceChange": "\u25bc $0.87 (-0.00%)",
+                    "trend": "Bearish",
+                    "timestamp": "2026-08-15T12:00:00+00:00",
+                    "timestamp_display": "Saturday, August 15th, at 12:00",
+                    "raw_data": {
+                        "last_actual_close": 62960.0,
+                        "predicted_close": 62959.12937164307,
+                        "change_dollars": -0.8706283569335938,
+                        "change_percent": -0.0013828277587890625,
+                    },
+                }
+            ]
+        },
+    )
+
+    raw_data: RecordedRawData
+    timestamp: AwareDatetime | None = None
+
+
+def _record_shape(body: Any) -> str | None:
+    """Which of the two bodies ``body`` means to be: a document has ``raw_data``, the flat
+    body its two prices; anything else is neither (400 naming both)."""
+    if not isinstance(body, dict):
+        return None
+    if "raw_data" in body:
+        return "document"
+    if "last_actual_close" in body or "predicted_close" in body:
+        return "prices"
+    return None
+
+
+RecordBody = Annotated[
+    Annotated[RecordRequest, Tag("prices")] | Annotated[RecordedDocument, Tag("document")],
+    Discriminator(
+        _record_shape,
+        custom_error_type="record_body",
+        custom_error_message="expected {last_actual_close, predicted_close, timestamp?} or a "
+        "prediction document as GET /<coin> returns it, with raw_data {last_actual_close, "
+        "predicted_close}",
+    ),
+    Body(),
+]
+
+
 @router.get("/", response_class=PlainTextResponse)
 async def home() -> str:
     return "CryptoCast API is running"
@@ -86,22 +155,29 @@ async def home() -> str:
         401: {"model": ErrorBody, "description": "missing or wrong X-API-Key"},
     },
 )
-async def record(symbol: Symbol, state: State, body: RecordRequest | None = None) -> Any:
+async def record(symbol: Symbol, state: State, body: RecordBody | None = None) -> Any:
+    """Record a prediction: the two prices (``RecordRequest``), or a whole prediction
+    document (``RecordedDocument``, what the upstream pipeline posts); no body records the
+    latest again."""
     interval = state.common.interval
     if body is None:
         prediction = await state.store.latest_prediction(symbol, interval)
         if prediction is None:
             raise ApiError(404, {"status": "Failed", "error": f"no prediction for {symbol} yet"})
     else:
+        if isinstance(body, RecordedDocument):
+            current, predicted = body.raw_data.last_actual_close, body.raw_data.predicted_close
+        else:
+            current, predicted = body.last_actual_close, body.predicted_close
         step = interval_delta(interval)
         closed = floor_to_interval(body.timestamp or datetime.now(UTC), interval)
         prediction = Prediction(
             symbol=symbol,
             interval=interval,
             model=MANUAL_MODEL,
-            based_on=BasedOn(close_time=closed, close=body.last_actual_close),
+            based_on=BasedOn(close_time=closed, close=current),
             target_time=closed + step,
-            predicted_close=body.predicted_close,
+            predicted_close=predicted,
         )
     await state.store.upsert([prediction])
     state.latest.update(prediction)

@@ -37,13 +37,16 @@ class SmtpMailer:
         )
 
 
+def alert_subject(alert: Alert) -> str:
+    """The email's subject, and the title of the alert's other notifications."""
+    return f"CryptoCast Alert: {alert.symbol} is {alert.direction} ${alert.threshold:,.2f}"
+
+
 def alert_email(alert: Alert, price: float) -> EmailMessage:
     message = EmailMessage()
     message["Message-ID"] = f"<alert-{alert.id}@cryptocast>"  # lets mail clients drop a copy
     message["To"] = alert.email
-    message["Subject"] = (
-        f"CryptoCast Alert: {alert.symbol} is {alert.direction} ${alert.threshold:,.2f}"
-    )
+    message["Subject"] = alert_subject(alert)
     message.set_content(
         f"{alert.symbol} closed at ${price:,.4f}, {alert.direction} your threshold of "
         f"${alert.threshold:,.4f}.\n\nThis alert is now switched off; set a new one whenever "

@@ -22,8 +22,16 @@ from cryptocast_gateway.alert_store import AlertStore, InMemoryAlertStore, Mongo
 from cryptocast_gateway.api.app import create_app
 from cryptocast_gateway.api.latest import render_latest
 from cryptocast_gateway.cache import LatestPredictions
-from cryptocast_gateway.handlers import follow_live, mail_alerts, persist
+from cryptocast_gateway.handlers import follow_live, mail_alerts, notify_changes, persist
 from cryptocast_gateway.http_server import guarded_http
+from cryptocast_gateway.notify import (
+    InMemoryNotificationLog,
+    MongoNotificationLog,
+    NotificationLog,
+    Notifier,
+    notification_counter,
+)
+from cryptocast_gateway.notify_http import build_notifier, notify_client
 from cryptocast_gateway.observability import GatewayMetrics
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_gateway.state import GatewayState, check_ready
@@ -40,6 +48,9 @@ class Gateway:
     resources: Resources
     serve_http: bool
     name: str = "gateway"
+    # None: no channel configured and alerts may not have webhooks of their own.
+    notifier: Notifier | None = None
+    told: NotificationLog = field(default_factory=InMemoryNotificationLog)
     _server: uvicorn.Server | None = field(default=None, init=False)
     _server_task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -67,16 +78,30 @@ class Gateway:
             store_all,
             batch_size=state.settings.batch_size,
         )
-        if state.mailer is not None:
-            mailer = state.mailer
+        notifier = self.notifier
+        if state.mailer is not None or notifier is not None:
 
             async def alert(events: list[Event]) -> list[Event]:
-                return await mail_alerts(events, state.alerts, mailer, state.metrics)
+                return await mail_alerts(
+                    events, state.alerts, state.mailer, state.metrics, notifier
+                )
 
             await state.bus.consume(
                 state.common.queue_for("gateway.alerts"),
                 ["candle.#"],
                 alert,
+                batch_size=state.settings.batch_size,
+            )
+        if notifier is not None and notifier.broadcasts and state.settings.notify_changes:
+            kinds = frozenset(state.settings.notify_changes)
+
+            async def tell(events: list[Event]) -> list[Event]:
+                return await notify_changes(events, notifier, self.told, kinds)
+
+            await state.bus.consume(
+                state.common.queue_for("gateway.notify"),
+                ["model_change.#"],
+                tell,
                 batch_size=state.settings.batch_size,
             )
         replica = f"{state.common.queue_for('gateway')}.live.{uuid.uuid4().hex[:12]}"
@@ -129,6 +154,7 @@ async def bootstrap(
     store: EventStore | None = None,
     alerts: AlertStore | None = None,
     serve_http: bool = True,
+    told: NotificationLog | None = None,
 ) -> Gateway:
     common = common or CommonSettings()
     settings = settings or GatewaySettings()
@@ -142,12 +168,17 @@ async def bootstrap(
         mongo_alerts = MongoAlertStore(mongo[common.mongo_db])
         await mongo_alerts.ensure_indexes()
         alerts = alerts or mongo_alerts
+        told = told or MongoNotificationLog(mongo[common.mongo_db])
     mailer = SmtpMailer(settings) if settings.smtp_host else None
-    if mailer is None:
-        log.warning(
-            "CRYPTOCAST_GATEWAY_SMTP_HOST is not set: price alerts are accepted but not checked"
-        )
     metrics = GatewayMetrics()
+    client = notify_client(settings)
+    resources.own(client.aclose)
+    notifier = build_notifier(settings, client, notification_counter(metrics.registry))
+    if mailer is None and (notifier is None or not notifier.broadcasts):
+        log.warning(
+            "neither CRYPTOCAST_GATEWAY_SMTP_HOST nor a notification channel is set: only "
+            "price alerts with a webhook of their own are checked"
+        )
     hub = StreamHub(
         metrics,
         settings.stream_queue_size,
@@ -166,4 +197,11 @@ async def bootstrap(
         metrics,
         hub,
     )
-    return Gateway(state, create_app(state), resources, serve_http=serve_http)
+    return Gateway(
+        state,
+        create_app(state),
+        resources,
+        serve_http=serve_http,
+        notifier=notifier,
+        told=told or InMemoryNotificationLog(),
+    )

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cryptocast_common.events import ChangeKind
 from cryptocast_common.settings import comma_separated
 
 
@@ -75,8 +76,59 @@ class GatewaySettings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_sender: str = "CryptoCast <alerts@cryptocast.invalid>"
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Comma-separated URLs that get every notification as signed JSON.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of the webhooks' X-CryptoCast-Signature."
+    )
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    discord_webhook_url: SecretStr | None = None
+    notify_changes: Annotated[list[str], NoDecode] = Field(
+        default=["promoted", "demoted", "gate_opened", "gate_closed", "refused"],
+        description="Lifecycle change kinds sent to the channels; empty: none.",
+    )
+    notify_attempts: int = Field(default=4, ge=1, le=10, description="Tries per delivery.")
+    notify_backoff_seconds: float = Field(
+        default=1.0, ge=0, description="Wait before the first retry, doubling after each."
+    )
+    notify_max_backoff_seconds: float = Field(default=30.0, ge=0)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, description="Per attempt.")
+    alert_webhooks: bool = Field(
+        default=True, description="POST /alert accepts a webhook of the alert's own."
+    )
+    alert_webhook_allow_http: bool = Field(
+        default=False, description="Accept http:// alert webhooks (tests); https only otherwise."
+    )
+    alert_webhook_allow_private: bool = Field(
+        default=False,
+        description="Let alert webhooks reach loopback, private and link-local addresses "
+        "(tests); refused otherwise, against server-side request forgery.",
+    )
 
-    @field_validator("cors_origins", "api_keys", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins", "api_keys", "trusted_proxies", "webhook_urls", "notify_changes",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _split(cls, value: object) -> object:
         return comma_separated(value)
+
+    @field_validator("notify_changes")
+    @classmethod
+    def _known_changes(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(get_args(ChangeKind))
+        if unknown:
+            raise ValueError(f"unknown change kinds {sorted(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _signed_webhooks(self) -> GatewaySettings:
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("CRYPTOCAST_GATEWAY_WEBHOOK_URLS needs _WEBHOOK_SECRET to sign with")
+        if bool(self.telegram_bot_token) != bool(self.telegram_chat_id):
+            raise ValueError("Telegram needs both _TELEGRAM_BOT_TOKEN and _TELEGRAM_CHAT_ID")
+        return self

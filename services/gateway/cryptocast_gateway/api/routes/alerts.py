@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from cryptocast_gateway.alerts import Alert
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State
 from cryptocast_gateway.api.errors import ErrorBody
 from cryptocast_gateway.api.routes.legacy import FlaskJSONResponse
+from cryptocast_gateway.notify import check_webhook_url
 
 router = APIRouter(tags=["original API"])
 SYMBOL_BY_COINGECKO_ID = {coin_id: symbol for symbol, coin_id in COINGECKO_IDS.items()}
@@ -34,6 +36,22 @@ def _any_case(name: str) -> str:
 DELIVERABLE_EMAIL = r'^[^@"]+@(?!(?:.*\.)?(?:{})$)[^@"\[\]]*\.[^@".\[\]0-9-][^@".\[\]]*$'.format(
     "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
 )
+
+
+def webhook_pattern(allow_http: bool = False) -> str:
+    """An alert's webhook under the default settings: https, a host by name (labels of
+    letters, digits and hyphens, a top level of letters; not ``localhost``), an optional
+    port, printable ASCII after it. Address literals are refused, and names are resolved and
+    checked for a public address when the webhook is called."""
+    label = "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    port = "[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
+    return (
+        rf"^https{'?' if allow_http else ''}://"
+        rf"(?!(?:[^/?#:]*\.)?{_any_case('localhost')}(?:[/?#:]|$))"
+        rf"{label}(?:\.{label})*\.[A-Za-z]{{2,63}}(?::(?:{port}))?(?:[/?#][!-~]*)?$"
+    )
+
+
 REFUSED: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "a missing or invalid field"}
 }
@@ -66,6 +84,14 @@ def body_schemas(coins: Sequence[str]) -> dict[str, Any]:
                 "coin": coin,
                 "threshold": threshold,
                 "direction": {"enum": ["above", "below"], "default": "above"},
+                "webhook": {
+                    "type": "string",
+                    "pattern": webhook_pattern(),
+                    "maxLength": 2048,
+                    "description": "Also POST the alert as signed JSON to this https URL (a "
+                    "public address); the answer then carries the webhook_secret it is "
+                    "signed with",
+                },
             },
             "example": BODY_EXAMPLE,
         },
@@ -116,6 +142,24 @@ def _symbol(value: Any, state: State) -> str:
     return SYMBOL_BY_COINGECKO_ID.get(value, value).upper()
 
 
+def _webhook(value: Any, state: State) -> str:
+    settings = state.settings
+    if not settings.alert_webhooks:
+        raise _refuse("webhook alerts are not enabled")
+    if not isinstance(value, str):
+        raise _refuse("webhook must be a string")
+    if not settings.alert_webhook_allow_private and not re.fullmatch(
+        webhook_pattern(settings.alert_webhook_allow_http), value
+    ):
+        raise _refuse("webhook must be an https URL naming a public host by name")
+    try:
+        return check_webhook_url(
+            value, settings.alert_webhook_allow_http, settings.alert_webhook_allow_private
+        )
+    except ValueError as error:
+        raise _refuse(str(error)) from None
+
+
 def _threshold(value: Any) -> float:
     """A JSON number, or a decimal string as THRESHOLD_TEXT; finite and above 0."""
     if (
@@ -140,7 +184,8 @@ def _threshold(value: Any) -> float:
     openapi_extra=_body("AlertRequest"),
 )
 async def create_alert(request: Request, state: State) -> Any:
-    """Email me once when ``coin`` closes at or ``above`` (or at or ``below``) ``threshold``."""
+    """Email me once when ``coin`` closes at or ``above`` (or at or ``below``) ``threshold``;
+    with ``webhook``, also POST it there, signed with the ``webhook_secret`` answered."""
     body = await _json_object(request)
     if not body.get("email") or not body.get("coin") or body.get("threshold") is None:
         raise _refuse("Missing required fields")
@@ -148,13 +193,22 @@ async def create_alert(request: Request, state: State) -> Any:
     direction = body.get("direction", "above")
     if direction not in ("above", "below"):
         raise _refuse("direction must be above or below")
+    webhook = _webhook(body["webhook"], state) if "webhook" in body else None
     alert = Alert(
         email=_email(body["email"]),
         symbol=_symbol(body["coin"], state),
         threshold=threshold,
         direction=direction,
+        webhook=webhook,
+        webhook_secret=secrets.token_hex(32) if webhook else None,
     )
     await state.alerts.add(alert)
+    if alert.webhook_secret is not None:
+        return {
+            "status": "Success",
+            "message": "Alert created",
+            "webhook_secret": alert.webhook_secret,
+        }
     return {"status": "Success", "message": "Alert created"}
 
 

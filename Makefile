@@ -4,7 +4,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 INSTALLED := .venv/.installed
 FINAL_TEST_DATA := $(foreach f,$(wildcard services/ingestor/cryptocast_ingestor/data/binance_4h/*_4h.csv.gz),--data $(subst _4h.csv.gz,,$(notdir $(f)))=$(f))
 
-.PHONY: install up test chaos lint build-data train evaluate backtest bench
+.PHONY: install up test chaos lint build-data train evaluate backtest bench bench-pipeline
 .DEFAULT_GOAL := up
 
 .tools/bin/uv:
@@ -47,3 +47,7 @@ backtest: install  ## make backtest [DATA=<file.csv> SYMBOL=<sym>] [MODEL=name@v
 bench: install  ## per-prediction cost of the shipped model and of the previous LSTM (NumPy and Keras)
 	.venv/bin/python bench/distribution.py
 	.venv/bin/python bench/inference.py
+
+bench-pipeline: install  ## the four services over the machine's RabbitMQ replaying every bundled Binance coin as fast as it goes: make bench-pipeline [CANDLES=300] [COINS=BTC,ETH,...]
+	scripts/ensure-rabbitmq.sh
+	.venv/bin/python bench/pipeline.py --candles $(or $(CANDLES),300) $(if $(COINS),--coins "$(COINS)")

@@ -1,0 +1,671 @@
+"""End-to-end throughput of the whole pipeline: the four services as separate processes over
+the machine's RabbitMQ, with an nx-27017 server of their own, replaying bundled history as
+fast as it goes.
+
+    .venv/bin/python bench/pipeline.py [--candles 300] [--coins BTC,ETH,...] [--no-baseline]
+
+The services run as ``python -m cryptocast_<name>`` on a namespace of their own
+(``bench-<random>``), which is deleted from the broker afterwards (queues and exchanges, by
+name, without the management plugin). The ingestor replays the last ``--candles`` candles
+per coin of the bundled Binance 4h set (every coin by default) as one backfill: pace 0, no
+live part. Inference runs its default lineup, which publishes the no-change baseline's
+predictions beside the champion's (``--no-baseline`` turns that off); the verifier's lifecycle
+consumer runs as well.
+
+Measured, by counting the gateway's documents in MongoDB every ``--sample`` seconds:
+
+- the ingestor's start-up (process start to the first candle stored: reading the bundles
+  and the quality gate),
+- from the first candle stored: the time until the last prediction, the last verification
+  and the last document of any kind are stored, and candles, predictions and verifications
+  per second over those times (a candle counts when it, its predictions and its verdicts
+  are stored, so candles per second is over the time to the last document),
+- CPU seconds (/proc/<pid>/stat: user + system) and peak RSS (/proc/<pid>/status: VmHWM)
+  of each service process and of nx-27017; the shared RabbitMQ is not counted.
+
+Prints a Markdown table, then the same figures as one JSON line. A service that exits
+early, a timeout or a stall prints the logs' tails and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+from pymongo import AsyncMongoClient
+
+from cryptocast.embedded_mongo import EmbeddedMongo, free_port
+from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
+from cryptocast_common.settings import CommonSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "services" / "ingestor" / "cryptocast_ingestor" / "data" / "binance_4h"
+INTERVAL = "4h"
+SERVICES = ("gateway", "verifier", "inference", "ingestor")
+COLLECTIONS = ("candles", "predictions", "verifications")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DEFAULT_AMQP_URL = os.environ.get("CRYPTOCAST_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+class BenchFailure(Exception):
+    """The run cannot be measured; the message says why."""
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return f"({path} does not exist)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes and their resource use
+
+
+@dataclass
+class Usage:
+    cpu_seconds: float  # user + system, of the process and its waited-for children
+    rss_mb: float
+    peak_rss_mb: float  # VmHWM
+
+
+def read_usage(pid: int) -> Usage | None:
+    """None once the process is gone (or a zombie, whose status has no memory lines)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may hold spaces: the
+    # third field (state) is at index 0, utime/stime/cutime/cstime (14-17) at 11-14.
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])
+    memory = {
+        name: int(rest.split()[0])
+        for name, _, rest in (line.partition(":") for line in status.splitlines())
+        if name in ("VmRSS", "VmHWM")
+    }
+    if len(memory) < 2:
+        return None
+    return Usage(ticks / CLOCK_TICKS, memory["VmRSS"] / 1024, memory["VmHWM"] / 1024)
+
+
+@dataclass
+class Tracked:
+    """A process whose usage is sampled while it runs: the last sample outlives it."""
+
+    name: str
+    pid: int
+    log: Path
+    last: Usage | None = None
+    at_first_candle: Usage | None = None
+
+    def sample(self) -> Usage | None:
+        usage = read_usage(self.pid)
+        if usage is not None:
+            self.last = usage
+        return usage
+
+
+class Service(Tracked):
+    def __init__(self, name: str, env: dict[str, str], log: Path, port: int) -> None:
+        super().__init__(name, 0, log)
+        self.env = env
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"cryptocast_{self.name}"],
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid = self.process.pid
+        self.started_at = time.monotonic()
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    async def ready(self, http: httpx.AsyncClient) -> bool:
+        try:
+            response = await http.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def stop(self, within: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(self.process.wait, within)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The namespace on the broker
+
+
+def work_queues(settings: CommonSettings) -> dict[str, list[str]]:
+    """The durable queues the services consume, grouped by service."""
+    q = settings.queue_for
+    return {
+        "gateway": [q("gateway"), q("gateway.alerts")],
+        "inference": [q(f"inference.{coin}") for coin in settings.symbols],
+        "verifier": [q("verifier"), q("verifier.lifecycle")],
+    }
+
+
+async def delete_namespace(url: str, settings: CommonSettings, within: float = 60.0) -> bool:
+    """Delete every durable queue the services declare (work, isolation and delay queues,
+    the dead-letter queue) and both exchanges; the exclusive ones went with the services.
+    False, with a warning, if the broker did not let that happen within ``within`` s."""
+    names = [settings.dead_letter_queue]
+    for queues in work_queues(settings).values():
+        for queue in queues:
+            names += [queue, isolation_queue(queue)]
+            names += [delay_queue(queue, d) for d in retry_delays(settings)]
+    try:
+        async with asyncio.timeout(within):
+            connection = await aio_pika.connect(url, timeout=10)
+            async with connection:
+                for name in names:
+                    channel = await connection.channel()
+                    with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+                        await channel.queue_delete(name)
+                channel = await connection.channel()
+                for exchange in (settings.exchange, settings.dead_letter_exchange):
+                    with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+                        await channel.exchange_delete(exchange)
+    except Exception as exc:
+        print(
+            f"warning: namespace {settings.namespace} not deleted from the broker ({exc!r}); "
+            f"run bench/pipeline.py --delete-namespace {settings.namespace} later",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def bench_settings(url: str, namespace: str, coins: list[str]) -> CommonSettings:
+    """The services run on the defaults for retries: the delay queues they declare follow."""
+    return CommonSettings(
+        amqp_url=url,
+        namespace=namespace,
+        symbols=coins,
+        max_attempts=CommonSettings.model_fields["max_attempts"].default,
+        retry_delay_seconds=CommonSettings.model_fields["retry_delay_seconds"].default,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline under measurement
+
+
+@dataclass
+class Timeline:
+    """Monotonic times of what was observed; counts when they last changed."""
+
+    ingestor_started: float = 0.0
+    first_candle: float | None = None
+    replay_finished: float | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COLLECTIONS, 0))
+    changed: dict[str, float] = field(default_factory=dict)
+    peak_backlog: dict[str, int] = field(default_factory=dict)
+    samples: int = 0
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.coins: list[str] = args.coins
+        self.namespace = f"bench-{uuid.uuid4().hex[:12]}"
+        self.db_name = self.namespace.replace("-", "_")
+        self.mongo = EmbeddedMongo(workdir / "mongo")
+        self.mongo_process: Tracked | None = None
+        self.services: dict[str, Service] = {}
+        self.timeline = Timeline()
+        self.client: AsyncMongoClient[dict[str, Any]] | None = None
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.settings = bench_settings(args.amqp_url, self.namespace, self.coins)
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def environment(self, gateway_port: int) -> dict[str, str]:
+        keep = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOCAST_")}
+        env = keep | {
+            "CRYPTOCAST_AMQP_URL": self.args.amqp_url,
+            "CRYPTOCAST_MONGO_URL": self.mongo.url,
+            "CRYPTOCAST_MONGO_DB": self.db_name,
+            "CRYPTOCAST_NAMESPACE": self.namespace,
+            "CRYPTOCAST_SYMBOLS": ",".join(self.coins),
+            "CRYPTOCAST_INTERVAL": INTERVAL,
+            "CRYPTOCAST_LOG_LEVEL": "INFO",
+            "CRYPTOCAST_HEALTH_HOST": "127.0.0.1",
+            "CRYPTOCAST_GATEWAY_HOST": "127.0.0.1",
+            "CRYPTOCAST_GATEWAY_PORT": str(gateway_port),
+            "CRYPTOCAST_GATEWAY_ACCESS_LOG": "false",
+            "CRYPTOCAST_INFERENCE_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
+            "CRYPTOCAST_INGESTOR_SOURCE": "replay",
+            "CRYPTOCAST_INGESTOR_REPLAY_DIR": str(self.args.data_dir),
+            "CRYPTOCAST_INGESTOR_BACKFILL": str(self.args.candles),
+            "CRYPTOCAST_INGESTOR_REPLAY_LIVE": "0",
+            "CRYPTOCAST_INGESTOR_PACE_SECONDS": "0",
+        }
+        if not self.args.baseline:
+            env["CRYPTOCAST_INFERENCE_BASELINE"] = "false"
+        return env
+
+    async def start(self) -> None:
+        try:
+            connection = await aio_pika.connect(self.args.amqp_url, timeout=5)
+        except Exception as exc:
+            raise BenchFailure(
+                f"RabbitMQ is not reachable at {self.args.amqp_url} ({exc!r}): start it "
+                "(scripts/ensure-rabbitmq.sh) or set CRYPTOCAST_BENCH_AMQP_URL"
+            ) from None
+        await connection.close()
+        await self.mongo.astart()
+        mongo_pid = int((self.mongo.data_dir / "nx-27017.pid").read_text().split()[0])
+        self.mongo_process = Tracked("nx-27017", mongo_pid, self.mongo.data_dir / "nx-27017.log")
+        self.client = AsyncMongoClient(self.mongo.url, serverSelectionTimeoutMS=5000)
+        self.connection = await aio_pika.connect_robust(self.args.amqp_url, timeout=10)
+
+        gateway_port = free_port()
+        env = self.environment(gateway_port)
+        for name in SERVICES:
+            port = gateway_port if name == "gateway" else free_port()
+            own = dict(env)
+            if name != "gateway":
+                own["CRYPTOCAST_HEALTH_PORT"] = str(port)
+            self.services[name] = Service(name, own, self.workdir / f"{name}.log", port)
+
+        consumers = [self.services[n] for n in ("gateway", "verifier", "inference")]
+        for service in consumers:
+            service.start()
+        deadline = time.monotonic() + self.args.ready_timeout
+        async with httpx.AsyncClient() as http:
+            while True:
+                self.check_alive()
+                if all([await service.ready(http) for service in consumers]):
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchFailure(
+                        f"gateway, verifier and inference not ready within "
+                        f"{self.args.ready_timeout}s"
+                    )
+                await asyncio.sleep(0.2)
+        self.services["ingestor"].start()
+        self.timeline.ingestor_started = self.services["ingestor"].started_at
+
+    def check_alive(self) -> None:
+        for service in self.services.values():
+            code = service.exit_code()
+            if service.process is not None and code is not None:
+                raise BenchFailure(
+                    f"{service.name} exited early with status {code}; its log:\n"
+                    f"{tail(service.log, 60)}"
+                )
+
+    # -- observation -------------------------------------------------------------------------
+
+    async def counts(self) -> dict[str, int]:
+        assert self.client is not None
+        db = self.client[self.db_name]
+        # The collection's size (the count command), not count_documents, which scans every
+        # document on nx-27017 (~0.1 s a sample at a few thousand): the gateway only
+        # upserts events, so the two agree.
+        return {c: await db[c].estimated_document_count() for c in COLLECTIONS}
+
+    async def backlog(self) -> dict[str, int]:
+        """Ready messages per service (work queues only); -1 where a queue is missing."""
+        assert self.connection is not None
+        depths: dict[str, int] = {}
+        channel = await self.connection.channel()
+        try:
+            for service, queues in work_queues(self.settings).items():
+                total = 0
+                for name in queues:
+                    try:
+                        queue = await channel.declare_queue(name, passive=True)
+                    except aio_pika.exceptions.ChannelClosed:
+                        channel = await self.connection.channel()
+                        total = -1
+                        break
+                    total += queue.declaration_result.message_count or 0
+                depths[service] = total
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        return depths
+
+    async def try_backlog(self) -> dict[str, int]:
+        """The backlog, or -1 for every service when the broker does not answer in time."""
+        try:
+            async with asyncio.timeout(10):
+                return await self.backlog()
+        except Exception:
+            return dict.fromkeys(work_queues(self.settings), -1)
+
+    async def dead_letters(self) -> int | None:
+        """Messages in <ns>.dead; None if the broker did not say."""
+        assert self.connection is not None
+        try:
+            async with asyncio.timeout(10):
+                channel = await self.connection.channel()
+                queue = await channel.declare_queue(self.settings.dead_letter_queue, passive=True)
+                with contextlib.suppress(Exception):
+                    await channel.close()
+                return queue.declaration_result.message_count or 0
+        except Exception:
+            return None
+
+    def replay_done(self) -> bool:
+        log = self.services["ingestor"].log
+        return log.exists() and '"msg": "replay finished"' in log.read_text(errors="replace")
+
+    def tracked(self) -> list[Tracked]:
+        extra = [self.mongo_process] if self.mongo_process else []
+        return [*self.services.values(), *extra]
+
+    async def observe(self) -> None:
+        """Sample until the replay is published, every queue is empty and no count has
+        changed for ``--quiet`` seconds."""
+        t = self.timeline
+        last_progress = last_backlog = 0.0
+        backlog: dict[str, int] = {}
+        while True:
+            self.check_alive()
+            now = time.monotonic()
+            try:
+                counts = await self.counts()
+            except Exception as exc:
+                raise BenchFailure(f"nx-27017 did not answer a count: {exc!r}") from None
+            for process in self.tracked():
+                process.sample()
+            t.samples += 1
+            if t.first_candle is None and counts["candles"]:
+                t.first_candle = now
+                for process in self.tracked():
+                    process.at_first_candle = process.last
+            for name, count in counts.items():
+                if count != t.counts[name]:
+                    t.counts[name] = count
+                    t.changed[name] = now
+            if t.replay_finished is None and self.replay_done():
+                t.replay_finished = now
+            if now - last_backlog >= 1.0 or t.replay_finished is not None:
+                backlog = await self.try_backlog()
+                last_backlog = now
+                for service, depth in backlog.items():
+                    t.peak_backlog[service] = max(t.peak_backlog.get(service, 0), depth)
+            if now - last_progress >= 10:
+                last_progress = now
+                print(
+                    f"[{now - t.ingestor_started:6.1f}s] stored "
+                    + ", ".join(f"{c} {n}" for c, n in counts.items())
+                    + f"; waiting {backlog}"
+                    + ("; replay published" if t.replay_finished else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
+            last_change = max(t.changed.values(), default=t.ingestor_started)
+            if (
+                t.replay_finished is not None
+                and not any(backlog.values())
+                and counts["verifications"]
+                and now - last_change >= self.args.quiet
+            ):
+                return
+            if now - last_change > self.args.stall:
+                raise BenchFailure(
+                    f"nothing stored for {self.args.stall}s (stored {counts}, waiting "
+                    f"{backlog}, replay {'published' if t.replay_finished else 'not published'})"
+                )
+            if now - t.ingestor_started > self.args.timeout:
+                raise BenchFailure(f"not finished within {self.args.timeout}s (stored {counts})")
+            await asyncio.sleep(self.args.sample)
+
+    # -- the figures -------------------------------------------------------------------------
+
+    def ingestor_publish_rate(self) -> int | None:
+        """The ingestor's own figure for its last backfill batch: candles published per s."""
+        text = self.services["ingestor"].log.read_text(errors="replace")
+        rates = re.findall(r'"msg": "backfill progress".*?"per_second": (\d+)', text)
+        return int(rates[-1]) if rates else None
+
+    async def roles(self) -> dict[str, int]:
+        assert self.client is not None
+        predictions = self.client[self.db_name]["predictions"]
+        found: dict[str, int] = {}
+        async for row in await predictions.aggregate(
+            [{"$group": {"_id": "$role", "n": {"$sum": 1}}}]
+        ):
+            found[str(row["_id"])] = int(row["n"])
+        return dict(sorted(found.items()))
+
+    async def report(self) -> dict[str, Any]:
+        t = self.timeline
+        assert t.first_candle is not None
+        start = t.first_candle
+        counts = t.counts
+
+        def since_first(name: str) -> float:
+            return round(t.changed[name] - start, 2)
+
+        last_any = max(t.changed.values())
+        total_s = last_any - start
+        to_predictions = since_first("predictions")
+        to_verifications = since_first("verifications")
+        processes = {}
+        for process in self.tracked():
+            usage, before = process.last, process.at_first_candle
+            if usage is None:
+                continue
+            processes[process.name] = {
+                "pid": process.pid,
+                "cpu_s": round(usage.cpu_seconds, 2),
+                "cpu_s_run": round(usage.cpu_seconds - (before.cpu_seconds if before else 0), 2),
+                "peak_rss_mb": round(usage.peak_rss_mb, 1),
+            }
+        return {
+            "bench": "pipeline",
+            "coins": len(self.coins),
+            "candles_per_coin": self.args.candles,
+            "baseline": self.args.baseline,
+            "cores": os.cpu_count(),
+            "candles": counts["candles"],
+            "predictions": counts["predictions"],
+            "verifications": counts["verifications"],
+            "predictions_by_role": await self.roles(),
+            "dead_letters": await self.dead_letters(),
+            "ingestor_startup_s": round(start - t.ingestor_started, 2),
+            "publish_s": round((t.replay_finished or start) - start, 2),
+            "ingestor_publish_per_s": self.ingestor_publish_rate(),
+            "to_last_prediction_s": to_predictions,
+            "to_last_verification_s": to_verifications,
+            "to_last_verification_from_ingestor_start_s": round(
+                t.changed["verifications"] - t.ingestor_started, 2
+            ),
+            "total_s": round(total_s, 2),
+            "candles_per_s": round(counts["candles"] / total_s, 1),
+            "predictions_per_s": round(counts["predictions"] / max(to_predictions, 1e-9), 1),
+            "verifications_per_s": round(counts["verifications"] / max(to_verifications, 1e-9), 1),
+            "peak_waiting": t.peak_backlog,
+            "sample_s": self.args.sample,
+            "processes": processes,
+        }
+
+    # -- tear-down ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        for name in reversed(SERVICES):
+            if name in self.services:
+                await self.services[name].stop()
+        if self.client is not None:
+            await self.client.close()
+        await asyncio.to_thread(self.mongo.stop)
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await self.connection.close()
+        await delete_namespace(self.args.amqp_url, self.settings)
+
+    def tails(self) -> str:
+        parts = [
+            f"---- {p.name} ({p.log}) ----\n{tail(p.log, 8 if p.name == 'nx-27017' else 30)}"
+            for p in self.tracked()
+        ]
+        return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def markdown(result: dict[str, Any]) -> str:
+    roles = ", ".join(f"{role} {n}" for role, n in result["predictions_by_role"].items())
+    rows = [
+        ("coins × candles per coin", f"{result['coins']} × {result['candles_per_coin']}"),
+        (
+            "stored candles / predictions / verifications",
+            f"{result['candles']} / {result['predictions']} / {result['verifications']}",
+        ),
+        ("predictions by role", roles or "-"),
+        ("dead letters", str(result["dead_letters"])),
+        ("ingestor start-up (start to first candle stored)", f"{result['ingestor_startup_s']} s"),
+        (
+            "replay published (ingestor)",
+            f"{result['publish_s']} s ({result['ingestor_publish_per_s']} candles/s)",
+        ),
+        ("to the last prediction", f"{result['to_last_prediction_s']} s"),
+        ("to the last verification", f"{result['to_last_verification_s']} s"),
+        ("to the last document (end to end)", f"{result['total_s']} s"),
+        ("**candles/s end to end**", f"**{result['candles_per_s']}**"),
+        ("predictions/s", str(result["predictions_per_s"])),
+        ("verifications/s", str(result["verifications_per_s"])),
+        (
+            "most messages waiting per service",
+            ", ".join(f"{s} {n}" for s, n in result["peak_waiting"].items()),
+        ),
+    ]
+    lines = ["| measure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in rows]
+    lines += [
+        "",
+        "| process | CPU s (total) | CPU s (from first candle) | peak RSS MB |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, p in result["processes"].items():
+        lines.append(f"| {name} | {p['cpu_s']} | {p['cpu_s_run']} | {p['peak_rss_mb']} |")
+    lines += [
+        "",
+        f"Times are from the first candle stored, sampled every {result['sample_s']} s, on "
+        f"{result['cores']} cores; the baseline is {'on' if result['baseline'] else 'off'}.",
+    ]
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    available = sorted(p.name.split("_")[0] for p in DATA.glob(f"*_{INTERVAL}.csv.gz"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--candles", type=int, default=300, help="backfill candles per coin")
+    parser.add_argument(
+        "--coins",
+        type=lambda v: [c.strip().upper() for c in v.split(",") if c.strip()],
+        default=available,
+        help="comma-separated coins (default: every bundled one)",
+    )
+    parser.add_argument("--data-dir", type=Path, default=DATA, help="replay folder")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="CRYPTOCAST_INFERENCE_BASELINE=false (default: the service's default, on)",
+    )
+    parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL)
+    parser.add_argument("--sample", type=float, default=0.5, help="seconds between samples")
+    parser.add_argument("--quiet", type=float, default=5.0, help="no change for this long: done")
+    parser.add_argument("--stall", type=float, default=120.0, help="no change for this long: fail")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds for the whole run")
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
+    parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
+    parser.add_argument(
+        "--delete-namespace",
+        metavar="NAMESPACE",
+        help="only delete a namespace a killed run left on the broker (with --coins)",
+    )
+    args = parser.parse_args(argv)
+    missing = [c for c in args.coins if not (args.data_dir / f"{c}_{INTERVAL}.csv.gz").exists()]
+    if missing or not args.coins:
+        parser.error(f"no {INTERVAL} data in {args.data_dir} for {missing or 'no coins'}")
+    if args.delete_namespace and not args.delete_namespace.startswith("bench-"):
+        parser.error("--delete-namespace only deletes this bench's namespaces (bench-...)")
+    if args.candles < 2:
+        parser.error("--candles must be at least 2")
+    return args
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.delete_namespace:
+        settings = bench_settings(args.amqp_url, args.delete_namespace, args.coins)
+        return 0 if await delete_namespace(args.amqp_url, settings) else 1
+    workdir = Path(tempfile.mkdtemp(prefix="cryptocast-bench-pipeline-"))
+    bench = Bench(args, workdir)
+    print(
+        f"bench-pipeline: {len(args.coins)} coins × {args.candles} candles, namespace "
+        f"{bench.namespace}, logs in {workdir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    failed = False
+    try:
+        await bench.start()
+        await bench.observe()
+        result = await bench.report()
+    except BenchFailure as failure:
+        failed = True
+        print(f"bench-pipeline failed: {failure}\n{bench.tails()}", file=sys.stderr)
+    except BaseException:
+        failed = True
+        print(f"bench-pipeline interrupted; logs:\n{bench.tails()}", file=sys.stderr)
+        raise
+    finally:
+        await bench.close()
+        if args.keep or failed:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if failed:
+        return 1
+    print(markdown(result))
+    print(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -23,10 +23,13 @@ SERVICE_QUEUES = (
     "gateway.alerts",
     "inference",
     "verifier",
+    "verifier.lifecycle",
     "dead",
     "contract",
     "contract-b",
 )
+# Inference has a queue per series: these symbols cover every test's.
+TEST_SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "ZZA", "ZZB", "ZZR")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,7 +80,7 @@ async def common(amqp_url: str, mongo_url: str) -> AsyncIterator[CommonSettings]
     yield settings
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for name in SERVICE_QUEUES:
+        for name in [*SERVICE_QUEUES, *(f"inference.{symbol}" for symbol in TEST_SYMBOLS)]:
             queue = settings.queue_for(name)
             delays = [delay_queue(queue, d) for d in retry_delays(settings)]
             for declared in [queue, isolation_queue(queue), *delays]:

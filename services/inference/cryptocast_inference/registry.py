@@ -19,10 +19,15 @@ from cryptocast_inference.predictors import NaivePredictor, Predictor
 from cryptocast_inference.settings import InferenceSettings
 
 
+def is_naive(model: str) -> bool:
+    """The no-change baseline, which needs no artifact: ``naive`` or ``naive@1``."""
+    return model in ("naive", str(NaivePredictor.model))
+
+
 def load_model(model: str, artifacts_dir: Path, interval: str, window: int | None) -> Predictor:
     """``name@version`` (or ``naive``) loaded; raises ArtifactError if it does not fit the
     interval, or ``window`` when one is required."""
-    if model in ("naive", str(NaivePredictor.model)):
+    if is_naive(model):
         return NaivePredictor()
     folder = artifact_dir(artifacts_dir, model)
     if is_distribution(folder):
@@ -89,6 +94,8 @@ class RegisteredModels:
     interval: str
 
     async def fetch(self, model: str) -> Predictor:
+        if is_naive(model):
+            return NaivePredictor()
         version, files = await self.registry.get(model)
         folder = self.cache_dir / version.name / version.version
         await asyncio.to_thread(_unpack, folder, files)

@@ -21,17 +21,24 @@ class CandleWindows:
         self.size = size
         self._keep = size + reorder
         self._series: dict[tuple[str, str], dict[datetime, Candle]] = {}
+        self._short: set[tuple[str, str]] = set()  # held since before the windows grew
 
     def grow(self, size: int) -> None:
-        """Assemble windows of ``size`` from now on (a longer-sighted model was added)."""
+        """Assemble windows of ``size`` from now on (a longer-sighted model was added): every
+        series held may read the older candles it now lacks back from storage once more."""
         if size > self.size:
             self._keep += size - self.size
             self.size = size
+            self._short |= set(self._series)
 
     def knows(self, candle: Candle) -> bool:
         """Whether this series has history here reaching back to ``candle``: what a read-back
         from storage could add for it was read already (or it came on the bus)."""
-        held = self._series.get((candle.symbol, candle.interval))
+        series = (candle.symbol, candle.interval)
+        if series in self._short:
+            self._short.discard(series)
+            return False
+        held = self._series.get(series)
         return held is not None and bool(held) and min(held) <= candle.open_time
 
     def add(self, candle: Candle) -> None:

@@ -51,7 +51,7 @@ async def accuracy(
         None,
         MAX_VERIFICATIONS,
     )
-    return by_model(found)  # type: ignore[arg-type]
+    return by_model(found)  # type: ignore[arg-type]  # the verifications collection
 
 
 async def recent_accuracy(

@@ -15,7 +15,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     max_head_bytes = 32_768
     head_timeout_seconds = 10.0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn declares BaseTransport
         super().connection_made(transport)
         self._head_bytes = 0
         self._reading_head = True

@@ -109,7 +109,7 @@ class _Queries:
 
     async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
         newest = await self.page("candles", symbol, interval, None, end, None, limit)
-        return list(reversed(newest))  # type: ignore[arg-type]
+        return list(reversed(newest))  # type: ignore[arg-type]  # the candles collection
 
 
 class MongoEventStore(_Queries):

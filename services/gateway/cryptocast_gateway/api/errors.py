@@ -56,9 +56,9 @@ def complete_openapi(app: FastAPI, schemas: dict[str, Any]) -> None:
                 components.pop(unused, None)
             components["ErrorBody"] = ErrorBody.model_json_schema()
             components.update(schemas)
-        return app.openapi_schema  # type: ignore[return-value]
+        return app.openapi_schema  # type: ignore[return-value]  # set just above, never None
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing it
 
 
 def describe_validation(exc: RequestValidationError) -> str:

@@ -75,7 +75,11 @@ async def test_replayed_candles_become_predictions_and_verifications(
     services = [
         await verifier(common, bus=await AmqpBus.connect(url, common)),
         await inference(
-            common, InferenceSettings(gateway_url=base), bus=await AmqpBus.connect(url, common)
+            common,
+            # The champion alone: every stored event below is accounted for one model per
+            # candle (the baseline's predictions are covered by the unit and backtest tests).
+            InferenceSettings(gateway_url=base, baseline=False),
+            bus=await AmqpBus.connect(url, common),
         ),
     ]
     replay = IngestorSettings(backfill=BACKFILL, replay_live=0, pace_seconds=0)
@@ -121,8 +125,8 @@ async def test_replayed_candles_become_predictions_and_verifications(
         assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
         assert ":dist-4h@" in latest["_id"]  # the shipped model serves by default
         verdicts = (await http.get("/api/v1/verifications/btc")).json()["data"]
-        assert {v["role"] for v in verdicts} == {"champion", "baseline"}
         served = [v for v in verdicts if v["role"] == "champion"]
+        assert served == verdicts
         assert served and all(
             isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0 for v in served
         )
@@ -131,7 +135,6 @@ async def test_replayed_candles_become_predictions_and_verifications(
         scored = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
         champion = latest["_id"].split(":")[1]
         card = scored["models"][champion]
-        assert "naive@1" in scored["models"]  # the baseline, scored beside it
         assert card["n"] == BACKFILL - WINDOW and 0 <= card["coverage_80"] <= 1
         assert card["brier"] is not None and card["brier_base_rate"] is not None
 
@@ -146,10 +149,9 @@ async def test_replayed_candles_become_predictions_and_verifications(
         await barrier(producer, db, MARKERS[0])
         before = await snapshot(db)
         assert len(before["candles"]) == 4 * BACKFILL
-        # The champion's and the baseline's, each coin's newest pending (its target not yet in).
-        assert len(before["predictions"]) == 2 * 4 * (BACKFILL - WINDOW + 1)
-        assert len(before["verifications"]) == 2 * 4 * (BACKFILL - WINDOW)
-        assert len(before["verifier_pending"]) == 2 * 4
+        assert len(before["predictions"]) == 4 * (BACKFILL - WINDOW + 1)
+        assert len(before["verifications"]) == 4 * (BACKFILL - WINDOW)
+        assert len(before["verifier_pending"]) == 4  # each coin's newest, its target not yet in
 
         # A malformed message is dead-lettered by every consumer; the pipeline keeps going.
         await producer.publish_raw("candle.BTC.4h", b'{"type": "candle", "close": "oops"}', "bad")
@@ -168,7 +170,8 @@ async def test_replayed_candles_become_predictions_and_verifications(
             while (message := await dead.get(fail=False)) is not None:
                 reasons.append(str(message.headers[REASON_HEADER]))
                 await message.ack()
-            assert len(reasons) == 3  # gateway, inference and verifier each got a copy
+            # the gateway (storing and price alerts), inference and the verifier each got a copy
+            assert len(reasons) == 4
             assert all("candle.schema_version: unsupported version None" in r for r in reasons)
         finally:
             await reader.close()

@@ -86,10 +86,11 @@ def body_schemas(coins: Sequence[str]) -> dict[str, Any]:
                 "direction": {"enum": ["above", "below"], "default": "above"},
                 "webhook": {
                     "type": "string",
+                    "pattern": webhook_pattern(),
                     "maxLength": 2048,
-                    "description": "Also POST the alert as signed JSON to this https URL, "
-                    "naming a public host by name (anything else is refused with 400); the "
-                    "answer then carries the webhook_secret it is signed with",
+                    "description": "Also POST the alert as signed JSON to this https URL (a "
+                    "public address); the answer then carries the webhook_secret it is "
+                    "signed with",
                 },
             },
             "example": BODY_EXAMPLE,

@@ -1,23 +1,18 @@
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
-from cryptocast_common.bus import InMemoryBus
-from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.api.routes import legacy, v1
-from cryptocast_gateway.bootstrap import Gateway, bootstrap
+from cryptocast_gateway.bootstrap import Gateway
 from cryptocast_gateway.legacy import display_time, flask_json, money
-from cryptocast_gateway.settings import GatewaySettings
-from cryptocast_gateway.store import InMemoryEventStore
 from cryptocast_verifier.scoring import verify
 from tests.factories import candle, prediction
+from tests.gateway_app import KEY
 
 
 def test_money_and_dates_as_the_original_showed_them() -> None:
@@ -35,28 +30,6 @@ def test_money_and_dates_as_the_original_showed_them() -> None:
 
 def test_flask_jsonify_bytes() -> None:
     assert flask_json({"b": "▲", "a": 1.5}) == b'{"a":1.5,"b":"\\u25b2"}\n'
-
-
-KEY = {"X-API-Key": "test-key-5b1f"}
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    bus = InMemoryBus()
-    settings = GatewaySettings(api_keys=[SecretStr(KEY["X-API-Key"])])
-    app = await bootstrap(
-        CommonSettings(), settings, bus=bus, store=InMemoryEventStore(), serve_http=False
-    )
-    await app.start()
-    yield app
-    await bus.close()
-
-
-@pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=gateway.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
 
 
 async def test_fresh_install_answers_null_not_errors(client: httpx.AsyncClient) -> None:

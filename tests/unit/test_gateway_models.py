@@ -1,41 +1,14 @@
 """The model lifecycle through the gateway: what is served, the state and history per coin,
 operators' requests, and the gate gauge."""
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
-from pydantic import SecretStr
 
-from cryptocast_common.bus import InMemoryBus
 from cryptocast_common.events import Event, ModelChange, ModelRef, Prediction
-from cryptocast_common.settings import CommonSettings
-from cryptocast_gateway.bootstrap import Gateway, bootstrap
-from cryptocast_gateway.settings import GatewaySettings
-from cryptocast_gateway.store import InMemoryEventStore
+from cryptocast_gateway.bootstrap import Gateway
 from tests.factories import candle, prediction
+from tests.gateway_app import KEY
 
-KEY = {"X-API-Key": "test-key-77c2"}
 CHAMPION, CHALLENGER = "dist-4h@1", "dist-4h@2"
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    bus = InMemoryBus()
-    settings = GatewaySettings(api_keys=[SecretStr(KEY["X-API-Key"])])
-    app = await bootstrap(
-        CommonSettings(), settings, bus=bus, store=InMemoryEventStore(), serve_http=False
-    )
-    await app.start()
-    yield app
-    await bus.close()
-
-
-@pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=gateway.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
 
 
 def as_model(made: Prediction, model: str, role: str, gate: str | None = None) -> Prediction:

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from cryptocast_common.coins import SYMBOL_PATTERN
+
 # 2 added the forecast distribution to predictions and its scoring to verifications; a
 # version-1 event (without them) is still accepted.
 SCHEMA_VERSION = 3
@@ -72,7 +74,7 @@ def iso_utc(value: datetime) -> str:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,15}$", examples=["BTC"])]
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, examples=["BTC"])]
 Interval = Annotated[str, AfterValidator(_check_interval), Field(examples=["4h"])]
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cryptocast_common.coins import symbol_of
 from cryptocast_common.events import interval_delta
 
 
@@ -64,7 +65,7 @@ class CommonSettings(BaseSettings):
     def _split_symbols(cls, value: object) -> object:
         value = comma_separated(value)
         if isinstance(value, list):
-            return [str(v).upper() for v in value]
+            return [symbol_of(str(v)) for v in value]
         return value
 
     @field_validator("interval")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryptocast_common.coins import symbol_of
 from cryptocast_common.events import interval_delta
 from cryptocast_inference.artifacts import ArtifactError, artifact_dir
 from cryptocast_inference.lstm import load_artifact
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         results = evaluate(
-            args.data, args.symbol.upper(), artifact_dir(args.artifacts, args.model), args.out
+            args.data, symbol_of(args.symbol), artifact_dir(args.artifacts, args.model), args.out
         )
     except (SeriesError, ArtifactError) as error:
         sys.exit(f"cryptocast-evaluate: {error}")

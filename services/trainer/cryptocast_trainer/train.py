@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cryptocast_common.coins import symbol_of
 from cryptocast_common.events import iso_utc
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS, sha256_of
 from cryptocast_inference.features import FEATURES, WARMUP, FeatureScaler
@@ -107,7 +108,7 @@ def _load(specs: list[str]) -> tuple[list[Series], list[dict[str, Any]]]:
     series, described = [], []
     for spec in specs:
         symbol, _, path = spec.partition("=")
-        loaded = read_series(Path(path), symbol.upper())
+        loaded = read_series(Path(path), symbol_of(symbol))
         series.append(loaded)
         described.append(
             {

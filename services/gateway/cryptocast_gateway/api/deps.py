@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 
+from cryptocast_common.coins import configured_symbol
 from cryptocast_gateway.state import GatewayState
 
 
@@ -32,13 +32,6 @@ async def get_state(request: Request) -> GatewayState:
 
 
 State = Annotated[GatewayState, Depends(get_state)]
-
-
-def configured_symbol(name: str, symbols: Sequence[str]) -> str | None:
-    """The configured symbol ``name`` names in any case (``btc``, ``Btc`` and ``BTC`` are
-    ``BTC``), or None: the one rule of every path that names a coin."""
-    symbol = name.upper()
-    return symbol if symbol in symbols else None
 
 
 async def known_symbol(coin: str, state: State) -> str:

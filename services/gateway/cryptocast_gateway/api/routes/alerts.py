@@ -11,7 +11,7 @@ from typing import Any
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from fastapi import APIRouter, Request
 
-from cryptocast_common.coins import COINGECKO_IDS
+from cryptocast_common.coins import coin_names, symbol_of_coin_name
 from cryptocast_gateway.alerts import Alert
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State
 from cryptocast_gateway.api.errors import ErrorBody
@@ -19,7 +19,6 @@ from cryptocast_gateway.api.routes.legacy import FlaskJSONResponse
 from cryptocast_gateway.notify import check_webhook_url
 
 router = APIRouter(tags=["original API"])
-SYMBOL_BY_COINGECKO_ID = {coin_id: symbol for symbol, coin_id in COINGECKO_IDS.items()}
 BODY_EXAMPLE = {"email": "you@example.com", "coin": "btc", "threshold": 70000, "direction": "above"}
 # A threshold sent as text, as forms do: a positive decimal of at most 15 digits either side.
 THRESHOLD_TEXT = r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,15})?|0?\.[0-9]{0,14}[1-9][0-9]{0,15})$"
@@ -55,12 +54,6 @@ def webhook_pattern(allow_http: bool = False) -> str:
 REFUSED: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "a missing or invalid field"}
 }
-
-
-def coin_names(coins: Sequence[str]) -> list[str]:
-    """How a body may name a configured coin: ``btc``, ``BTC`` or its CoinGecko id."""
-    names = [*coins, *(coin.upper() for coin in coins)]
-    return names + [COINGECKO_IDS[c.upper()] for c in coins if c.upper() in COINGECKO_IDS]
 
 
 def body_schemas(coins: Sequence[str]) -> dict[str, Any]:
@@ -137,9 +130,10 @@ def _email(value: Any) -> str:
 
 def _symbol(value: Any, state: State) -> str:
     """A name from ``coin_names`` of a configured coin."""
-    if not isinstance(value, str) or value not in coin_names(state.coins):
+    symbol = symbol_of_coin_name(value, state.common.symbols) if isinstance(value, str) else None
+    if symbol is None:
         raise _refuse(f"unknown coin {value!r}; known coins: {', '.join(state.coins)}")
-    return SYMBOL_BY_COINGECKO_ID.get(value, value).upper()
+    return symbol
 
 
 def _webhook(value: Any, state: State) -> str:

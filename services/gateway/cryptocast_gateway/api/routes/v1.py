@@ -10,6 +10,12 @@ from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
+from cryptocast_common.coins import (
+    SYMBOL_IN_ANY_CASE,
+    configured_symbol,
+    symbol_of,
+    unknown_symbols,
+)
 from cryptocast_common.events import (
     Candle,
     Prediction,
@@ -17,7 +23,7 @@ from cryptocast_common.events import (
 )
 from cryptocast_common.scorecard import Scorecard
 from cryptocast_gateway.accuracy import Window, accuracy
-from cryptocast_gateway.api.deps import ApiError, State, configured_symbol
+from cryptocast_gateway.api.deps import ApiError, State
 from cryptocast_gateway.api.latest import NOT_MODIFIED, IfNoneMatch
 from cryptocast_gateway.store import Position
 
@@ -28,7 +34,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 async def v1_symbol(
-    symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])], state: State
+    symbol: Annotated[str, Path(pattern=SYMBOL_IN_ANY_CASE, examples=["BTC"])], state: State
 ) -> str:
     found = configured_symbol(symbol, state.common.symbols)
     if found is None:
@@ -216,7 +222,7 @@ async def accuracy_stats(
 
 @router.get("/candles/{symbol}", response_model=CandlesPublic)
 async def candles(
-    symbol: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{2,15}$", examples=["BTC"])],
+    symbol: Annotated[str, Path(pattern=SYMBOL_IN_ANY_CASE, examples=["BTC"])],
     state: State,
     interval: CandleInterval = None,
     end: Annotated[Moment | None, Query(description="Newest close time to include")] = None,
@@ -224,7 +230,7 @@ async def candles(
 ) -> CandlesPublic:
     """The newest ``limit`` candles closing at or before ``end``, oldest first."""
     found = await state.store.candles(
-        symbol.upper(), interval or state.common.interval, end or datetime.now(UTC), limit
+        symbol_of(symbol), interval or state.common.interval, end or datetime.now(UTC), limit
     )
     return CandlesPublic(data=found, count=len(found))
 
@@ -248,9 +254,10 @@ async def stream(
     state = websocket.app.state.gateway
     wanted = None
     if symbols:
-        wanted = frozenset(s.strip().upper() for s in symbols.split(",") if s.strip())
-        unknown = wanted - set(state.common.symbols)
+        names = [name.strip() for name in symbols.split(",") if name.strip()]
+        unknown = unknown_symbols(names, state.common.symbols)
         if unknown:
-            await websocket.close(1008, f"unknown symbols: {', '.join(sorted(unknown))}")
+            await websocket.close(1008, f"unknown symbols: {', '.join(unknown)}")
             return
+        wanted = frozenset(map(symbol_of, names))
     await state.hub.serve(websocket, wanted, every_model=models == "all")

@@ -21,7 +21,7 @@ from cryptocast_gateway.api.middleware import (
     Observe,
     RateLimit,
 )
-from cryptocast_gateway.api.routes import alerts, legacy, models, v1
+from cryptocast_gateway.api.routes import alerts, dashboard, legacy, models, skill, v1
 from cryptocast_gateway.observability import AccuracyValues, GaugeValues
 from cryptocast_gateway.state import GatewayState, check_ready
 
@@ -87,13 +87,15 @@ def create_app(state: GatewayState) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(models.router)
     app.include_router(alerts.router)
+    app.include_router(skill.router)
+    dashboard.mount(app)
     app.include_router(legacy.router)  # last: its /{coin} route matches any single segment
     complete_openapi(app, alerts.body_schemas(state.coins))
     app.add_middleware(AllowedMethods, paths=app.openapi()["paths"])
     app.add_middleware(
         DirectRoutes,
         routes=[legacy.latest_route, v1.latest_route],
-        fixed_paths=fixed_paths(app),
+        fixed_paths=fixed_paths(app) | {dashboard.PATH},
         state=state,
     )
     install_error_handlers(app)

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from cryptocast_common.coins import SYMBOL_PATTERN
+from cryptocast_common.prices import Price, Volume, brackets
 
 # 2 added the forecast distribution to predictions and its scoring to verifications; a
 # version-1 event (without them) is still accepted.
@@ -76,7 +77,6 @@ def iso_utc(value: datetime) -> str:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, examples=["BTC"])]
 Interval = Annotated[str, AfterValidator(_check_interval), Field(examples=["4h"])]
-Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -146,7 +146,7 @@ class Candle(EventBase):
     high: Price
     low: Price
     close: Price
-    volume: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    volume: Volume
     source: str = Field(min_length=1)
 
     _occurred_at_from: ClassVar[str] = "close_time"
@@ -158,7 +158,7 @@ class Candle(EventBase):
                 f"close_time - open_time must equal the interval {self.interval}, "
                 f"got {self.close_time - self.open_time}"
             )
-        if self.high < max(self.open, self.close) or self.low > min(self.open, self.close):
+        if not brackets(self.open, self.high, self.low, self.close):
             raise ValueError("high/low do not bracket open and close")
         return self
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cryptocast_common.events import Candle, interval_delta
+from cryptocast_common.prices import value_problem
 from cryptocast_common.timestamps import parse_time
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -76,8 +77,11 @@ def read_series(path: Path, symbol: str, min_rows: int = 2) -> Series:
             bad = [c for c, v in zip(PRICE_COLUMNS, values, strict=True) if not math.isfinite(v)]
             if bad:
                 raise SeriesError(f"{path}:{line}: {', '.join(bad)} is empty or not a number")
-            if min(values[:4]) <= 0 or values[4] < 0:
-                raise SeriesError(f"{path}:{line}: prices must be positive and volume >= 0")
+            problem = value_problem(*values)
+            if problem:
+                raise SeriesError(
+                    f"{path}:{line}: {problem} (prices must be positive and volume >= 0)"
+                )
             rows.append(values)
     if len(rows) < min_rows:
         raise SeriesError(f"{path}: {len(rows)} rows; at least {min_rows} are needed")

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptocast_common.events import floor_to_interval, interval_delta, iso_utc
+from cryptocast_common.prices import ohlcv_problem
 from cryptocast_common.timestamps import is_milliseconds, unix_seconds
 
 BUNDLE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
@@ -73,14 +74,7 @@ class CleaningReport:
 
 
 def consistency_problem(bar: Bar) -> str | None:
-    prices = (bar.open, bar.high, bar.low, bar.close)
-    if min(prices) <= 0:
-        return "non-positive price"
-    if bar.volume < 0:
-        return "negative volume"
-    if bar.high < max(bar.open, bar.close) or bar.low > min(bar.open, bar.close):
-        return "high/low not bracketing open/close"
-    return None
+    return ohlcv_problem(bar.open, bar.high, bar.low, bar.close, bar.volume)
 
 
 def _drop_outliers(bars: list[Bar], report: CleaningReport) -> list[Bar]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from fastapi import APIRouter, Request
 
 from cryptocast_common.coins import coin_names, symbol_of_coin_name
+from cryptocast_common.prices import is_price
 from cryptocast_gateway.alerts import Alert
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State
 from cryptocast_gateway.api.errors import ErrorBody
@@ -166,7 +166,7 @@ def _threshold(value: Any) -> float:
         threshold = float(value)
     except OverflowError:  # an integer of hundreds of digits
         raise _refuse("threshold must be at most 1.8e308") from None
-    if not math.isfinite(threshold) or threshold <= 0:
+    if not is_price(threshold):
         raise _refuse("threshold must be greater than 0")
     return threshold
 

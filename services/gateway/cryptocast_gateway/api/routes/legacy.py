@@ -14,10 +14,10 @@ from cryptocast_common.events import (
     BasedOn,
     ModelRef,
     Prediction,
-    Price,
     floor_to_interval,
     interval_delta,
 )
+from cryptocast_common.prices import Price
 from cryptocast_gateway import legacy
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State, Symbol, known_symbol
 from cryptocast_gateway.api.errors import ErrorBody

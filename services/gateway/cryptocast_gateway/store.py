@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -33,45 +35,39 @@ TIME_FIELD = {
 SERVED_ROLES = ("champion", None)
 
 
-class EventStore(Protocol):
+@dataclass(frozen=True)
+class PageQuery:
+    """One page of a collection: newest first by time then id, times in [start, end],
+    strictly after ``before`` in that order (keyset pagination: stable while new events
+    arrive); with ``served``, only predictions or verdicts of what was served (the
+    champion's)."""
+
+    collection: str
+    symbol: str
+    interval: str
+    start: datetime | None
+    end: datetime | None
+    before: Position | None
+    limit: int
+    served: bool = False
+
+    @property
+    def time_field(self) -> str:
+        return TIME_FIELD[self.collection]
+
+
+class EventStore(ABC):
+    """The gateway's events. A store answers ``PageQuery``s; every read is one of them."""
+
+    @abstractmethod
     async def upsert(self, events: Sequence[Event]) -> None: ...
 
-    async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None: ...
+    @abstractmethod
+    async def find(self, query: PageQuery) -> list[Event]: ...
 
-    async def verifications(self, symbol: str, interval: str, limit: int) -> list[Verification]:
-        """Verdicts on served predictions, newest first."""
-        ...
-
-    async def model_changes(self, symbol: str, interval: str, limit: int) -> list[ModelChange]:
-        """The lifecycle's changes on a symbol, newest first."""
-        ...
-
-    async def candles(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
-        """The newest ``limit`` candles closing at or before ``end``, oldest first."""
-        ...
-
-    async def page(
-        self,
-        collection: str,
-        symbol: str,
-        interval: str,
-        start: datetime | None,
-        end: datetime | None,
-        before: Position | None,
-        limit: int,
-        served: bool = False,
-    ) -> list[Event]:
-        """Newest first by time then id, times in [start, end], strictly after ``before``
-        in that order (keyset pagination: stable while new events arrive); with ``served``,
-        only predictions or verdicts of what was served (the champion's)."""
-        ...
-
+    @abstractmethod
     async def ping(self) -> None: ...
 
-
-class _Queries:
-    """The reads every store answers through its own ``page``."""
-
     async def page(
         self,
         collection: str,
@@ -83,7 +79,9 @@ class _Queries:
         limit: int,
         served: bool = False,
     ) -> list[Event]:
-        raise NotImplementedError
+        """``find`` with the query's fields as arguments."""
+        query = PageQuery(collection, symbol, interval, start, end, before, limit, served)
+        return await self.find(query)
 
     async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
         """The newest served prediction."""
@@ -112,7 +110,7 @@ class _Queries:
         return list(reversed(newest))  # type: ignore[arg-type]  # the candles collection
 
 
-class MongoEventStore(_Queries):
+class MongoEventStore(EventStore):
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._db = db
 
@@ -132,29 +130,19 @@ class MongoEventStore(_Queries):
         for collection, operations in grouped.items():
             await self._db[collection].bulk_write(operations, ordered=False)
 
-    async def page(
-        self,
-        collection: str,
-        symbol: str,
-        interval: str,
-        start: datetime | None,
-        end: datetime | None,
-        before: Position | None,
-        limit: int,
-        served: bool = False,
-    ) -> list[Event]:
-        time_field = TIME_FIELD[collection]
-        query: dict[str, Any] = {"symbol": symbol, "interval": interval}
-        if served:
-            query["role"] = {"$in": list(SERVED_ROLES)}
-        bounds = {op: value for op, value in (("$gte", start), ("$lte", end)) if value}
+    async def find(self, query: PageQuery) -> list[Event]:
+        time_field = query.time_field
+        match: dict[str, Any] = {"symbol": query.symbol, "interval": query.interval}
+        if query.served:
+            match["role"] = {"$in": list(SERVED_ROLES)}
+        bounds = {op: at for op, at in (("$gte", query.start), ("$lte", query.end)) if at}
         if bounds:
-            query[time_field] = bounds
-        if before is not None:
-            at, event_id = before
-            query = {
+            match[time_field] = bounds
+        if query.before is not None:
+            at, event_id = query.before
+            match = {
                 "$and": [
-                    query,
+                    match,
                     {
                         "$or": [
                             {time_field: {"$lt": at}},
@@ -163,14 +151,14 @@ class MongoEventStore(_Queries):
                     },
                 ]
             }
-        cursor = self._db[collection].find(query).sort([(time_field, -1), ("_id", -1)])
-        return [from_document(doc) async for doc in cursor.limit(limit)]
+        cursor = self._db[query.collection].find(match).sort([(time_field, -1), ("_id", -1)])
+        return [from_document(doc) async for doc in cursor.limit(query.limit)]
 
     async def ping(self) -> None:
         await self._db.command("ping")
 
 
-class InMemoryEventStore(_Queries):
+class InMemoryEventStore(EventStore):
     """The same contract over dicts, for unit tests."""
 
     def __init__(self) -> None:
@@ -180,18 +168,8 @@ class InMemoryEventStore(_Queries):
         for event in events:
             self.collections[COLLECTIONS[event.type]][event.event_id] = event
 
-    async def page(
-        self,
-        collection: str,
-        symbol: str,
-        interval: str,
-        start: datetime | None,
-        end: datetime | None,
-        before: Position | None,
-        limit: int,
-        served: bool = False,
-    ) -> list[Event]:
-        time_field = TIME_FIELD[collection]
+    async def find(self, query: PageQuery) -> list[Event]:
+        time_field = query.time_field
 
         def key(event: Event) -> Position:
             return getattr(event, time_field), event.event_id
@@ -199,17 +177,17 @@ class InMemoryEventStore(_Queries):
         found = sorted(
             (
                 e
-                for e in self.collections[collection].values()
-                if (e.symbol, e.interval) == (symbol, interval)
-                and (start is None or getattr(e, time_field) >= start)
-                and (end is None or getattr(e, time_field) <= end)
-                and (before is None or key(e) < before)
-                and (not served or getattr(e, "role", None) in SERVED_ROLES)
+                for e in self.collections[query.collection].values()
+                if (e.symbol, e.interval) == (query.symbol, query.interval)
+                and (query.start is None or getattr(e, time_field) >= query.start)
+                and (query.end is None or getattr(e, time_field) <= query.end)
+                and (query.before is None or key(e) < query.before)
+                and (not query.served or getattr(e, "role", None) in SERVED_ROLES)
             ),
             key=key,
             reverse=True,
         )
-        return found[:limit]
+        return found[: query.limit]
 
     async def ping(self) -> None:
         return None

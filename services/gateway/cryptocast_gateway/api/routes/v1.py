@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -130,17 +131,25 @@ def decode_cursor(cursor: str | None) -> Position | None:
     return EPOCH + timedelta(microseconds=int(micros)), event_id
 
 
+@dataclass
+class PageRequest:
+    """The query of a page of predictions or verdicts, newest target first."""
+
+    start: Start = None
+    end: End = None
+    cursor: Cursor = None
+    limit: Limit = 100
+
+
+Page = Annotated[PageRequest, Depends()]
+
+
 async def _page(
-    state: State,
-    collection: str,
-    symbol: str,
-    start: datetime | None,
-    end: datetime | None,
-    cursor: str | None,
-    limit: int,
+    state: State, collection: str, symbol: str, request: PageRequest
 ) -> tuple[list, str | None]:
+    before, limit = decode_cursor(request.cursor), request.limit
     found = await state.store.page(
-        collection, symbol, state.common.interval, start, end, decode_cursor(cursor), limit + 1
+        collection, symbol, state.common.interval, request.start, request.end, before, limit + 1
     )
     more = len(found) > limit
     found = found[:limit]
@@ -182,30 +191,16 @@ latest_route = next(
 
 
 @router.get("/predictions/{symbol}", response_model=PredictionPage, responses=NOT_FOUND)
-async def predictions(
-    symbol: Symbol,
-    state: State,
-    start: Start = None,
-    end: End = None,
-    cursor: Cursor = None,
-    limit: Limit = 100,
-) -> PredictionPage:
+async def predictions(symbol: Symbol, state: State, page: Page) -> PredictionPage:
     """Predictions, newest target first, optionally within [start, end]."""
-    found, next_cursor = await _page(state, "predictions", symbol, start, end, cursor, limit)
+    found, next_cursor = await _page(state, "predictions", symbol, page)
     return PredictionPage(data=found, next_cursor=next_cursor)
 
 
 @router.get("/verifications/{symbol}", response_model=VerificationPage, responses=NOT_FOUND)
-async def verifications(
-    symbol: Symbol,
-    state: State,
-    start: Start = None,
-    end: End = None,
-    cursor: Cursor = None,
-    limit: Limit = 100,
-) -> VerificationPage:
+async def verifications(symbol: Symbol, state: State, page: Page) -> VerificationPage:
     """Verdicts on predictions, newest target first, optionally within [start, end]."""
-    found, next_cursor = await _page(state, "verifications", symbol, start, end, cursor, limit)
+    found, next_cursor = await _page(state, "verifications", symbol, page)
     return VerificationPage(data=found, next_cursor=next_cursor)
 
 

@@ -287,24 +287,34 @@ def score_period(
     return {"pooled": pooled, "coins": per_coin}
 
 
+def scored_folds(coins: list[Coin], *model: Any) -> dict[str, tuple[DistributionParams, Any]]:
+    """Per fold: the parameters ``fit_params(coins, <fold start>, *model)`` fits on the
+    candles before it, and ``score_period``'s scores of them on the fold."""
+    scored = {}
+    for name, test in FOLDS.items():
+        params = fit_params(coins, test[0], *model)
+        scored[name] = params, score_period(coins, params, test, test[0])
+    return scored
+
+
+def fold_mean(folds: dict[str, dict[str, Any]], score: str) -> float:
+    return float(np.mean([fold[score] for fold in folds.values()]))
+
+
 def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Volatility candidates first (naive point, P(up) 1/2), then point and P(up) models."""
     grid: dict[str, dict[str, Any]] = {}
     for half_life, long_run, period in itertools.product(HALF_LIVES, LONG_RUN, PERIODS):
         key = f"hl{half_life:g}-lr{long_run:g}-p{period}"
-        folds = {}
-        for name, test in FOLDS.items():
-            params = fit_params(coins, test[0], half_life, long_run, period)
-            folds[name] = score_period(coins, params, test, test[0])["pooled"]
+        scored = scored_folds(coins, half_life, long_run, period)
+        folds = {name: scores["pooled"] for name, (_, scores) in scored.items()}
         grid[key] = {
             "half_life": half_life,
             "long_run_weight": long_run,
             "period": period,
             "folds": folds,
-            "relative_interval_score": float(
-                np.mean([f["relative_interval_score"] for f in folds.values()])
-            ),
-            "calibration_error": float(np.mean([f["calibration_error"] for f in folds.values()])),
+            "relative_interval_score": fold_mean(folds, "relative_interval_score"),
+            "calibration_error": fold_mean(folds, "calibration_error"),
         }
         log(
             f"  {key}: relative interval score {grid[key]['relative_interval_score']:.4f}, "
@@ -313,6 +323,7 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
     best = min(grid, key=lambda k: grid[k]["relative_interval_score"])
     chosen = grid[best]
     log(f"volatility: {best}")
+    volatility = (chosen["half_life"], chosen["long_run_weight"], chosen["period"])
     others = {}
     for point, p_up in [
         ("drift", "half"),
@@ -321,17 +332,7 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
         ("naive", "fitted"),
     ]:
         folds = {}
-        for name, test in FOLDS.items():
-            params = fit_params(
-                coins,
-                test[0],
-                chosen["half_life"],
-                chosen["long_run_weight"],
-                chosen["period"],
-                point,
-                p_up,
-            )
-            scored = score_period(coins, params, test, test[0])
+        for name, (params, scored) in scored_folds(coins, *volatility, point, p_up).items():
             folds[name] = scored["pooled"] | {
                 "coins_worse_brier": sorted(
                     s for s, v in scored["coins"].items() if v["brier"] > v["brier_base"]
@@ -354,8 +355,7 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
         survives = all(f["mae_ratio"] < 1 for f in folds.values())
         if survives and (
             point == "naive"
-            or np.mean([f["mae_ratio"] for f in folds.values()])
-            < np.mean([f["mae_ratio"] for f in others[f"{point}/half"].values()])
+            or fold_mean(folds, "mae_ratio") < fold_mean(others[f"{point}/half"], "mae_ratio")
         ):
             point = candidate
     half = grid[best]["folds"]
@@ -363,7 +363,7 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
     def brier_rank(folds: dict[str, Any]) -> tuple[int, float]:
         return (
             -sum(f["brier_wins"] for f in folds.values()),
-            float(np.mean([f["brier"] for f in folds.values()])),
+            fold_mean(folds, "brier"),
         )
 
     p_up_folds = {"half": half, "ties": others["naive/ties"], "fitted": others["naive/fitted"]}
@@ -372,18 +372,7 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
     calibration = {}
     for weight in COIN_WEIGHTS:
         folds = {}
-        for name, test in FOLDS.items():
-            params = fit_params(
-                coins,
-                test[0],
-                chosen["half_life"],
-                chosen["long_run_weight"],
-                chosen["period"],
-                point,
-                p_up,
-                weight,
-            )
-            scored = score_period(coins, params, test, test[0])
+        for name, (_, scored) in scored_folds(coins, *volatility, point, p_up, weight).items():
             folds[name] = scored["pooled"] | {
                 "coins_off_by_2pp": sum(
                     max(abs(v["cov80"] - 0.8), abs(v["cov95"] - 0.95)) > 0.02
@@ -393,11 +382,11 @@ def select(coins: list[Coin], log: Any) -> tuple[dict[str, Any], dict[str, Any]]
         calibration[weight] = folds
         log(
             f"  coin weight {weight:g}: calibration error "
-            f"{np.mean([f['calibration_error'] for f in folds.values()]) * 100:.2f} pp"
+            f"{fold_mean(folds, 'calibration_error') * 100:.2f} pp"
         )
     coin_weight = min(
         COIN_WEIGHTS,
-        key=lambda w: np.mean([f["calibration_error"] for f in calibration[w].values()]),
+        key=lambda w: fold_mean(calibration[w], "calibration_error"),
     )
     log(f"coin quantile weight: {coin_weight:g}")
     return (
@@ -686,7 +675,7 @@ def _coin_weight_folds(selection: dict[str, Any], chosen: dict[str, Any]) -> str
             f" pp, {f['coins_off_by_2pp']}/{f['coins']} coins off by > 2 pp"
             for f in folds.values()
         ]
-        mean = np.mean([f["calibration_error"] for f in folds.values()])
+        mean = fold_mean(folds, "calibration_error")
         mark = " **chosen**" if weight == chosen["coin_weight"] else ""
         lines.append(f"| {weight:g}{mark} | " + " | ".join(cells) + f" | {mean * 100:.2f} pp |")
     return "\n".join(lines)

@@ -2,6 +2,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
 from cryptocast_common.events import Candle, ModelChange, ModelRef
 from cryptocast_common.registry import InMemoryModelRegistry
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
@@ -11,6 +14,7 @@ from cryptocast_inference.handlers import (
     handle_candles,
     handle_model_changes,
 )
+from cryptocast_inference.history import HistoryUnavailable
 from cryptocast_inference.predictors import NaivePredictor
 from cryptocast_inference.registry import RegisteredModels, lineup_of
 from cryptocast_inference.settings import LSTM_MODEL, SHIPPED_MODEL
@@ -87,6 +91,53 @@ async def test_no_prediction_without_enough_history() -> None:
     assert await handle_candles([candle(0)], deps) == []
     assert await handle_candles([candle(1)], deps) == []
     assert len(await handle_candles([candle(2)], deps)) == 1
+
+
+class BrokenHistory(FakeHistory):
+    """Storage that cannot answer until ``mend`` is called."""
+
+    broken = True
+
+    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        if self.broken:
+            self.calls += 1
+            raise HistoryUnavailable("gateway down")
+        return await super().before(symbol, interval, end, limit)
+
+
+def counted_deps(history: FakeHistory) -> tuple[InferenceDeps, CollectorRegistry]:
+    registry = CollectorRegistry()
+    deps = InferenceDeps(
+        lineup_of([MeanPredictor()]),
+        CandleWindows(3),
+        history,
+        Counter("unpredicted", "", ["reason"], registry=registry),
+        Counter("history_reads", "", ["outcome"], registry=registry),
+    )
+    return deps, registry
+
+
+async def test_unreadable_storage_retries_the_candle_instead_of_skipping_it() -> None:
+    history = BrokenHistory([candle(i, close=100 + i) for i in range(5)])
+    deps, registry = counted_deps(history)
+    with pytest.raises(HistoryUnavailable):  # the bus retries it, then dead-letters it
+        await handle_candles([candle(5, close=105)], deps)
+    with pytest.raises(HistoryUnavailable):  # the series asks again, not "known" now
+        await handle_candles([candle(6, close=106)], deps)
+    history.broken = False
+    [p] = await handle_candles([candle(5, close=105)], deps)  # the retry
+    assert p.own_close == (103 + 104 + 105) / 3
+    assert registry.get_sample_value("history_reads_total", {"outcome": "failed"}) == 2
+    assert registry.get_sample_value("history_reads_total", {"outcome": "ok"}) == 1
+    assert registry.get_sample_value("unpredicted_total", {"reason": "gap"}) is None
+
+
+async def test_candles_without_a_window_are_counted_by_reason() -> None:
+    deps, registry = counted_deps(FakeHistory([]))
+    for i in (0, 1, 3, 4, 5):  # candle 2 never comes
+        await handle_candles([candle(i)], deps)
+    assert registry.get_sample_value("unpredicted_total", {"reason": "warm_up"}) == 2
+    assert registry.get_sample_value("unpredicted_total", {"reason": "gap"}) == 2  # 3 and 4
 
 
 async def test_candles_closing_together_are_predicted_in_one_batch() -> None:

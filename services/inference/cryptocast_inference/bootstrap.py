@@ -7,6 +7,7 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+from prometheus_client import Counter
 from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
@@ -31,6 +32,20 @@ from cryptocast_inference.registry import (
 )
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_inference.windows import CandleWindows
+
+# Process-wide, as Prometheus scrapes one process (served by the health server's /metrics).
+UNPREDICTED = Counter(
+    "cryptocast_inference_unpredicted",
+    "Candles no prediction was made for: warm_up (a series' first candles), "
+    "gap (candles before it missing from the bus and from storage)",
+    ["reason"],
+)
+HISTORY_READS = Counter(
+    "cryptocast_inference_history_reads",
+    "Reads of stored candles to rebuild a window (after a start or a hand-over; "
+    "none in steady state)",
+    ["outcome"],
+)
 
 
 @dataclass
@@ -58,11 +73,14 @@ class Inference:
             batch_size=self.settings.batch_size,
             exclusive=True,
         )
+        # One replica at a time takes every candle, the others stand by and take over when it
+        # goes: each series' windows stay in one memory, built from the bus, in order.
         await self.bus.consume(
             self.common.queue_for("inference"),
             [f"candle.*.{self.common.interval}"],
             handler,
             batch_size=self.settings.batch_size,
+            single_active=True,
         )
         for predictor in self.deps.lineup.models:
             if isinstance(predictor, CardedPredictor):  # the baseline has no card to show
@@ -100,6 +118,6 @@ async def bootstrap(
         resources.own(http.aclose)
         history = GatewayCandleHistory(http)
     windows = CandleWindows(lineup.window)
-    deps = InferenceDeps(lineup, windows, history)
+    deps = InferenceDeps(lineup, windows, history, UNPREDICTED, HISTORY_READS)
     following = LineupDeps(lineup, windows, source)
     return Inference(await resources.bus(common, bus), common, settings, deps, following, resources)

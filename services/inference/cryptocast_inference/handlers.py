@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import Counter
 
 from cryptocast_common.events import (
     BasedOn,
@@ -19,7 +21,7 @@ from cryptocast_common.events import (
 )
 from cryptocast_common.registry import RegistryError
 from cryptocast_inference.artifacts import ArtifactError
-from cryptocast_inference.history import CandleHistory
+from cryptocast_inference.history import CandleHistory, HistoryUnavailable
 from cryptocast_inference.lineup import Lineup
 from cryptocast_inference.predictors import DistributionPredictor, Predictor
 from cryptocast_inference.registry import ModelSource
@@ -30,37 +32,64 @@ log = logging.getLogger(__name__)
 LOADS = frozenset({"registered", "promoted", "demoted", "pinned", "gate_opened", "gate_closed"})
 
 
+def _counter(name: str, documentation: str, label: str) -> Counter:
+    return Counter(name, documentation, [label], registry=None)
+
+
 @dataclass
 class InferenceDeps:
     lineup: Lineup
     windows: CandleWindows
     history: CandleHistory
+    # The bootstrap passes the process's registered counters; tests read these.
+    unpredicted: Counter = field(
+        default_factory=lambda: _counter("unpredicted", "Candles left unpredicted", "reason")
+    )
+    history_reads: Counter = field(
+        default_factory=lambda: _counter("history_reads", "Reads of storage", "outcome")
+    )
 
 
 async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | None:
-    # Storage is read once per series (after a restart), or for a candle older than all
-    # held: a series that starts on the bus (a backfill) never waits on HTTP.
+    # Storage is read once per series (after a restart or a hand-over), or for a candle
+    # older than all held: a series that starts on the bus (a backfill) never waits on it.
     asked = deps.windows.knows(candle)
     deps.windows.add(candle)
     window = deps.windows.full(candle)
     if window is None and not asked and deps.lineup.window > 1:
-        older = await deps.history.before(
-            candle.symbol, candle.interval, candle.open_time, deps.lineup.window - 1
-        )
+        try:
+            older = await deps.history.before(
+                candle.symbol, candle.interval, candle.open_time, deps.lineup.window - 1
+            )
+        except HistoryUnavailable:
+            deps.history_reads.labels("failed").inc()
+            deps.windows.forget_reads(candle)  # the next candle of the series asks again
+            raise  # the bus retries the candle, then dead-letters it with the reason
+        deps.history_reads.labels("ok").inc()
         deps.windows.seed(older)
         window = deps.windows.full(candle)
     return window
 
 
 async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list[Event]:
-    """One prediction per candle whose window is complete; one predictor call per batch."""
+    """One prediction per candle whose window is complete; one predictor call per batch.
+    A candle without one is counted by reason: ``warm_up`` (fewer candles than a window
+    exist before it) or ``gap`` (some of those before it are missing)."""
     ready = []
     for candle in sorted(candles, key=lambda c: c.open_time):
         window = await _window_for(candle, deps)
         if window is None:
+            reason = (
+                "warm_up" if deps.windows.held_before(candle) < deps.lineup.window - 1 else "gap"
+            )
+            deps.unpredicted.labels(reason).inc()
             log.info(
                 "no prediction: the candles before it are missing",
-                extra={"symbol": candle.symbol, "open_time": candle.open_time.isoformat()},
+                extra={
+                    "symbol": candle.symbol,
+                    "open_time": candle.open_time.isoformat(),
+                    "reason": reason,
+                },
             )
         else:
             ready.append((candle, window))

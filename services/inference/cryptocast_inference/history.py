@@ -1,4 +1,4 @@
-"""Candle history from the gateway, used to rebuild windows after a restart."""
+"""Candle history from the gateway, used to rebuild windows after a restart or a hand-over."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from cryptocast_common.events import Candle
 log = logging.getLogger(__name__)
 
 
+class HistoryUnavailable(RuntimeError):
+    """Storage could not be read: the candle is retried later rather than left unpredicted."""
+
+
 class CandleHistory(Protocol):
     async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
-        """Up to ``limit`` candles closing at or before ``end``, oldest first."""
+        """Up to ``limit`` candles closing at or before ``end``, oldest first; raises
+        HistoryUnavailable when storage cannot answer."""
         ...
 
 
@@ -32,5 +37,4 @@ class GatewayCandleHistory:
             response.raise_for_status()
             return [Candle.model_validate(item) for item in response.json()["data"]]
         except (httpx.HTTPError, ValueError, KeyError) as exc:
-            log.warning("candle history unavailable", extra={"symbol": symbol, "error": repr(exc)})
-            return []
+            raise HistoryUnavailable(f"candle history of {symbol}: {exc!r}") from exc

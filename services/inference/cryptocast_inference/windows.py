@@ -21,7 +21,8 @@ class CandleWindows:
         self.size = size
         self._keep = size + reorder
         self._series: dict[tuple[str, str], dict[datetime, Candle]] = {}
-        self._short: set[tuple[str, str]] = set()  # held since before the windows grew
+        # Series whose older candles are to be read from storage once more.
+        self._short: set[tuple[str, str]] = set()
 
     def grow(self, size: int) -> None:
         """Assemble windows of ``size`` from now on (a longer-sighted model was added): every
@@ -40,6 +41,15 @@ class CandleWindows:
             return False
         held = self._series.get(series)
         return held is not None and bool(held) and min(held) <= candle.open_time
+
+    def forget_reads(self, candle: Candle) -> None:
+        """The read-back for this series failed: the next candle of it asks storage again."""
+        self._short.add((candle.symbol, candle.interval))
+
+    def held_before(self, candle: Candle) -> int:
+        """How many candles of its series older than ``candle`` are held."""
+        held = self._series.get((candle.symbol, candle.interval), {})
+        return sum(open_time < candle.open_time for open_time in held)
 
     def add(self, candle: Candle) -> None:
         """Hold ``candle`` (the newer of two with the same open time replaces the other)."""

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -22,6 +23,7 @@ from cryptocast_common import bus
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 3.0
+MAX_HEADERS = 100  # header lines read; the rest of a longer request is not looked at
 
 
 class DeadLetterCollector(Collector):
@@ -58,6 +60,11 @@ async def readiness(check: Callable[[], Awaitable[None]]) -> tuple[int, dict[str
 
 
 class HealthServer:
+    """A small HTTP/1.1 server, one request per connection: the health endpoints, and what a
+    subclass adds by extending ``route`` (the trainer's ``/train``)."""
+
+    paths_hint = "try /healthz, /readyz or /metrics"  # the 404's message
+
     def __init__(self, host: str, port: int, check_ready: Callable[[], Awaitable[None]]):
         self.host, self.port, self.check_ready = host, port, check_ready
         self._server: asyncio.Server | None = None
@@ -65,42 +72,43 @@ class HealthServer:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._answer, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("health endpoints listening", extra={"port": self.port})
+        log.info("%s listening", type(self).__name__, extra={"port": self.port})
 
     async def stop(self) -> None:
         if self._server:
             self._server.close()
             await self._server.wait_closed()
 
+    async def route(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        """(HTTP status, JSON body), or a body of None for the metrics exposition."""
+        if method != "GET":
+            return 405, {"status": "error", "message": "only GET"}
+        if path == "/healthz":
+            return 200, {"status": "ok"}
+        if path == "/readyz":
+            return await readiness(self.check_ready)
+        if path == "/metrics":
+            return 200, None
+        return 404, {"status": "error", "message": self.paths_hint}
+
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), READY_TIMEOUT)
-            while (await asyncio.wait_for(reader.readline(), READY_TIMEOUT)) not in (
-                b"\r\n",
-                b"\n",
-                b"",
-            ):
-                pass  # headers: nothing in them matters here
+            headers: dict[str, str] = {}
+            for _ in range(MAX_HEADERS):
+                line = await asyncio.wait_for(reader.readline(), READY_TIMEOUT)
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
             method, path, *_ = request.decode("latin-1").split() or ["", ""]
-            if method != "GET":
-                status, body = 405, {"status": "error", "message": "only GET"}
-            elif path == "/healthz":
-                status, body = 200, {"status": "ok"}
-            elif path == "/readyz":
-                status, body = await readiness(self.check_ready)
-            elif path == "/metrics":
-                status, body = 200, None
-            else:
-                status, body = (
-                    404,
-                    {"status": "error", "message": "try /healthz, /readyz or /metrics"},
-                )
+            status, body = await self.route(method, path, headers)
             if body is None:
                 payload, content_type = metrics_exposition(), "text/plain; version=0.0.4"
             else:
                 payload, content_type = json.dumps(body).encode(), "application/json"
             writer.write(
-                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+                f"HTTP/1.1 {status} {'OK' if status < 300 else 'Error'}\r\n"
                 f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
                 "Connection: close\r\n\r\n".encode()
                 + payload

@@ -80,14 +80,20 @@ function drawPrice() {
     forecasts.map((p) => [at(p), p.interval_80.lower]),
     forecasts.map((p) => [at(p), p.interval_95.lower]),
   );
-  const edge = (label) => ({ label, stroke: "#93c5fd", width: 0.5, value: (u, v) => num(price, v) });
+  const edge = (label) => ({
+    label,
+    stroke: "#93c5fd",
+    width: 0.5,
+    points: { show: false },
+    value: (u, v) => num(price, v),
+  });
   draw(
     "price-chart",
     {
       series: [
         {},
-        { label: "close", stroke: "#111827", width: 1.5, spanGaps: true, value: (u, v) => num(price, v) },
-        { label: "forecast", stroke: "#2563eb", dash: [4, 3], spanGaps: true, value: (u, v) => num(price, v) },
+        { label: "close", stroke: "#111827", width: 1.5, spanGaps: true, points: { show: false }, value: (u, v) => num(price, v) },
+        { label: "forecast", stroke: "#2563eb", dash: [4, 3], spanGaps: true, points: { show: false }, value: (u, v) => num(price, v) },
         edge("95% upper"),
         edge("80% upper"),
         edge("80% lower"),
@@ -127,8 +133,8 @@ function drawSkill(skill) {
     const ci = (k) => (p) => p.mae_ratio_ci?.[k] ?? null;
     series.push(
       { label: name, stroke: color, width: 2, spanGaps: true, value: (u, v) => num(ratio, v) },
-      { label: `${name} 95% upper`, stroke: color, width: 0, spanGaps: true, points: { show: false } },
-      { label: `${name} 95% lower`, stroke: color, width: 0, spanGaps: true, points: { show: false } },
+      { label: `${name} 95% upper`, class: "edge", width: 0, spanGaps: true, points: { show: false } },
+      { label: `${name} 95% lower`, class: "edge", width: 0, spanGaps: true, points: { show: false } },
     );
     lines.push(pick(m, (p) => p.mae_ratio), pick(m, ci(1)), pick(m, ci(0)));
     bands.push({ series: [series.length - 2, series.length - 1], fill: color + "33" });
@@ -141,28 +147,29 @@ function drawSkill(skill) {
 
 function drawCalibration(skill) {
   const models = Object.entries(skill.models).filter(([, m]) => m.calibration.length);
-  const xs = models.flatMap(([, m]) => m.calibration.map((b) => b.mean_p_up));
+  const bins = models.map(([, m]) => m.calibration.map((b) => [b.mean_p_up, b.up_share]));
   const series = [
     { label: "P(up)", value: (u, v) => num(percent, v) },
     ...models.map(([name], i) => ({
       label: name,
       stroke: COLORS[i % COLORS.length],
       spanGaps: true,
-      points: { size: 7 },
+      points: { size: 8 },
       value: (u, v) => num(percent, v),
     })),
     { label: "perfect", stroke: "#9ca3af", dash: [2, 2], spanGaps: true, points: { show: false } },
   ];
-  const lines = models.map(([, m]) => m.calibration.map((b) => [b.mean_p_up, b.up_share]));
-  lines.push(xs.map((x) => [x, x]));
+  const axis = { values: (u, ticks) => ticks.map((t) => percent.format(t)) };
   draw(
     "calibration-chart",
-    {
-      series,
-      scales: { x: { time: false } },
-      axes: [{ values: (u, ticks) => ticks.map((t) => percent.format(t)) }, {}],
-    },
-    aligned(xs, ...lines),
+    { series, scales: { x: { time: false } }, axes: [axis, { ...axis, size: 55 }] },
+    aligned([0, 1, ...bins.flat().map(([x]) => x)], ...bins, [[0, 0], [1, 1]]),
+  );
+  fillTable(
+    "calibration",
+    models.flatMap(([name, m]) =>
+      m.calibration.map((b) => [name, String(b.n), num(percent, b.mean_p_up), num(percent, b.up_share)]),
+    ),
   );
 }
 
@@ -221,7 +228,7 @@ function showHistory(history) {
         : "–";
       const model = `${c.model.name}@${c.model.version}`;
       const previous = c.previous ? ` (was ${c.previous.name}@${c.previous.version})` : "";
-      return [when(c.decided_at), c.kind, model + previous, c.by, evidence, cell(c.reason, "reason")];
+      return [when(c.decided_at), c.kind, model + previous, c.by, cell(evidence, "wrap"), cell(c.reason, "wrap")];
     }),
   );
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from itertools import pairwise
+from operator import itemgetter
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -41,7 +42,8 @@ class CalibrationBin(BaseModel):
 class ModelSkillHistory(BaseModel):
     over_time: list[SkillPoint]
     calibration: list[CalibrationBin] = Field(
-        description="Verdicts with a p_up, sorted by it and cut into equal-count bins"
+        description="Verdicts with a p_up, sorted by it and cut into bins of about equal "
+        "count (equal forecasts in the same bin)"
     )
 
 
@@ -81,12 +83,20 @@ def calibration(
 ) -> list[CalibrationBin]:
     """Reliability of ``p_up`` (by prediction id): forecast against observed frequency."""
     pairs = sorted(
-        (p_up[v.prediction_id], float(v.went_up))
-        for v in verdicts
-        if v.went_up is not None and v.prediction_id in p_up
+        (
+            (p_up[v.prediction_id], float(v.went_up))
+            for v in verdicts
+            if v.went_up is not None and v.prediction_id in p_up
+        ),
+        key=itemgetter(0),
     )
-    cuts = [round(len(pairs) * k / bins) for k in range(bins + 1)]
-    groups = [pairs[low:high] for low, high in pairwise(cuts) if high > low]
+    cuts = {0, len(pairs)}
+    for k in range(1, bins):
+        cut = round(len(pairs) * k / bins)
+        while 0 < cut < len(pairs) and pairs[cut - 1][0] == pairs[cut][0]:
+            cut += 1  # equal forecasts share a bin, whatever their outcomes
+        cuts.add(cut)
+    groups = [pairs[low:high] for low, high in pairwise(sorted(cuts)) if high > low]
     return [
         CalibrationBin(
             n=len(group),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.bus import Bus, InMemoryBus
@@ -53,9 +57,27 @@ class Resources:
         self.own(bus.close)
         return bus
 
+    def database(self, settings: CommonSettings) -> AsyncDatabase[dict[str, Any]]:
+        """The configured MongoDB database, on a client closed with the other resources."""
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.mongo_url, tz_aware=True
+        )
+        self.own(client.close)
+        return client[settings.mongo_db]
+
     async def close(self) -> None:
         while self.closers:
             await self.closers.pop()()
+
+
+async def cancel(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel the tasks still running and wait until they have ended; a task that ended
+    before is left alone (its outcome was handled, or is, where it ran)."""
+    for task in tasks:
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def connect_bus(settings: CommonSettings) -> Bus:

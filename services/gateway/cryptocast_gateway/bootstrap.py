@@ -7,11 +7,9 @@ import gc
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
@@ -160,15 +158,14 @@ async def bootstrap(
     settings = settings or GatewaySettings()
     resources = Resources()
     if store is None:
-        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
-        resources.own(mongo.close)
-        mongo_store = MongoEventStore(mongo[common.mongo_db])
+        database = resources.database(common)
+        mongo_store = MongoEventStore(database)
         await mongo_store.ensure_indexes()
         store = mongo_store
-        mongo_alerts = MongoAlertStore(mongo[common.mongo_db])
+        mongo_alerts = MongoAlertStore(database)
         await mongo_alerts.ensure_indexes()
         alerts = alerts or mongo_alerts
-        told = told or MongoNotificationLog(mongo[common.mongo_db])
+        told = told or MongoNotificationLog(database)
     mailer = SmtpMailer(settings) if settings.smtp_host else None
     metrics = GatewayMetrics()
     client = notify_client(settings)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 from cryptocast_common.bus import Bus
-from cryptocast_common.runtime import Resources
+from cryptocast_common.runtime import Resources, cancel
 from cryptocast_common.settings import CommonSettings
 from cryptocast_ingestor.live import LiveIngestor, LivePolicy
 from cryptocast_ingestor.quality import JumpRule
@@ -60,6 +59,7 @@ class Ingestor:
                 self.common.symbols,
                 self.common.interval,
                 jump_rule(self.settings),
+                last=self.settings.backfill + self.settings.replay_live,
             )
             self.task = asyncio.create_task(
                 replay(
@@ -81,10 +81,7 @@ class Ingestor:
         await self.bus.ping()
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await cancel(self.task)
         await self.resources.close()
 
 

@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.registry import ModelRegistry, MongoModelRegistry
-from cryptocast_common.runtime import Resources
+from cryptocast_common.runtime import Resources, cancel
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 from cryptocast_trainer.http import TrainerHttp
@@ -123,11 +122,7 @@ class Trainer:
         await self.ping_registry()
 
     async def stop(self) -> None:
-        for task in (self._schedule, self._run):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        await cancel(self._schedule, self._run)
         if self.http:
             await self.http.stop()
         await self.resources.close()
@@ -150,9 +145,7 @@ async def bootstrap(
     resources = Resources()
     ping_registry: Any = _no_ping
     if registry is None:
-        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
-        resources.own(mongo.close)
-        mongo_registry = MongoModelRegistry(mongo[common.mongo_db])
+        mongo_registry = MongoModelRegistry(resources.database(common))
         await mongo_registry.ensure_indexes()
         registry, ping_registry = mongo_registry, mongo_registry.ping
     if source is None:

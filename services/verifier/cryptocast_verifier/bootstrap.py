@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import Counter
-from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
@@ -95,13 +93,12 @@ async def bootstrap(
     settings = settings or VerifierSettings()
     resources = Resources()
     if store is None:
-        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
-        resources.own(mongo.close)
-        mongo_store = MongoVerifierStore(mongo[common.mongo_db])
+        database = resources.database(common)
+        mongo_store = MongoVerifierStore(database)
         await mongo_store.ensure_indexes()
         store = mongo_store
         if lifecycle_store is None:
-            mongo_lifecycle = MongoLifecycleStore(mongo[common.mongo_db])
+            mongo_lifecycle = MongoLifecycleStore(database)
             await mongo_lifecycle.ensure_indexes()
             lifecycle_store = mongo_lifecycle
     deps = VerifierDeps(

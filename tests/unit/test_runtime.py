@@ -1,0 +1,42 @@
+"""The lifecycle every service shares: what it opened is closed, newest first, and its
+background tasks are cancelled."""
+
+import asyncio
+
+from cryptocast_common.runtime import Resources, cancel
+from cryptocast_common.settings import CommonSettings
+
+
+async def test_resources_close_newest_first_and_once() -> None:
+    closed: list[str] = []
+    resources = Resources()
+    for name in ("bus", "client", "task"):
+
+        async def close(name: str = name) -> None:
+            closed.append(name)
+
+        resources.own(close)
+    await resources.close()
+    await resources.close()
+    assert closed == ["task", "client", "bus"]
+
+
+async def test_a_database_s_client_is_closed_with_the_resources() -> None:
+    resources = Resources()
+    database = resources.database(CommonSettings(mongo_db="runtime-test"))
+    assert database.name == "runtime-test"
+    assert len(resources.closers) == 1
+    await resources.close()  # no server is contacted: the client connects lazily
+
+
+async def test_cancel_ends_running_tasks_and_leaves_ended_ones() -> None:
+    running = asyncio.create_task(asyncio.sleep(3600))
+
+    async def fail() -> None:
+        raise RuntimeError("handled where it ran")
+
+    ended = asyncio.create_task(fail())
+    await asyncio.wait([ended])
+    await cancel(running, ended, None)
+    assert running.cancelled()
+    assert isinstance(ended.exception(), RuntimeError)

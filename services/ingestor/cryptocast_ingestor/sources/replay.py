@@ -18,14 +18,23 @@ from cryptocast_ingestor.quality import DEFAULT_JUMP_RULE, JumpRule, QualityGate
 
 log = logging.getLogger(__name__)
 BACKFILL_BATCH = 500
+# Bars gated before the replayed ones only to warm the gate up, in volatility windows.
+GATE_WARM_UP_FACTOR = 4
 
 
 def load_timeline(
-    folder: Path, symbols: Sequence[str], interval: str, jumps: JumpRule = DEFAULT_JUMP_RULE
+    folder: Path,
+    symbols: Sequence[str],
+    interval: str,
+    jumps: JumpRule = DEFAULT_JUMP_RULE,
+    last: int | None = None,
 ) -> list[list[Candle]]:
-    """Candles of every symbol grouped by open time, over the window all symbols cover.
+    """Candles of every symbol grouped by open time, over the window all symbols cover; the
+    ``last`` steps of it when given.
 
-    Restricting to the common window makes the demo's prices one moment of the market.
+    Restricting to the common window makes the demo's prices one moment of the market. Only
+    the ``last`` bars of each file, and a few volatility windows before them to warm the gate
+    up, become candles: a replay of the recent past costs what it replays, not the history.
     """
     series = {}
     for symbol in symbols:
@@ -33,7 +42,10 @@ def load_timeline(
         if not path.exists():
             raise FileNotFoundError(f"no replay data for {symbol} {interval}: {path} is missing")
         gate = QualityGate(symbol, interval, f"replay:{folder.name}", jumps)
-        series[symbol] = gate.admit(read_bundle(path))
+        bars = read_bundle(path)
+        if last is not None:
+            bars = bars[-(last + GATE_WARM_UP_FACTOR * jumps.volatility_window) :]
+        series[symbol] = gate.admit(bars)
         if not series[symbol]:
             raise ValueError(f"{path} holds no candles that pass the quality gate")
     start = max(candles[0].open_time for candles in series.values())
@@ -43,7 +55,8 @@ def load_timeline(
         for candle in series[symbol]:
             if start <= candle.open_time <= end:
                 steps[candle.open_time].append(candle)
-    return [steps[t] for t in sorted(steps)]
+    times = sorted(steps)
+    return [steps[t] for t in (times if last is None else times[max(0, len(times) - last) :])]
 
 
 async def replay(

@@ -150,29 +150,27 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-async def gateway(common: CommonSettings) -> AsyncIterator[tuple[Gateway, AmqpBus]]:
-    settings = GatewaySettings(port=0, rate_limit_per_minute=0, access_log=False)
+async def gateway(common: CommonSettings) -> AsyncIterator[Gateway]:
+    """A gateway on a free port; the test publishes on its own bus."""
     bus = await AmqpBus.connect(common.amqp_url or "", common)
-    producer = await AmqpBus.connect(common.amqp_url or "", common)
-    service = await bootstrap(common, settings, bus=bus)
+    service = await bootstrap(
+        common, GatewaySettings(port=0, rate_limit_per_minute=0, access_log=False), bus=bus
+    )
     await service.start()
-    yield service, producer
+    yield service
     await service.stop()
-    for connection in (bus, producer):
-        await connection.close()
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url)
-    await mongo.drop_database(common.mongo_db)
-    await mongo.close()
+    await bus.close()
+    async with AsyncMongoClient[dict[str, Any]](common.mongo_url) as mongo:
+        await mongo.drop_database(common.mongo_db)
 
 
 async def test_dashboard_draws_the_real_record_and_follows_the_stream(
-    chromium: Path, gateway: tuple[Gateway, AmqpBus]
+    chromium: Path, gateway: Gateway
 ) -> None:
-    service, producer = gateway
     candles = read_candles(DATA, "BTC", "4h")[-(CHAMPION.window + FORECASTS) :]
     before, live = replay(candles)
-    await producer.publish(before)
-    base = f"http://127.0.0.1:{service.port}"
+    await gateway.state.bus.publish(before)
+    base = f"http://127.0.0.1:{gateway.port}"
     verdicts = [e for e in before if isinstance(e, Verification)]
     served = [e for e in before if isinstance(e, Prediction) and e.role == "champion"]
     async with httpx.AsyncClient(base_url=base) as http:
@@ -191,7 +189,7 @@ async def test_dashboard_draws_the_real_record_and_follows_the_stream(
         browser = await playwright.chromium.launch(executable_path=chromium)
         page = await browser.new_page(viewport={"width": 1400, "height": 1000})
         problems: list[str] = []
-        page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.on("requestfailed", lambda r: problems.append(f"{r.url}: {r.failure}"))
         page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.url}: {r.status}"))
@@ -200,7 +198,7 @@ async def test_dashboard_draws_the_real_record_and_follows_the_stream(
         await expect(page.locator("#live")).to_have_text("live")
         await shows_the_record(page, candles[-2], served, verdicts)
 
-        await producer.publish(live)
+        await gateway.state.bus.publish(live)
         judged = [e for e in live if isinstance(e, Verification)]
         await shows_the_record(page, candles[-1], [*served, live[-2]], verdicts + judged)
         SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -218,6 +216,10 @@ async def shows_the_record(
     close = await page.locator("#last-close").text_content()
     assert float((close or "").replace(",", "")) == pytest.approx(last.close, rel=1e-5)
     await expect(page.locator("#forecast-time")).to_have_text(shown(forecast.target_time))
+    band = (await page.locator("#band-80").text_content() or "").replace(",", "").split(" – ")
+    assert forecast.interval_80 is not None
+    expected = [forecast.interval_80.lower, forecast.interval_80.upper]
+    assert [float(edge) for edge in band] == pytest.approx(expected, rel=1e-5)
     await expect(page.locator("#forecast-gate")).to_have_text("open")
     await expect(page.locator("#verdict-count")).to_have_text(
         f"{sum(v.role == 'champion' for v in verdicts)} verdicts of {CHAMPION.model}"

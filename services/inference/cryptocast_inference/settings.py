@@ -15,45 +15,33 @@ LSTM_MODEL = "lstm-4h@20261125-f64027e9"  # the previous model, kept for compari
 
 
 class InferenceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CRYPTOCAST_INFERENCE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOCAST_INFERENCE_", extra="ignore", use_attribute_docstrings=True
+    )
 
-    model: str = Field(
-        default=SHIPPED_MODEL,
-        description="The artifact that serves, as name@version under artifacts_dir, "
-        "or 'naive' for the no-change baseline.",
-    )
-    artifacts_dir: Path = Field(
-        default=BUNDLED_ARTIFACTS, description="Folder holding <name>/<version>/ artifacts."
-    )
-    challengers: Annotated[list[str], NoDecode] = Field(
-        default=[],
-        description="Comma-separated name@version artifacts that predict every candle beside "
-        "the champion, scored live; the lifecycle promotes one that does significantly better.",
-    )
-    baseline: bool = Field(
-        default=True, description="Publish the no-change baseline's predictions too."
-    )
-    registry: Literal["folder", "mongo"] = Field(
-        default="folder",
-        description="Where models come from: 'folder' (artifacts_dir), or 'mongo', the model "
-        "registry in CRYPTOCAST_MONGO_URL every replica reads, seeded from artifacts_dir on "
-        "first start; the trainer's new versions are then loaded without a redeploy.",
-    )
-    model_cache_dir: Path = Field(
-        default=Path(tempfile.gettempdir()) / "cryptocast-models",
-        description="Where versions read from the registry are unpacked.",
-    )
-    window: int | None = Field(
-        default=None,
-        ge=1,
-        description="Candles per model input; unset: what the artifact was fitted on. When "
-        "set, the service refuses an artifact fitted otherwise.",
-    )
-    gateway_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="Where to fetch candle history when a window is incomplete (after a restart).",
-    )
-    batch_size: int = Field(default=100, ge=1, description="Candles predicted in one batch.")
+    model: str = SHIPPED_MODEL
+    """The artifact that serves, as name@version under artifacts_dir, or 'naive' for the no-change
+    baseline."""
+    artifacts_dir: Path = BUNDLED_ARTIFACTS
+    """Folder holding <name>/<version>/ artifacts."""
+    challengers: Annotated[list[str], NoDecode] = []
+    """Comma-separated name@version artifacts that predict every candle beside the champion, scored
+    live; the lifecycle promotes one that does significantly better."""
+    baseline: bool = True
+    """Publish the no-change baseline's predictions too."""
+    registry: Literal["folder", "mongo"] = "folder"
+    """Where models come from: 'folder' (artifacts_dir), or 'mongo', the model registry in
+    CRYPTOCAST_MONGO_URL every replica reads, seeded from artifacts_dir on first start; the
+    trainer's new versions are then loaded without a redeploy."""
+    model_cache_dir: Path = Path(tempfile.gettempdir()) / "cryptocast-models"
+    """Where versions read from the registry are unpacked."""
+    window: int | None = Field(default=None, ge=1)
+    """Candles per model input; unset: what the artifact was fitted on. When set, the service
+    refuses an artifact fitted otherwise."""
+    gateway_url: str = "http://127.0.0.1:8000"
+    """Where to fetch candle history when a window is incomplete (after a restart)."""
+    batch_size: int = Field(default=100, ge=1)
+    """Candles predicted in one batch."""
 
     @field_validator("challengers", mode="before")
     @classmethod

@@ -24,70 +24,51 @@ def _pairs(value: object) -> object:
 
 
 class IngestorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CRYPTOCAST_INGESTOR_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOCAST_INGESTOR_", extra="ignore", use_attribute_docstrings=True
+    )
 
-    source: Literal["replay", "exchange", "coingecko"] = Field(
-        default="replay",
-        description="replay: bundled or your CSV files; exchange: live "
-        "OHLCV through ccxt; coingecko: live from CoinGecko's free API (4h only).",
-    )
-    intervals: Annotated[list[str], NoDecode] = Field(
-        default=[], description="Live intervals to ingest; empty means CRYPTOCAST_INTERVAL."
-    )
-    backfill: int = Field(
-        default=200,
-        ge=0,
-        description="Candles per symbol published at "
-        "start (replay: before the paced part; live: the most recent ones).",
-    )
+    source: Literal["replay", "exchange", "coingecko"] = "replay"
+    """replay: bundled or your CSV files; exchange: live OHLCV through ccxt; coingecko: live from
+    CoinGecko's free API (4h only)."""
+    intervals: Annotated[list[str], NoDecode] = []
+    """Live intervals to ingest; empty means CRYPTOCAST_INTERVAL."""
+    backfill: int = Field(default=200, ge=0)
+    """Candles per symbol published at start (replay: before the paced part; live: the most recent
+    ones)."""
     # replay
-    replay_dir: Path = Field(
-        default=BUNDLED_REPLAY,
-        description="Folder of <SYMBOL>_<interval>.csv.gz bundles to replay.",
-    )
-    replay_live: int = Field(
-        default=60,
-        ge=0,
-        description="Candles per symbol held back from "
-        "the backfill and published one step at a time.",
-    )
-    pace_seconds: float = Field(default=5.0, ge=0, description="Pause between paced steps.")
+    replay_dir: Path = BUNDLED_REPLAY
+    """Folder of <SYMBOL>_<interval>.csv.gz bundles to replay."""
+    replay_live: int = Field(default=60, ge=0)
+    """Candles per symbol held back from the backfill and published one step at a time."""
+    pace_seconds: float = Field(default=5.0, ge=0)
+    """Pause between paced steps."""
     # exchange
-    exchange: str = Field(default="binance", description="Any ccxt exchange id.")
-    quote: str = Field(default="USDT", description="Quote currency: BTC → BTC/USDT.")
-    markets: Annotated[dict[str, str], NoDecode] = Field(
-        default={}, description="Overrides of the market per symbol, e.g. XRP=XRP/USD."
-    )
-    page_limit: int = Field(default=500, ge=1, le=1000, description="Candles per request.")
+    exchange: str = "binance"
+    """Any ccxt exchange id."""
+    quote: str = "USDT"
+    """Quote currency: BTC → BTC/USDT."""
+    markets: Annotated[dict[str, str], NoDecode] = {}
+    """Overrides of the market per symbol, e.g. XRP=XRP/USD."""
+    page_limit: int = Field(default=500, ge=1, le=1000)
+    """Candles per request."""
     # coingecko
     coingecko_url: str = "https://api.coingecko.com/api/v3"
-    coingecko_api_key: SecretStr | None = Field(
-        default=None, description="Demo API key, sent as x-cg-demo-api-key."
-    )
-    coingecko_ids: Annotated[dict[str, str], NoDecode] = Field(
-        default={}, description="Extra or changed coin ids, e.g. PEPE=pepe."
-    )
+    coingecko_api_key: SecretStr | None = None
+    """Demo API key, sent as x-cg-demo-api-key."""
+    coingecko_ids: Annotated[dict[str, str], NoDecode] = {}
+    """Extra or changed coin ids, e.g. PEPE=pepe."""
     # live scheduling and data quality
-    settle_seconds: float = Field(
-        default=5.0, ge=0, description="Wait after a candle's close before fetching it."
-    )
-    lag_retry_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="Ask again this soon when a closed candle is not available yet.",
-    )
-    max_backoff_seconds: float = Field(
-        default=300.0, gt=0, description="Cap of the retry backoff after failures."
-    )
-    jump_sigmas: float = Field(
-        default=10.0,
-        gt=0,
-        description="A close this many standard "
-        "deviations of recent log returns away waits for confirmation.",
-    )
-    volatility_window: int = Field(
-        default=50, ge=10, description="Recent candles the volatility is measured on."
-    )
+    settle_seconds: float = Field(default=5.0, ge=0)
+    """Wait after a candle's close before fetching it."""
+    lag_retry_seconds: float = Field(default=60.0, gt=0)
+    """Ask again this soon when a closed candle is not available yet."""
+    max_backoff_seconds: float = Field(default=300.0, gt=0)
+    """Cap of the retry backoff after failures."""
+    jump_sigmas: float = Field(default=10.0, gt=0)
+    """A close this many standard deviations of recent log returns away waits for confirmation."""
+    volatility_window: int = Field(default=50, ge=10)
+    """Recent candles the volatility is measured on."""
 
     @field_validator("intervals", mode="before")
     @classmethod

@@ -8,44 +8,27 @@ from cryptocast_common.metrics import TOLERANCE_PCT
 
 
 class VerifierSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CRYPTOCAST_VERIFIER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOCAST_VERIFIER_", extra="ignore", use_attribute_docstrings=True
+    )
 
-    tolerance_pct: float = Field(
-        default=TOLERANCE_PCT,
-        gt=0,
-        description="A prediction within this percentage of the actual close counts as correct.",
-    )
-    batch_size: int = Field(
-        default=64,
-        ge=1,
-        description="Messages taken from the queue "
-        "at once; invalid ones among them are dead-lettered together.",
-    )
-    reorder_candles: int = Field(
-        default=50,
-        ge=2,
-        description="How far out of order a prediction may arrive: a close is kept until "
-        "predictions have moved this many intervals past it, and a prediction waits until "
-        "candles have moved this many intervals past its target.",
-    )
-    max_closes: int = Field(
-        default=10_000,
-        ge=10,
-        description="Closes kept per series when predictions stop coming (inference down); "
-        "older ones are given up, logged and counted.",
-    )
-    gate_verdicts: int = Field(
-        default=120,
-        ge=2,
-        description="The live record the model lifecycle judges: each model's last N "
-        "verified predictions per symbol (120 is 20 days of 4-hour candles).",
-    )
-    gate_min_verdicts: int = Field(
-        default=60,
-        ge=2,
-        description="Fewer verdicts than this: the champion serves no change (gate closed) "
-        "and no challenger is promoted.",
-    )
+    tolerance_pct: float = Field(default=TOLERANCE_PCT, gt=0)
+    """A prediction within this percentage of the actual close counts as correct."""
+    batch_size: int = Field(default=64, ge=1)
+    """Messages taken from the queue at once; invalid ones among them are dead-lettered together."""
+    reorder_candles: int = Field(default=50, ge=2)
+    """How far out of order a prediction may arrive: a close is kept until predictions have moved
+    this many intervals past it, and a prediction waits until candles have moved this many intervals
+    past its target."""
+    max_closes: int = Field(default=10_000, ge=10)
+    """Closes kept per series when predictions stop coming (inference down); older ones are given
+    up, logged and counted."""
+    gate_verdicts: int = Field(default=120, ge=2)
+    """The live record the model lifecycle judges: each model's last N verified predictions per
+    symbol (120 is 20 days of 4-hour candles)."""
+    gate_min_verdicts: int = Field(default=60, ge=2)
+    """Fewer verdicts than this: the champion serves no change (gate closed) and no challenger is
+    promoted."""
 
     def lifecycle_policy(self) -> LifecyclePolicy:
         return LifecyclePolicy(self.gate_verdicts, min(self.gate_min_verdicts, self.gate_verdicts))

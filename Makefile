@@ -19,9 +19,10 @@ install: $(INSTALLED)  ## create .venv with every service and the dev tools
 up: install  ## the whole pipeline on the embedded default, API on 127.0.0.1:8000
 	.venv/bin/cryptocast-up
 
-test: lint  ## lint, then unit, integration and end-to-end tests with branch coverage (starts RabbitMQ if needed, installs Chromium for the dashboard test if missing)
+test: lint  ## lint, then unit, integration and end-to-end tests with branch coverage (starts RabbitMQ if needed, installs Chromium for the dashboard test and promtool for the alert rules if missing)
 	scripts/ensure-rabbitmq.sh
 	scripts/ensure-chromium.sh
+	scripts/ensure-promtool.sh
 	.venv/bin/pytest --cov=libs --cov=services --cov=cryptocast --cov-branch --cov-report=term:skip-covered
 
 chaos: install  ## fault injection on a throwaway RabbitMQ node (not part of test); results in .chaos/table.md

@@ -33,18 +33,31 @@ from cryptocast_inference.registry import (
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_inference.windows import CandleWindows
 
+
+def _labelled_counter(
+    name: str, documentation: str, label: str, values: tuple[str, ...]
+) -> Counter:
+    """Each labelled series starts at zero, so that increase() sees its first events too."""
+    counter = Counter(name, documentation, [label])
+    for value in values:
+        counter.labels(value)
+    return counter
+
+
 # Process-wide, as Prometheus scrapes one process (served by the health server's /metrics).
-UNPREDICTED = Counter(
+UNPREDICTED = _labelled_counter(
     "cryptocast_inference_unpredicted",
     "Candles no prediction was made for: warm_up (a series' first candles), "
     "gap (candles before it missing from the bus and from storage)",
-    ["reason"],
+    "reason",
+    ("warm_up", "gap"),
 )
-HISTORY_READS = Counter(
+HISTORY_READS = _labelled_counter(
     "cryptocast_inference_history_reads",
     "Reads of stored candles to rebuild a window (after a start or a hand-over; "
     "none in steady state)",
-    ["outcome"],
+    "outcome",
+    ("ok", "failed"),
 )
 
 

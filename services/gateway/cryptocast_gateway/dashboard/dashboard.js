@@ -209,7 +209,7 @@ function showGate(card) {
   const life = card.lifecycle;
   $("gate").replaceChildren(
     ...fact("champion", life?.champion ?? `${card.model.name}@${card.model.version}`),
-    ...fact("gate", life?.gate ?? "not decided yet", life?.gate),
+    ...fact("gate", life?.gate ?? "not decided yet", life && (life.gate === "open" ? "open" : "closed")),
     ...fact("since", when(life?.since)),
     ...fact("pinned", life ? (life.pinned ? "yes" : "no") : "–"),
     ...fact("blocked", life?.blocked.join(", ") || "none"),
@@ -266,6 +266,7 @@ async function refreshScores() {
   showScorecards(accuracy);
   showGate(card);
   showHistory(history);
+  $("problem").textContent = "";
 }
 
 async function load(symbol) {
@@ -352,4 +353,7 @@ async function start() {
   await load(select.value);
 }
 
+addEventListener("resize", () => {
+  for (const [id, chart] of Object.entries(view.charts)) chart.setSize({ width: $(id).clientWidth, height: 240 });
+});
 start().catch(report);

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cryptocast_common.coins import symbol_of
 from cryptocast_common.events import interval_delta
 from cryptocast_common.settings import comma_separated
 
@@ -19,7 +20,7 @@ def _pairs(value: object) -> object:
         pairs = [item.partition("=") for item in value]
         if any(not key or not sep or not target for key, sep, target in pairs):
             raise ValueError("expected SYMBOL=VALUE pairs separated by commas")
-        return {key.strip().upper(): target.strip() for key, _, target in pairs}
+        return {symbol_of(key.strip()): target.strip() for key, _, target in pairs}
     return value
 
 

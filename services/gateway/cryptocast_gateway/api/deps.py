@@ -34,18 +34,20 @@ async def get_state(request: Request) -> GatewayState:
 State = Annotated[GatewayState, Depends(get_state)]
 
 
+def symbol_or_404(name: str, state: GatewayState, refusal: str) -> str:
+    """The configured symbol ``name`` names in any case, else a 404 whose message is
+    ``refusal`` with ``{name}``, ``{coins}`` (``btc, eth``) or ``{symbols}`` filled in."""
+    symbol = configured_symbol(name, state.common.symbols)
+    if symbol is None:
+        known = {"coins": ", ".join(state.coins), "symbols": ", ".join(state.common.symbols)}
+        message = refusal.format(name=repr(name), **known)
+        raise ApiError(404, {"status": "error", "message": message})
+    return symbol
+
+
 async def known_symbol(coin: str, state: State) -> str:
     """The symbol for a configured coin in the path (``btc`` -> ``BTC``), else 404."""
-    symbol = configured_symbol(coin, state.common.symbols)
-    if symbol is None:
-        raise ApiError(
-            404,
-            {
-                "status": "error",
-                "message": f"unknown coin {coin!r}; known coins: {', '.join(state.coins)}",
-            },
-        )
-    return symbol
+    return symbol_or_404(coin, state, "unknown coin {name}; known coins: {coins}")
 
 
 Symbol = Annotated[str, Depends(known_symbol)]

@@ -13,7 +13,6 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from cryptocast_common.coins import (
     SYMBOL_IN_ANY_CASE,
-    configured_symbol,
     symbol_of,
     unknown_symbols,
 )
@@ -24,7 +23,7 @@ from cryptocast_common.events import (
 )
 from cryptocast_common.scorecard import Scorecard
 from cryptocast_gateway.accuracy import Window, accuracy
-from cryptocast_gateway.api.deps import ApiError, State
+from cryptocast_gateway.api.deps import ApiError, State, symbol_or_404
 from cryptocast_gateway.api.latest import NOT_MODIFIED, IfNoneMatch
 from cryptocast_gateway.store import Position
 
@@ -37,16 +36,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 async def v1_symbol(
     symbol: Annotated[str, Path(pattern=SYMBOL_IN_ANY_CASE, examples=["BTC"])], state: State
 ) -> str:
-    found = configured_symbol(symbol, state.common.symbols)
-    if found is None:
-        raise ApiError(
-            404,
-            {
-                "status": "error",
-                "message": f"unknown symbol {symbol!r}; known: {', '.join(state.common.symbols)}",
-            },
-        )
-    return found
+    return symbol_or_404(symbol, state, "unknown symbol {name}; known: {symbols}")
 
 
 Symbol = Annotated[str, Depends(v1_symbol)]

@@ -81,6 +81,10 @@ class Stream:
     def due(self, now: datetime) -> bool:
         return self.cursor + self.step <= now
 
+    def log_fields(self, **details: object) -> dict[str, object]:
+        """A log line's fields: this series, and ``details``."""
+        return {"symbol": self.symbol, "interval": self.interval, **details}
+
 
 def backoff_seconds(failures: int, cap: float, jitter: Callable[[], float]) -> float:
     """Exponential from 1 s, capped, with full jitter so replicas do not retry in step."""
@@ -130,24 +134,20 @@ class LiveIngestor:
             if stream.gap_rounds <= GAP_PATIENCE:
                 log.info(
                     "missing candle, asking the source again",
-                    extra={
-                        "symbol": stream.symbol,
-                        "interval": stream.interval,
-                        "missing_from": (stream.cursor + run * stream.step).isoformat(),
-                        "round": stream.gap_rounds,
-                    },
+                    extra=stream.log_fields(
+                        missing_from=(stream.cursor + run * stream.step).isoformat(),
+                        round=stream.gap_rounds,
+                    ),
                 )
                 bars = bars[:run]
             else:
                 stream.gaps_accepted += 1
                 log.warning(
                     "source has no candle here; continuing after the gap",
-                    extra={
-                        "symbol": stream.symbol,
-                        "interval": stream.interval,
-                        "gap_from": (stream.cursor + run * stream.step).isoformat(),
-                        "gap_to": bars[run].open_time.isoformat(),
-                    },
+                    extra=stream.log_fields(
+                        gap_from=(stream.cursor + run * stream.step).isoformat(),
+                        gap_to=bars[run].open_time.isoformat(),
+                    ),
                 )
                 stream.gap_rounds = 0
         else:
@@ -159,14 +159,12 @@ class LiveIngestor:
         if len(bars) > 1:
             log.info(
                 "candles published",
-                extra={
-                    "symbol": stream.symbol,
-                    "interval": stream.interval,
-                    "fetched": len(bars),
-                    "published": len(candles),
-                    "through": stream.cursor.isoformat(),
-                    "per_second": round(len(bars) / max(time.monotonic() - started, 1e-6)),
-                },
+                extra=stream.log_fields(
+                    fetched=len(bars),
+                    published=len(candles),
+                    through=stream.cursor.isoformat(),
+                    per_second=round(len(bars) / max(time.monotonic() - started, 1e-6)),
+                ),
             )
         return not stream.due(now)
 

@@ -138,7 +138,7 @@ def replay(candles: list[Candle]) -> tuple[list[Event], list[Event]]:
         pending = forecasts(candles[end - window : end], gate)
         steps.append([*step, *pending])
     started = gate_change("gate_closed", judge([]), candles[window - 1], "a new champion")
-    first = [*candles[: window - 1], *CHAMPION.cards(["BTC"], "4h"), started]
+    first = [*candles[: window - 1], *CHAMPION.cards(["BTC", "ETH"], "4h"), started]
     return first + [event for step in steps[:-1] for event in step], steps[-1]
 
 
@@ -203,6 +203,12 @@ async def test_dashboard_draws_the_real_record_and_follows_the_stream(
         await shows_the_record(page, candles[-1], [*served, live[-2]], verdicts + judged)
         SCREENSHOT.parent.mkdir(exist_ok=True)
         await page.screenshot(path=SCREENSHOT, full_page=True)
+
+        await page.select_option("#symbol", "ETH")  # a coin with a model card and nothing else
+        await expect(page.locator("#gate")).to_contain_text("not decided yet")
+        await expect(page.locator("#last-close")).to_have_text("–")
+        await expect(page.locator("#verdicts tbody tr")).to_have_count(0)
+        assert page.url.endswith("#ETH")
         await browser.close()
     assert problems == []
 

@@ -477,18 +477,25 @@ def _register_lstm(coin: Coin, path: Path) -> None:
     _lstm_cache[coin.symbol] = run
 
 
+# The test of a forecast whose errors are the no-change forecast's, to the last candle.
+NO_CHANGE_TEST = {"mae_ratio_ci": [1.0, 1.0], "dm": 0.0, "dm_p": 1.0}
+
+
+def mae_ratio_test(errors: np.ndarray, naive: np.ndarray, seed: int) -> dict[str, Any]:
+    """The MAE ratio's block-bootstrap interval and the Diebold-Mariano test against the
+    no-change forecast's errors."""
+    ci = block_bootstrap_mae_ratio(errors.tolist(), naive.tolist(), seed=seed)
+    dm = diebold_mariano(errors.tolist(), naive.tolist())
+    return {"mae_ratio_ci": [ci.lower, ci.upper], "dm": dm.statistic, "dm_p": dm.p_value}
+
+
 def point_metrics(
     predicted: np.ndarray, actual: np.ndarray, last: np.ndarray, seed: int
 ) -> dict[str, Any]:
     errors, naive = np.abs(predicted - actual), np.abs(last - actual)
     out: dict[str, Any] = {"n": len(actual)}
     out["mae_ratio"] = float(errors.sum() / naive.sum())
-    if np.array_equal(errors, naive):
-        out |= {"mae_ratio_ci": [1.0, 1.0], "dm": 0.0, "dm_p": 1.0}
-    else:
-        ci = block_bootstrap_mae_ratio(errors.tolist(), naive.tolist(), seed=seed)
-        dm = diebold_mariano(errors.tolist(), naive.tolist())
-        out |= {"mae_ratio_ci": [ci.lower, ci.upper], "dm": dm.statistic, "dm_p": dm.p_value}
+    out |= NO_CHANGE_TEST if np.array_equal(errors, naive) else mae_ratio_test(errors, naive, seed)
     move, call = np.sign(actual - last), np.sign(predicted - last)
     judged = (move != 0) & (call != 0)
     right = int((move[judged] == call[judged]).sum())
@@ -509,12 +516,7 @@ def pooled_point(
     m = np.bincount(order, weights=model)
     v = np.bincount(order, weights=naive)
     out: dict[str, Any] = {"n": len(times), "mae_ratio": float(m.sum() / v.sum())}
-    if np.array_equal(model, naive):
-        out |= {"mae_ratio_ci": [1.0, 1.0], "dm": 0.0, "dm_p": 1.0}
-    else:
-        ci = block_bootstrap_mae_ratio(m.tolist(), v.tolist(), seed=seed)
-        dm = diebold_mariano(m.tolist(), v.tolist())
-        out |= {"mae_ratio_ci": [ci.lower, ci.upper], "dm": dm.statistic, "dm_p": dm.p_value}
+    out |= NO_CHANGE_TEST if np.array_equal(model, naive) else mae_ratio_test(m, v, seed)
     calls = np.concatenate([np.sign(p[1] - p[3]) for p in parts])
     moves = np.concatenate([np.sign(p[2] - p[3]) for p in parts])
     judged = (calls != 0) & (moves != 0)

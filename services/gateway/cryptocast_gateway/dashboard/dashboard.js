@@ -123,7 +123,7 @@ function drawPrice() {
 function drawSkill(skill) {
   const models = Object.entries(skill.models);
   $("trailing").textContent = String(skill.trailing);
-  const points = models.flatMap(([, m]) => m.over_time.map((p) => [seconds(p.time), p]));
+  const xs = models.flatMap(([, m]) => m.over_time.map((p) => seconds(p.time)));
   const pick = (m, f) => m.over_time.map((p) => [seconds(p.time), f(p)]);
   const series = [{}];
   const lines = [];
@@ -139,7 +139,6 @@ function drawSkill(skill) {
     lines.push(pick(m, (p) => p.mae_ratio), pick(m, ci(1)), pick(m, ci(0)));
     bands.push({ series: [series.length - 2, series.length - 1], fill: color + "33" });
   });
-  const xs = points.map(([x]) => x);
   series.push({ label: "no change", stroke: "#9ca3af", dash: [2, 2], points: { show: false } });
   lines.push(xs.map((x) => [x, 1]));
   draw("skill-chart", { series, bands, legend: { live: false } }, aligned(xs, ...lines));

@@ -489,6 +489,19 @@ def mae_ratio_test(errors: np.ndarray, naive: np.ndarray, seed: int) -> dict[str
     return {"mae_ratio_ci": [ci.lower, ci.upper], "dm": dm.statistic, "dm_p": dm.p_value}
 
 
+def direction_scores(moves: np.ndarray, calls: np.ndarray) -> dict[str, Any]:
+    """How often the direction called was the move's, over the candles where neither the
+    move nor the call is flat (the others are ties), with its Wilson interval."""
+    judged = (moves != 0) & (calls != 0)
+    right = int((moves[judged] == calls[judged]).sum())
+    return {
+        "direction_judged": int(judged.sum()),
+        "direction_ties": int((~judged).sum()),
+        "direction": right / judged.sum() if judged.any() else None,
+        "direction_ci": list(wilson_interval(right, int(judged.sum()))),
+    }
+
+
 def point_metrics(
     predicted: np.ndarray, actual: np.ndarray, last: np.ndarray, seed: int
 ) -> dict[str, Any]:
@@ -496,13 +509,7 @@ def point_metrics(
     out: dict[str, Any] = {"n": len(actual)}
     out["mae_ratio"] = float(errors.sum() / naive.sum())
     out |= NO_CHANGE_TEST if np.array_equal(errors, naive) else mae_ratio_test(errors, naive, seed)
-    move, call = np.sign(actual - last), np.sign(predicted - last)
-    judged = (move != 0) & (call != 0)
-    right = int((move[judged] == call[judged]).sum())
-    out["direction_judged"], out["direction_ties"] = int(judged.sum()), int((~judged).sum())
-    out["direction"] = right / judged.sum() if judged.any() else None
-    out["direction_ci"] = list(wilson_interval(right, int(judged.sum())))
-    return out
+    return out | direction_scores(np.sign(actual - last), np.sign(predicted - last))
 
 
 def pooled_point(
@@ -519,12 +526,7 @@ def pooled_point(
     out |= NO_CHANGE_TEST if np.array_equal(model, naive) else mae_ratio_test(m, v, seed)
     calls = np.concatenate([np.sign(p[1] - p[3]) for p in parts])
     moves = np.concatenate([np.sign(p[2] - p[3]) for p in parts])
-    judged = (calls != 0) & (moves != 0)
-    right = int((calls[judged] == moves[judged]).sum())
-    out["direction_judged"], out["direction_ties"] = int(judged.sum()), int((~judged).sum())
-    out["direction"] = right / judged.sum() if judged.any() else None
-    out["direction_ci"] = list(wilson_interval(right, int(judged.sum())))
-    return out
+    return out | direction_scores(moves, calls)
 
 
 def final_test(coins: list[Coin], params: DistributionParams, data: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -68,6 +68,19 @@ class Resources:
     async def close(self) -> None:
         while self.closers:
             await self.closers.pop()()
+
+
+class Indexed(Protocol):
+    async def ensure_indexes(self) -> None: ...
+
+
+IndexedStore = TypeVar("IndexedStore", bound=Indexed)
+
+
+async def indexed(store: IndexedStore) -> IndexedStore:
+    """``store`` once its indexes exist (idempotent: every start ensures them)."""
+    await store.ensure_indexes()
+    return store
 
 
 async def cancel(*tasks: asyncio.Task[Any] | None) -> None:

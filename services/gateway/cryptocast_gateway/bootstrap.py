@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
-from cryptocast_common.runtime import Resources
+from cryptocast_common.runtime import Resources, indexed
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.alert_mail import SmtpMailer
 from cryptocast_gateway.alert_store import AlertStore, InMemoryAlertStore, MongoAlertStore
@@ -159,12 +159,8 @@ async def bootstrap(
     resources = Resources()
     if store is None:
         database = resources.database(common)
-        mongo_store = MongoEventStore(database)
-        await mongo_store.ensure_indexes()
-        store = mongo_store
-        mongo_alerts = MongoAlertStore(database)
-        await mongo_alerts.ensure_indexes()
-        alerts = alerts or mongo_alerts
+        store = await indexed(MongoEventStore(database))
+        alerts = alerts or await indexed(MongoAlertStore(database))
         told = told or MongoNotificationLog(database)
     mailer = SmtpMailer(settings) if settings.smtp_host else None
     metrics = GatewayMetrics()

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.registry import ModelRegistry, MongoModelRegistry
-from cryptocast_common.runtime import Resources, cancel
+from cryptocast_common.runtime import Resources, cancel, indexed
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 from cryptocast_trainer.http import TrainerHttp
@@ -145,8 +145,7 @@ async def bootstrap(
     resources = Resources()
     ping_registry: Any = _no_ping
     if registry is None:
-        mongo_registry = MongoModelRegistry(resources.database(common))
-        await mongo_registry.ensure_indexes()
+        mongo_registry = await indexed(MongoModelRegistry(resources.database(common)))
         registry, ping_registry = mongo_registry, mongo_registry.ping
     if source is None:
         client = httpx.AsyncClient(base_url=settings.gateway_url, timeout=30.0)

@@ -8,7 +8,7 @@ from prometheus_client import Counter
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
-from cryptocast_common.runtime import Resources
+from cryptocast_common.runtime import Resources, indexed
 from cryptocast_common.settings import CommonSettings
 from cryptocast_verifier.handlers import (
     GiveUps,
@@ -94,13 +94,9 @@ async def bootstrap(
     resources = Resources()
     if store is None:
         database = resources.database(common)
-        mongo_store = MongoVerifierStore(database)
-        await mongo_store.ensure_indexes()
-        store = mongo_store
+        store = await indexed(MongoVerifierStore(database))
         if lifecycle_store is None:
-            mongo_lifecycle = MongoLifecycleStore(database)
-            await mongo_lifecycle.ensure_indexes()
-            lifecycle_store = mongo_lifecycle
+            lifecycle_store = await indexed(MongoLifecycleStore(database))
     deps = VerifierDeps(
         store, settings.tolerance_pct, settings.reorder_candles, settings.max_closes, GIVEN_UP
     )

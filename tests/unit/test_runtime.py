@@ -3,7 +3,7 @@ background tasks are cancelled."""
 
 import asyncio
 
-from cryptocast_common.runtime import Resources, cancel
+from cryptocast_common.runtime import Resources, cancel, indexed
 from cryptocast_common.settings import CommonSettings
 
 
@@ -40,3 +40,15 @@ async def test_cancel_ends_running_tasks_and_leaves_ended_ones() -> None:
     await cancel(running, ended, None)
     assert running.cancelled()
     assert isinstance(ended.exception(), RuntimeError)
+
+
+async def test_indexed_returns_the_store_once_its_indexes_exist() -> None:
+    class Store:
+        ensured = 0
+
+        async def ensure_indexes(self) -> None:
+            self.ensured += 1
+
+    store = Store()
+    assert await indexed(store) is store
+    assert store.ensured == 1

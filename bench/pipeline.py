@@ -3,6 +3,7 @@ the machine's RabbitMQ, with an nx-27017 server of their own, replaying bundled 
 fast as it goes.
 
     .venv/bin/python bench/pipeline.py [--candles 300] [--coins BTC,ETH,...] [--no-baseline]
+        [--replicas 2] [--live 40 --pace 1 --watch 4]
 
 The services run as ``python -m cryptocast_<name>`` on a namespace of their own
 (``bench-<random>``), which is deleted from the broker afterwards (queues and exchanges, by
@@ -21,7 +22,14 @@ Measured, by counting the gateway's documents in MongoDB every ``--sample`` seco
   per second over those times (a candle counts when it, its predictions and its verdicts
   are stored, so candles per second is over the time to the last document),
 - CPU seconds (/proc/<pid>/stat: user + system) and peak RSS (/proc/<pid>/status: VmHWM)
-  of each service process and of nx-27017; the shared RabbitMQ is not counted.
+  of each service process and of nx-27017; the shared RabbitMQ is not counted;
+- nx-27017's own ceiling, measured first in the same run: candle documents stored per second
+  by unordered bulk upserts of the gateway's batch size, with nothing else running;
+- with ``--live N``: freshness at live pace. After the backfill the ingestor publishes N more
+  steps, one every ``--pace`` seconds; for the watched coins the bench times each candle from
+  its arrival on a queue of its own (about when it was published) to ``GET /<coin>`` serving
+  the prediction made from it, and to the champion's verdict on it being stored. Only steps
+  published once every queue had drained count, so the figures are not a backlog's.
 
 Prints a Markdown table, then the same figures as one JSON line. A service that exits
 early, a timeout or a stall prints the logs' tails and exits with status 1.
@@ -37,28 +45,33 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import httpx
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReplaceOne
 
 from cryptocast.embedded_mongo import EmbeddedMongo, free_port
 from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
+from cryptocast_common.documents import to_document
+from cryptocast_common.events import Candle
 from cryptocast_common.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "services" / "ingestor" / "cryptocast_ingestor" / "data" / "binance_4h"
 INTERVAL = "4h"
-SERVICES = ("gateway", "verifier", "inference", "ingestor")
 COLLECTIONS = ("candles", "predictions", "verifications")
+CEILING_DOCUMENTS = 20_000
+CEILING_BATCH = 256  # the gateway's default batch: one bulk write per collection and batch
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DEFAULT_AMQP_URL = os.environ.get("CRYPTOCAST_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -125,6 +138,7 @@ class Tracked:
 class Service(Tracked):
     def __init__(self, name: str, env: dict[str, str], log: Path, port: int) -> None:
         super().__init__(name, 0, log)
+        self.module = f"cryptocast_{name.split('-')[0]}"  # inference-2 runs cryptocast_inference
         self.env = env
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
@@ -133,7 +147,7 @@ class Service(Tracked):
     def start(self) -> None:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", f"cryptocast_{self.name}"],
+                [sys.executable, "-m", self.module],
                 env=self.env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
@@ -174,7 +188,7 @@ def work_queues(settings: CommonSettings) -> dict[str, list[str]]:
     q = settings.queue_for
     return {
         "gateway": [q("gateway"), q("gateway.alerts")],
-        "inference": [q(f"inference.{coin}") for coin in settings.symbols],
+        "inference": [q("inference")],
         "verifier": [q("verifier"), q("verifier.lifecycle")],
     }
 
@@ -238,6 +252,107 @@ class Timeline:
     samples: int = 0
 
 
+# ---------------------------------------------------------------------------------------------
+# Freshness at live pace
+
+
+Key = tuple[str, datetime]  # (symbol, a candle's close time)
+
+
+@dataclass
+class Freshness:
+    """When each candle of the watched coins reached a queue of the bench's own (about when
+    the ingestor published it), when ``GET /<coin>`` first served the prediction made from it,
+    and when the champion's verdict on the prediction that targeted it was stored."""
+
+    coins: list[str]
+    settled: float | None = None  # when every queue was first seen empty after the backfill
+    published: dict[Key, float] = field(default_factory=dict)
+    served: dict[Key, float] = field(default_factory=dict)
+    verified: dict[Key, float] = field(default_factory=dict)
+
+    def first_seen(self, seen: dict[Key, float], key: Key) -> None:
+        seen.setdefault(key, time.monotonic())
+
+    def live_keys(self, live: int) -> list[Key]:
+        """The last ``live`` candles of each watched coin (the paced part of the replay)
+        published after the backfill had drained: freshness at live pace, not in a queue."""
+        keys: list[Key] = []
+        for coin in self.coins:
+            times = sorted(t for symbol, t in self.published if symbol == coin)
+            keys += [(coin, t) for t in times[-live:]]
+        settled = self.settled
+        return [k for k in keys if settled is not None and self.published[k] >= settled]
+
+    def summary(self, live: int) -> dict[str, Any]:
+        keys = self.live_keys(live)
+
+        def delays(seen: dict[Key, float]) -> dict[str, Any]:
+            ms = sorted((seen[k] - self.published[k]) * 1000 for k in keys if k in seen)
+            if not ms:
+                return {"n": 0, "missing": len(keys)}
+            return {
+                "n": len(ms),
+                "missing": len(keys) - len(ms),
+                "p50_ms": round(statistics.median(ms), 1),
+                "p99_ms": round(ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))], 1),
+                "max_ms": round(ms[-1], 1),
+            }
+
+        return {
+            "coins": self.coins,
+            "live_steps_measured": len(keys) // len(self.coins),
+            "to_served": delays(self.served),
+            "to_verified": delays(self.verified),
+        }
+
+
+async def record_published(
+    connection: aio_pika.abc.AbstractRobustConnection, settings: CommonSettings, fresh: Freshness
+) -> None:
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for coin in fresh.coins:
+        await queue.bind(exchange, f"candle.{coin}.{INTERVAL}")
+
+    async def arrived(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        body = json.loads(message.body)
+        key = (body["symbol"], datetime.fromisoformat(body["close_time"]))
+        fresh.first_seen(fresh.published, key)
+        await message.ack()
+
+    await queue.consume(arrived)
+
+
+async def poll_served(base_url: str, fresh: Freshness) -> None:
+    """GET /<coin> for each watched coin, over and over; its ``timestamp`` is the close time
+    of the candle the prediction was made from."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
+        while True:
+            for coin in fresh.coins:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    response = await http.get(f"/{coin.lower()}")
+                    body = response.json() if response.status_code == 200 else None
+                    if body:  # null before the first prediction
+                        key = (coin, datetime.fromisoformat(body["timestamp"]))
+                        fresh.first_seen(fresh.served, key)
+            await asyncio.sleep(0.002)
+
+
+async def poll_verified(db: Any, fresh: Freshness) -> None:
+    since = datetime(1970, 1, 1, tzinfo=UTC)
+    while True:
+        query = {"symbol": {"$in": fresh.coins}, "role": "champion", "target_time": {"$gt": since}}
+        async for doc in db.verifications.find(query, {"symbol": 1, "target_time": 1}):
+            target = doc["target_time"].replace(tzinfo=UTC)
+            fresh.first_seen(fresh.verified, (doc["symbol"], target))
+            since = max(since, target - timedelta(days=2))  # later ones may still come
+        await asyncio.sleep(0.005)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
@@ -252,6 +367,9 @@ class Bench:
         self.client: AsyncMongoClient[dict[str, Any]] | None = None
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.settings = bench_settings(args.amqp_url, self.namespace, self.coins)
+        self.bulk_ceiling = 0.0
+        self.fresh = Freshness(self.coins[: args.watch]) if args.live else None
+        self.watchers: list[asyncio.Task[None]] = []
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -273,8 +391,8 @@ class Bench:
             "CRYPTOCAST_INGESTOR_SOURCE": "replay",
             "CRYPTOCAST_INGESTOR_REPLAY_DIR": str(self.args.data_dir),
             "CRYPTOCAST_INGESTOR_BACKFILL": str(self.args.candles),
-            "CRYPTOCAST_INGESTOR_REPLAY_LIVE": "0",
-            "CRYPTOCAST_INGESTOR_PACE_SECONDS": "0",
+            "CRYPTOCAST_INGESTOR_REPLAY_LIVE": str(self.args.live),
+            "CRYPTOCAST_INGESTOR_PACE_SECONDS": str(self.args.pace if self.args.live else 0),
         }
         if not self.args.baseline:
             env["CRYPTOCAST_INFERENCE_BASELINE"] = "false"
@@ -295,16 +413,20 @@ class Bench:
         self.client = AsyncMongoClient(self.mongo.url, serverSelectionTimeoutMS=5000)
         self.connection = await aio_pika.connect_robust(self.args.amqp_url, timeout=10)
 
+        self.bulk_ceiling = await self.measure_bulk_ceiling()
         gateway_port = free_port()
         env = self.environment(gateway_port)
-        for name in SERVICES:
+        inference = [
+            f"inference-{i}" if i > 1 else "inference" for i in range(1, self.args.replicas + 1)
+        ]
+        for name in ("gateway", "verifier", *inference, "ingestor"):
             port = gateway_port if name == "gateway" else free_port()
             own = dict(env)
             if name != "gateway":
                 own["CRYPTOCAST_HEALTH_PORT"] = str(port)
             self.services[name] = Service(name, own, self.workdir / f"{name}.log", port)
 
-        consumers = [self.services[n] for n in ("gateway", "verifier", "inference")]
+        consumers = [service for name, service in self.services.items() if name != "ingestor"]
         for service in consumers:
             service.start()
         deadline = time.monotonic() + self.args.ready_timeout
@@ -315,12 +437,51 @@ class Bench:
                     break
                 if time.monotonic() > deadline:
                     raise BenchFailure(
-                        f"gateway, verifier and inference not ready within "
+                        f"{', '.join(s.name for s in consumers)} not ready within "
                         f"{self.args.ready_timeout}s"
                     )
                 await asyncio.sleep(0.2)
+        if self.fresh is not None:
+            await record_published(self.connection, self.settings, self.fresh)
+            self.watchers = [
+                asyncio.create_task(poll_served(f"http://127.0.0.1:{gateway_port}", self.fresh)),
+                asyncio.create_task(poll_verified(self.client[self.db_name], self.fresh)),
+            ]
         self.services["ingestor"].start()
         self.timeline.ingestor_started = self.services["ingestor"].started_at
+
+    async def measure_bulk_ceiling(self) -> float:
+        """Documents per second nx-27017 stores the way the gateway stores events (unordered
+        bulk upserts of candle documents, one batch at a time), before the services start."""
+        assert self.client is not None
+        scratch = self.client[self.db_name]["bench_ceiling"]
+        start = datetime(2020, 1, 1, tzinfo=UTC)
+        documents = [
+            to_document(
+                Candle(
+                    symbol="BTC",
+                    interval=INTERVAL,
+                    open_time=start + i * timedelta(hours=4),
+                    close_time=start + (i + 1) * timedelta(hours=4),
+                    open=100.0,
+                    high=101.0,
+                    low=99.0,
+                    close=100.5,
+                    volume=10.0,
+                    source="bench",
+                )
+            )
+            for i in range(CEILING_DOCUMENTS)
+        ]
+        began = time.monotonic()
+        for at in range(0, len(documents), CEILING_BATCH):
+            batch = documents[at : at + CEILING_BATCH]
+            await scratch.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in batch], ordered=False
+            )
+        rate = len(documents) / (time.monotonic() - began)
+        await scratch.drop()
+        return rate
 
     def check_alive(self) -> None:
         for service in self.services.values():
@@ -423,6 +584,9 @@ class Bench:
                 last_backlog = now
                 for service, depth in backlog.items():
                     t.peak_backlog[service] = max(t.peak_backlog.get(service, 0), depth)
+                drained = t.first_candle is not None and not any(backlog.values())
+                if self.fresh is not None and self.fresh.settled is None and drained:
+                    self.fresh.settled = now
             if now - last_progress >= 10:
                 last_progress = now
                 print(
@@ -513,6 +677,10 @@ class Bench:
             ),
             "total_s": round(total_s, 2),
             "candles_per_s": round(counts["candles"] / total_s, 1),
+            "documents_per_s": round(sum(counts.values()) / total_s, 1),
+            "mongo_ceiling_documents_per_s": round(self.bulk_ceiling, 1),
+            "inference_replicas": self.args.replicas,
+            "freshness": self.fresh.summary(self.args.live) if self.fresh else None,
             "predictions_per_s": round(counts["predictions"] / max(to_predictions, 1e-9), 1),
             "verifications_per_s": round(counts["verifications"] / max(to_verifications, 1e-9), 1),
             "peak_waiting": t.peak_backlog,
@@ -523,9 +691,13 @@ class Bench:
     # -- tear-down ---------------------------------------------------------------------------
 
     async def close(self) -> None:
-        for name in reversed(SERVICES):
-            if name in self.services:
-                await self.services[name].stop()
+        for watcher in self.watchers:
+            watcher.cancel()
+        for ended in await asyncio.gather(*self.watchers, return_exceptions=True):
+            if not isinstance(ended, asyncio.CancelledError):
+                print(f"warning: a freshness watcher failed: {ended!r}", file=sys.stderr)
+        for service in reversed(self.services.values()):
+            await service.stop()
         if self.client is not None:
             await self.client.close()
         await asyncio.to_thread(self.mongo.stop)
@@ -551,6 +723,7 @@ def markdown(result: dict[str, Any]) -> str:
     roles = ", ".join(f"{role} {n}" for role, n in result["predictions_by_role"].items())
     rows = [
         ("coins × candles per coin", f"{result['coins']} × {result['candles_per_coin']}"),
+        ("inference replicas", str(result["inference_replicas"])),
         (
             "stored candles / predictions / verifications",
             f"{result['candles']} / {result['predictions']} / {result['verifications']}",
@@ -566,6 +739,11 @@ def markdown(result: dict[str, Any]) -> str:
         ("to the last verification", f"{result['to_last_verification_s']} s"),
         ("to the last document (end to end)", f"{result['total_s']} s"),
         ("**candles/s end to end**", f"**{result['candles_per_s']}**"),
+        ("documents stored/s end to end", str(result["documents_per_s"])),
+        (
+            "nx-27017 alone: bulk upserts/s (the ceiling)",
+            str(result["mongo_ceiling_documents_per_s"]),
+        ),
         ("predictions/s", str(result["predictions_per_s"])),
         ("verifications/s", str(result["verifications_per_s"])),
         (
@@ -573,6 +751,22 @@ def markdown(result: dict[str, Any]) -> str:
             ", ".join(f"{s} {n}" for s, n in result["peak_waiting"].items()),
         ),
     ]
+    if result["freshness"]:
+        fresh = result["freshness"]
+        for name, label in (("to_served", "GET /<coin>"), ("to_verified", "verdict stored")):
+            d = fresh[name]
+            figures = (
+                f"p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms"
+                if d["n"]
+                else "none seen"
+            )
+            rows.append(
+                (
+                    f"freshness: publish to {label} ({', '.join(fresh['coins'])}, "
+                    f"{fresh['live_steps_measured']} live steps)",
+                    f"{figures} (n {d['n']}, missing {d['missing']})",
+                )
+            )
     lines = ["| measure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in rows]
     lines += [
         "",
@@ -606,6 +800,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="CRYPTOCAST_INFERENCE_BASELINE=false (default: the service's default, on)",
     )
+    parser.add_argument("--replicas", type=int, default=1, help="inference processes")
+    parser.add_argument(
+        "--live",
+        type=int,
+        default=0,
+        help="after the backfill, replay this many steps at --pace and measure freshness",
+    )
+    parser.add_argument("--pace", type=float, default=1.0, help="seconds between live steps")
+    parser.add_argument("--watch", type=int, default=4, help="coins whose freshness is measured")
     parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL)
     parser.add_argument("--sample", type=float, default=0.5, help="seconds between samples")
     parser.add_argument("--quiet", type=float, default=5.0, help="no change for this long: done")
@@ -626,6 +829,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--delete-namespace only deletes this bench's namespaces (bench-...)")
     if args.candles < 2:
         parser.error("--candles must be at least 2")
+    if args.replicas < 1 or args.live < 0 or args.pace <= 0 or args.watch < 1:
+        parser.error("--replicas and --watch must be at least 1, --live at least 0, --pace above 0")
     return args
 
 

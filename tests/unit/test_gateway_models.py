@@ -133,5 +133,6 @@ async def test_an_operators_pin_is_published_for_the_lifecycle_to_apply(
         "trying the new version",
     )
     assert accepted.json()["event_id"] == pin.event_id
+    assert pin.decided_at.microsecond % 1000 == 0  # as MongoDB keeps it: read back, same id
     bad = await client.post("/api/v1/models/btc/fire", json=body, headers=KEY)
     assert bad.status_code == 400 and "action" in bad.text

@@ -128,6 +128,8 @@ async def test_a_run_on_bundled_candles_registers_a_challenger_and_announces_it(
     }
     assert changes[0].routing_key == "model_change.BTC.4h"
     assert "challenger" in changes[0].reason and "MAE ratio" in changes[0].reason
+    # to the millisecond, as MongoDB keeps it: the gateway reads the event back under its id
+    assert changes[0].decided_at.microsecond % 1000 == 0
 
 
 async def test_model_cards_can_be_announced_instead() -> None:

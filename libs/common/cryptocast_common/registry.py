@@ -116,9 +116,13 @@ def _utc(value: object) -> datetime:
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if not isinstance(value, datetime):
         raise RegistryError(f"created_at must be a datetime, got {value!r}")
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    # MongoDB keeps milliseconds: truncate here so that the fake and the adapter agree.
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return as_stored(value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC))
+
+
+def as_stored(moment: datetime) -> datetime:
+    """The moment as MongoDB keeps it, to the millisecond: a time read back must equal the
+    one written (the fakes and the adapters agree, an event's id derived from it holds)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _check(ref: str, files: Mapping[str, str], bodies: Mapping[str, bytes]) -> None:

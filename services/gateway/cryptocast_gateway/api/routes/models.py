@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from cryptocast_common.events import Gate, ModelCard, ModelChange, ModelRef
 from cryptocast_common.lifecycle import NAIVE, Lineup, lineup_from
+from cryptocast_common.registry import as_stored
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State
 from cryptocast_gateway.api.routes.v1 import NOT_FOUND, Symbol
 from cryptocast_gateway.state import GatewayState
@@ -149,7 +150,7 @@ async def operator_request(
         model=ModelRef.parse(request.model),
         by="operator",
         reason=request.reason or f"{action} requested through the API",
-        decided_at=datetime.now(UTC),
+        decided_at=as_stored(datetime.now(UTC)),  # read back from MongoDB under its id
     )
     await state.bus.publish([change])
     return Accepted(

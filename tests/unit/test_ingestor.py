@@ -13,7 +13,12 @@ from cryptocast_ingestor.datasets import (
     resample,
     write_bundle,
 )
-from cryptocast_ingestor.settings import BUNDLED_REPLAY
+from cryptocast_ingestor.settings import (
+    BUNDLED_BINANCE,
+    BUNDLED_REPLAY,
+    IngestorSettings,
+    replay_folder,
+)
 from cryptocast_ingestor.sources.replay import load_timeline, replay
 from tests.factories import candle
 
@@ -191,3 +196,10 @@ async def test_replay_keeps_candles_while_the_broker_is_away() -> None:
         sleep=no_sleep,
     )
     assert delivered == [candle(0), candle(1)]
+
+
+def test_the_bundle_replayed_is_the_one_that_holds_every_configured_coin(tmp_path: Path) -> None:
+    default = IngestorSettings(_env_file=None)
+    assert replay_folder(default, ["BTC", "ETH", "SOL", "XRP"], "4h") == BUNDLED_REPLAY
+    assert replay_folder(default, ["BTC", "DOGE"], "4h") == BUNDLED_BINANCE
+    assert replay_folder(IngestorSettings(replay_dir=tmp_path), ["BTC"], "4h") == tmp_path

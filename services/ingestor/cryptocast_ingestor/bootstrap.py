@@ -10,7 +10,7 @@ from cryptocast_common.runtime import Resources, cancel
 from cryptocast_common.settings import CommonSettings
 from cryptocast_ingestor.live import LiveIngestor, LivePolicy
 from cryptocast_ingestor.quality import JumpRule
-from cryptocast_ingestor.settings import IngestorSettings
+from cryptocast_ingestor.settings import IngestorSettings, replay_folder
 from cryptocast_ingestor.sources import CandleSource
 from cryptocast_ingestor.sources.coingecko import CoinGeckoSource
 from cryptocast_ingestor.sources.exchange import ExchangeSource
@@ -55,7 +55,7 @@ class Ingestor:
     async def start(self) -> None:
         if self.source is None:
             steps = load_timeline(
-                self.settings.replay_dir,
+                replay_folder(self.settings, self.common.symbols, self.common.interval),
                 self.common.symbols,
                 self.common.interval,
                 jump_rule(self.settings),

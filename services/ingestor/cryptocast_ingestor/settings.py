@@ -11,6 +11,7 @@ from cryptocast_common.events import interval_delta
 from cryptocast_common.settings import comma_separated
 
 BUNDLED_REPLAY = Path(__file__).parent / "data" / "coingecko"
+BUNDLED_BINANCE = BUNDLED_REPLAY.parent / "binance_4h"  # 20 coins, 2017 to 2025-10-23
 
 
 def _pairs(value: object) -> object:
@@ -38,8 +39,10 @@ class IngestorSettings(BaseSettings):
     """Candles per symbol published at start (replay: before the paced part; live: the most recent
     ones)."""
     # replay
-    replay_dir: Path = BUNDLED_REPLAY
-    """Folder of <SYMBOL>_<interval>.csv.gz bundles to replay."""
+    replay_dir: Path | None = None
+    """Folder of <SYMBOL>_<interval>.csv.gz bundles to replay; unset: the bundled CoinGecko
+    candles of the four default coins, or the bundled Binance set (20 coins, to 2025-10-23)
+    when a configured coin is not among them."""
     replay_live: int = Field(default=60, ge=0)
     """Candles per symbol held back from the backfill and published one step at a time."""
     pace_seconds: float = Field(default=5.0, ge=0)
@@ -84,3 +87,12 @@ class IngestorSettings(BaseSettings):
     @classmethod
     def _split_pairs(cls, value: object) -> object:
         return _pairs(value)
+
+
+def replay_folder(settings: IngestorSettings, symbols: list[str], interval: str) -> Path:
+    """The folder to replay: the configured one, else the bundle that holds every symbol."""
+    if settings.replay_dir is not None:
+        return settings.replay_dir
+    if all((BUNDLED_REPLAY / f"{s}_{interval}.csv.gz").exists() for s in symbols):
+        return BUNDLED_REPLAY
+    return BUNDLED_BINANCE

@@ -6,6 +6,7 @@ from cryptocast_common.coins import (
     SYMBOL_IN_ANY_CASE,
     SYMBOL_PATTERN,
     coin_names,
+    coin_of,
     configured_symbol,
     symbol_of,
     symbol_of_coin_name,
@@ -18,6 +19,7 @@ CONFIGURED = ["BTC", "ETH", "XRP"]
 @pytest.mark.parametrize("name", ["btc", "Btc", "BTC"])
 def test_a_configured_coin_is_named_in_any_case(name: str) -> None:
     assert symbol_of(name) == "BTC"
+    assert coin_of(symbol_of(name)) == "btc"
     assert configured_symbol(name, CONFIGURED) == "BTC"
 
 

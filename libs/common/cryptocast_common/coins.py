@@ -34,6 +34,11 @@ def symbol_of(name: str) -> str:
     return name.upper()
 
 
+def coin_of(symbol: str) -> str:
+    """How the original API's paths name the coin a symbol names: ``BTC`` -> ``btc``."""
+    return symbol.lower()
+
+
 def configured_symbol(name: str, symbols: Collection[str]) -> str | None:
     """The configured symbol ``name`` names in any case (``btc``, ``Btc`` and ``BTC`` are
     ``BTC``), or None: the one rule of every path that names a coin."""
@@ -49,7 +54,7 @@ def unknown_symbols(names: Collection[str], symbols: Collection[str]) -> list[st
 def coin_names(symbols: Sequence[str]) -> list[str]:
     """How an alert's body may name a configured coin: ``btc``, ``BTC`` or its CoinGecko id
     (exactly these: the OpenAPI document lists them as an enum)."""
-    names = [*(s.lower() for s in symbols), *(symbol_of(s) for s in symbols)]
+    names = [*map(coin_of, symbols), *map(symbol_of, symbols)]
     return names + [COINGECKO_IDS[s] for s in map(symbol_of, symbols) if s in COINGECKO_IDS]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptocast_common.bus import Bus
+from cryptocast_common.coins import coin_of
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.alert_mail import Mailer
 from cryptocast_gateway.alert_store import AlertStore
@@ -30,7 +31,7 @@ class GatewayState:
 
     @property
     def coins(self) -> list[str]:
-        return [symbol.lower() for symbol in self.common.symbols]
+        return [coin_of(symbol) for symbol in self.common.symbols]
 
 
 async def check_ready(state: GatewayState) -> None:

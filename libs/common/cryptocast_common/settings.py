@@ -19,45 +19,32 @@ def comma_separated(value: object) -> object:
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CRYPTOCAST_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CRYPTOCAST_", extra="ignore", use_attribute_docstrings=True
+    )
 
-    amqp_url: str | None = Field(
-        default=None,
-        description="RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/. Unset: in-memory bus "
-        "(only meaningful when all services run in one process, as `make up` does).",
-    )
-    namespace: str = Field(
-        default="cryptocast",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="Prefix of the exchange, queue and dead-letter names (<ns>.events, "
-        "<ns>.<service>, <ns>.dlx, <ns>.dead). Tests use a unique one per run.",
-    )
+    amqp_url: str | None = None
+    """RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/. Unset: in-memory bus (only meaningful
+    when all services run in one process, as `make up` does)."""
+    namespace: str = Field(default="cryptocast", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Prefix of the exchange, queue and dead-letter names (<ns>.events, <ns>.<service>, <ns>.dlx,
+    <ns>.dead). Tests use a unique one per run."""
     mongo_url: str = "mongodb://127.0.0.1:27017/?directConnection=true"
     mongo_db: str = "cryptocast"
     symbols: Annotated[list[str], NoDecode] = ["BTC", "ETH", "SOL", "XRP"]
     interval: str = "4h"
-    prefetch: int = Field(default=64, ge=1, description="Unacked messages per consumer.")
-    max_attempts: int = Field(
-        default=5,
-        ge=1,
-        description="Deliveries of a failing message before it is dead-lettered, counted "
-        "across restarts and replicas (the broker's delivery limit enforces it).",
-    )
-    retry_delay_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        le=60,
-        description="Wait before a failed message is delivered again; doubles with each "
-        "retry, up to a minute. The wait happens in a delay queue, not in the consumer.",
-    )
+    prefetch: int = Field(default=64, ge=1)
+    """Unacked messages per consumer."""
+    max_attempts: int = Field(default=5, ge=1)
+    """Deliveries of a failing message before it is dead-lettered, counted across restarts and
+    replicas (the broker's delivery limit enforces it)."""
+    retry_delay_seconds: float = Field(default=1.0, gt=0, le=60)
+    """Wait before a failed message is delivered again; doubles with each retry, up to a minute. The
+    wait happens in a delay queue, not in the consumer."""
     log_level: str = "INFO"
-    health_port: int | None = Field(
-        default=None,
-        ge=0,
-        le=65535,
-        description="Serve /healthz and /readyz on this port (consumers; the gateway's API "
-        "has its own). Unset: no health server.",
-    )
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve /healthz and /readyz on this port (consumers; the gateway's API has its own). Unset: no
+    health server."""
     health_host: str = "0.0.0.0"
 
     @field_validator("symbols", mode="before")

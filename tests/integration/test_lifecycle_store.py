@@ -16,6 +16,7 @@ from cryptocast_verifier.lifecycle_store import (
     LifecycleStore,
     MongoLifecycleStore,
 )
+from tests.factories import candle
 from tests.unit.test_verifier_lifecycle import CHALLENGER, CHAMPION, verdict
 
 
@@ -40,6 +41,9 @@ async def test_scores_count_once_and_the_lineup_reads_back(store: LifecycleStore
     recent = await store.recent("BTC", "4h", str(CHAMPION), 3)
     assert [s.target_time for s in recent] == [v.target_time for v in verdicts[2:]]
     assert len(await store.recent("BTC", "4h", str(CHAMPION), 100)) == 5
+    wanted = [verdicts[3].target_time, verdicts[0].target_time, candle(99).close_time]
+    found = await store.scores_at("BTC", "4h", str(CHAMPION), wanted)
+    assert [s.target_time for s in found] == [verdicts[0].target_time, verdicts[3].target_time]
     assert await store.lineup("BTC", "4h") is None
     saved = Lineup(
         champion=str(CHAMPION),

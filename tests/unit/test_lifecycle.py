@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+from cryptocast_common.events import ModelChange, ModelRef
 from cryptocast_common.lifecycle import (
     NAIVE,
     LifecyclePolicy,
@@ -9,6 +10,7 @@ from cryptocast_common.lifecycle import (
     Score,
     current_state,
     decide,
+    follow,
     head_to_head,
     judge,
     lineup_from,
@@ -75,6 +77,36 @@ def test_a_significantly_better_challenger_is_promoted_on_the_same_candles() -> 
     assert decide("BTC", "4h", blocked, records, POLICY, T0)[0].champion == CHAMPION
 
 
+def test_a_challenger_is_judged_on_its_own_last_verdicts_even_beside_a_candle_it_missed() -> None:
+    # As many verdicts as the record holds for each (verdicts == min_verdicts, what setting
+    # only CRYPTOCAST_VERIFIER_GATE_VERDICTS below 60 gives), the challenger better on every
+    # candle, but it missed one the champion was verified on: the champion's last 40 then
+    # share only 39 candles with the challenger's last 40, and no promotion ever came while
+    # that candle was among the champion's last 40.
+    policy = LifecyclePolicy(verdicts=40, min_verdicts=40)
+    champion = record(41, 1.0)
+    missed = champion[30].target_time
+    challenger = [s for s in record(41, 0.5, 0.1) if s.target_time != missed]
+    lineup = Lineup(champion=CHAMPION, challengers=frozenset({CHALLENGER}))
+    records = {CHAMPION: champion, CHALLENGER: challenger}
+    lineup, changes = decide("BTC", "4h", lineup, records, policy, T0)
+    assert changes[0].kind == "promoted" and changes[0].evidence.n == 40
+    assert lineup.champion == CHALLENGER
+
+
+def test_a_blocked_champion_gives_way_to_the_healthiest_of_several_challengers() -> None:
+    # Ranking them compared Evidence objects, which do not order: a TypeError on every batch.
+    other = "dist-4h@3"
+    lineup = Lineup(
+        champion=CHAMPION,
+        blocked=frozenset({CHAMPION}),
+        challengers=frozenset({CHALLENGER, other}),
+    )
+    records = {CHAMPION: record(100, 1.0), CHALLENGER: record(100, 0.9), other: record(100, 0.8)}
+    lineup, changes = decide("BTC", "4h", lineup, records, POLICY, T0)
+    assert lineup.champion == other and changes[0].evidence.mae_ratio < 0.85
+
+
 def test_a_champion_worse_than_no_change_gives_way_to_a_healthy_challenger() -> None:
     lineup = Lineup(champion=CHAMPION, gate="open", challengers=frozenset({CHALLENGER}))
     # Not better than the champion by the head-to-head rule's margin on these candles
@@ -109,3 +141,20 @@ def test_the_stored_changes_rebuild_the_lineup() -> None:
     rebuilt = lineup_from(changes)
     assert (rebuilt.champion, rebuilt.gate, rebuilt.since) == (CHALLENGER, "open", T0)
     assert rebuilt.champion == decided.champion and lineup_from([]) is None
+
+
+def test_followers_read_only_the_policys_changes_and_need_a_champion_first() -> None:
+    blocked = ModelChange(
+        symbol="BTC",
+        interval="4h",
+        kind="blocked",
+        model=ModelRef.parse(CHALLENGER),
+        by="policy",
+        reason="",
+        decided_at=T0,
+    )
+    assert follow(None, blocked) is None  # a block names the blocked model, not the champion
+    lineup = Lineup(champion=CHAMPION)
+    assert follow(lineup, blocked).blocked == {CHALLENGER}
+    asked = blocked.model_copy(update={"by": "operator", "kind": "pinned"})
+    assert follow(lineup, asked) == lineup  # counts once the policy confirms it

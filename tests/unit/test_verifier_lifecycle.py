@@ -1,7 +1,7 @@
 """The verifier's lifecycle handler: verdicts and operators' requests in, changes out."""
 
 from cryptocast_common.events import ModelChange, ModelRef, Prediction, Verification
-from cryptocast_common.lifecycle import LifecyclePolicy
+from cryptocast_common.lifecycle import LifecyclePolicy, Lineup
 from cryptocast_verifier.handlers import LifecycleDeps, handle_lifecycle
 from cryptocast_verifier.lifecycle_store import InMemoryLifecycleStore
 from cryptocast_verifier.scoring import verify
@@ -95,3 +95,45 @@ async def test_an_operators_pin_is_confirmed_and_a_lagging_replica_is_told_again
     assert again.decided_at == candle(11).close_time
     # One interval after the pin, predictions made before it are still being verified: quiet.
     assert await handle_lifecycle([verdict(11, CHAMPION, "champion", 0.9, "open")], lifecycle) == []
+
+
+class CountingStore(InMemoryLifecycleStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def lineup(self, symbol: str, interval: str) -> Lineup | None:
+        self.reads += 1
+        return await super().lineup(symbol, interval)
+
+
+async def test_the_lineup_is_kept_in_memory_and_checked_before_a_change() -> None:
+    store = CountingStore()
+    lifecycle = LifecycleDeps(store, LifecyclePolicy(verdicts=20, min_verdicts=10))
+    for i in range(9):  # nine verdicts, nine batches: the lineup read from storage once
+        await handle_lifecycle([verdict(i, CHAMPION, "champion", 0.9, "closed")], lifecycle)
+    assert store.reads <= 3  # the first read, and the checks before founding and its gate
+    # Meanwhile another verifier, active while this one stood by, promoted the challenger:
+    # this one decides from that lineup, not from what it remembered.
+    theirs = Lineup(champion=str(CHALLENGER), gate="closed", since=candle(8).close_time)
+    await store.save_lineup("BTC", "4h", theirs)
+    [opened] = await handle_lifecycle(
+        [verdict(i, CHALLENGER, "champion", 0.5, "closed") for i in range(10)], lifecycle
+    )
+    assert (opened.kind, opened.model) == ("gate_opened", CHALLENGER)
+    assert (await store.lineup("BTC", "4h")).champion == str(CHALLENGER)
+
+
+async def test_a_challenger_that_missed_a_candle_is_paired_with_the_champions_older_verdicts() -> (
+    None
+):
+    lifecycle = LifecycleDeps(
+        InMemoryLifecycleStore(), LifecyclePolicy(verdicts=10, min_verdicts=10)
+    )
+    events = []
+    for i in range(11):
+        events.append(verdict(i, CHAMPION, "champion", 0.5 + 0.1 * (i % 2), "closed"))
+        if i != 7:  # a candle the challenger did not forecast
+            events.append(verdict(i, CHALLENGER, "challenger", 0.9 + 0.05 * (i % 3)))
+    promoted, _ = await handle_lifecycle(events, lifecycle)
+    assert (promoted.kind, promoted.model, promoted.evidence.n) == ("promoted", CHALLENGER, 10)

@@ -99,9 +99,15 @@ def decide(
     """The lineup after the latest verdicts, and the changes that lead to it.
 
     ``records`` holds each model's last ``policy.verdicts`` scores on the symbol, oldest
-    first; ``now`` is the decision's time (the newest verdict's target time, so that a
-    replay decides the same at the same moment and the events keep the same ids)."""
+    first, and the champion's also on every candle a challenger's record holds (a challenger
+    is judged on its own last verdicts, paired with the champion's on the same candles, even
+    where the champion's last ones include candles the challenger missed); ``now`` is the
+    decision's time (the newest verdict's target time, so that a replay decides the same at
+    the same moment and the events keep the same ids)."""
     changes: list[ModelChange] = []
+
+    def record(model: str) -> Sequence[Score]:
+        return records.get(model, ())[-policy.verdicts :]
 
     def change(
         kind: ChangeKind,
@@ -124,16 +130,28 @@ def decide(
             )
         )
 
-    champion_record = records.get(lineup.champion, ())
     candidates = sorted(lineup.challengers - lineup.blocked - {lineup.champion})
+
+    def healthiest() -> tuple[str, Evidence] | None:
+        """The challenger with the lowest MAE ratio among those whose gate would be open."""
+        healthy = [
+            (e.mae_ratio or 1.0, c, e)
+            for c in candidates
+            if _gate(e := judge(record(c)), policy) == "open"
+        ]
+        if not healthy:
+            return None
+        _, best, its = min(healthy)
+        return best, its
+
     successor, evidence, reason = None, None, ""
     kind: ChangeKind = "demoted"  # the champion failed; "promoted": a challenger beat it
     if lineup.champion in lineup.blocked:
-        ranked = sorted((judge(records.get(c, ())), c) for c in candidates if records.get(c))
-        successor = next((c for e, c in ranked if _gate(e, policy) == "open"), NAIVE)
+        successor, evidence = healthiest() or (NAIVE, None)
         reason = f"{lineup.champion} was blocked by an operator"
     elif not lineup.pinned:
-        duels = [(head_to_head(records.get(c, ()), champion_record), c) for c in candidates]
+        champion = records.get(lineup.champion, ())
+        duels = [(head_to_head(record(c), champion), c) for c in candidates]
         winners = [
             (e.dm, c, e)
             for e, c in duels
@@ -143,15 +161,11 @@ def decide(
             _, successor, evidence = min(winners)
             kind, reason = "promoted", "significantly more accurate than the champion"
         else:
-            mine = judge(champion_record)
+            mine = judge(record(lineup.champion))
             if _significant(mine, policy) and mine.dm is not None and mine.dm >= policy.critical:
-                healthy = sorted(
-                    (e.mae_ratio or 1.0, c, e)
-                    for c in candidates
-                    if _gate(e := judge(records.get(c, ())), policy) == "open"
-                )
-                if healthy:
-                    _, successor, evidence = healthy[0]
+                best = healthiest()
+                if best:
+                    successor, evidence = best
                     reason = (
                         f"the champion is significantly worse than no change (DM "
                         f"{mine.dm:+.2f}) and this challenger is not"
@@ -160,7 +174,7 @@ def decide(
         previous = lineup.champion
         lineup = replace(lineup, champion=successor, gate="closed", since=now)
         change(kind, successor, evidence, reason, previous)
-    own = judge(records.get(lineup.champion, ()))
+    own = judge(record(lineup.champion))
     gate = _gate(own, policy)
     if gate != lineup.gate or lineup.since is None:  # a new coin's first state is news too
         lineup = replace(lineup, gate=gate, since=now)
@@ -215,25 +229,37 @@ def current_state(symbol: str, interval: str, lineup: Lineup) -> ModelChange:
     )
 
 
+# Policy changes whose model is the symbol's champion from then on.
+CHAMPION_KINDS = frozenset({"promoted", "demoted", "pinned", "gate_opened", "gate_closed"})
+
+
+def follow(lineup: Lineup | None, change: ModelChange) -> Lineup | None:
+    """The lineup after one of the policy's changes: how every follower (inference replicas,
+    the gateway, a standby verifier) reads a change. Before the first change naming a
+    champion there is no lineup; a change asked for or told by anyone else changes nothing
+    (an operator's request counts once the policy confirms it)."""
+    if change.by != "policy" or (lineup is None and change.kind not in CHAMPION_KINDS):
+        return lineup
+    model = str(change.model)
+    if lineup is None:
+        lineup = Lineup(champion=model)
+    if change.kind in CHAMPION_KINDS and model != lineup.champion:
+        lineup = replace(lineup, champion=model, gate="closed", since=change.decided_at)
+    if change.kind in ("gate_opened", "gate_closed"):
+        gate: Gate = "open" if change.kind == "gate_opened" else "closed"
+        return replace(lineup, gate=gate, since=change.decided_at)
+    if change.kind in ("pinned", "unpinned"):
+        return replace(lineup, pinned=change.kind == "pinned")
+    if change.kind == "blocked":
+        return replace(lineup, blocked=lineup.blocked | {model})
+    if change.kind == "unblocked":
+        return replace(lineup, blocked=lineup.blocked - {model})
+    return lineup
+
+
 def lineup_from(changes: Sequence[ModelChange]) -> Lineup | None:
-    """The lineup the policy's changes (oldest first) lead to; None before the first.
-    What the gateway shows, rebuilt from the stored events."""
+    """The lineup the changes (oldest first) lead to; None before the first."""
     lineup: Lineup | None = None
     for change in changes:
-        if change.by != "policy":
-            continue
-        model = str(change.model)
-        if lineup is None:
-            lineup = Lineup(champion=model)
-        if change.kind in ("promoted", "demoted", "pinned") and model != lineup.champion:
-            lineup = replace(lineup, champion=model, gate="closed", since=change.decided_at)
-        if change.kind in ("gate_opened", "gate_closed"):
-            gate: Gate = "open" if change.kind == "gate_opened" else "closed"
-            lineup = replace(lineup, champion=model, gate=gate, since=change.decided_at)
-        elif change.kind in ("pinned", "unpinned"):
-            lineup = replace(lineup, pinned=change.kind == "pinned")
-        elif change.kind == "blocked":
-            lineup = replace(lineup, blocked=lineup.blocked | {model})
-        elif change.kind == "unblocked":
-            lineup = replace(lineup, blocked=lineup.blocked - {model})
+        lineup = follow(lineup, change)
     return lineup

@@ -13,20 +13,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cryptocast_common import lifecycle
 from cryptocast_common.events import Gate, ModelChange, Role
 from cryptocast_inference.predictors import Predictor
 
 log = logging.getLogger(__name__)
 Series = tuple[str, str]  # (symbol, interval)
-CHAMPION_CHANGES = frozenset({"promoted", "demoted", "pinned"})
-GATE_CHANGES = frozenset({"gate_opened", "gate_closed"})
 
 
 @dataclass
 class Lineup:
     models: Sequence[Predictor]  # the configured champion first
-    champions: dict[Series, str] = field(default_factory=dict)
-    gates: dict[Series, Gate] = field(default_factory=dict)
+    decided: dict[Series, lifecycle.Lineup] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.default_champion = str(self.models[0].model)
@@ -44,10 +42,12 @@ class Lineup:
             self.loaded.add(str(predictor.model))
 
     def champion(self, series: Series) -> str:
-        return self.champions.get(series, self.default_champion)
+        decided = self.decided.get(series)
+        return decided.champion if decided else self.default_champion
 
     def gate(self, series: Series) -> Gate:
-        return self.gates.get(series, "closed")
+        decided = self.decided.get(series)
+        return decided.gate if decided else "closed"
 
     def role(self, model: str, series: Series) -> Role:
         if model == self.champion(series):
@@ -55,20 +55,19 @@ class Lineup:
         return "baseline" if model.startswith("naive@") else "challenger"
 
     def apply(self, change: ModelChange) -> None:
-        """Follow the policy's decisions (an operator's request waits for the policy)."""
-        if change.by != "policy":
+        """Follow the policy's decisions (``lifecycle.follow``); a champion this replica has
+        not loaded is refused, and the current one keeps serving."""
+        series = (change.symbol, change.interval)
+        followed = lifecycle.follow(self.decided.get(series), change)
+        if followed is None:
             return
-        series, model = (change.symbol, change.interval), str(change.model)
-        if change.kind not in CHAMPION_CHANGES | GATE_CHANGES:
-            return
-        if model not in self.loaded:
+        if followed.champion not in self.loaded:
             log.error(
                 "the lifecycle chose a model this replica has not loaded; keeping %s",
                 self.champion(series),
-                extra={"symbol": change.symbol, "model": model, "change": change.kind},
+                extra={"symbol": change.symbol, "model": followed.champion, "change": change.kind},
             )
             return
-        if self.champion(series) != model:
-            log.info("now champion", extra={"symbol": change.symbol, "model": model})
-        self.champions[series] = model
-        self.gates[series] = "open" if change.kind == "gate_opened" else "closed"
+        if self.champion(series) != followed.champion:
+            log.info("now champion", extra={"symbol": change.symbol, "model": followed.champion})
+        self.decided[series] = followed

@@ -33,6 +33,7 @@ from cryptocast_common.events import (
 from cryptocast_common.lifecycle import (
     LifecyclePolicy,
     Lineup,
+    Score,
     apply_request,
     current_state,
     decide,
@@ -142,6 +143,42 @@ async def handle(events: Sequence[Event], deps: VerifierDeps) -> list[Event]:
 class LifecycleDeps:
     store: LifecycleStore
     policy: LifecyclePolicy
+    # Each series' lineup as this verifier last read or decided it: read from storage once,
+    # then kept up to date by the changes this verifier makes. Before it writes or announces
+    # anything it checks the stored one, which another verifier may have changed while this
+    # one stood by (the lifecycle queue has one active consumer, not always the same).
+    lineups: dict[Series, Lineup | None] = field(default_factory=dict)
+
+
+async def _lineup(deps: LifecycleDeps, series: Series) -> Lineup | None:
+    if series not in deps.lineups:
+        deps.lineups[series] = await deps.store.lineup(*series)
+    return deps.lineups[series]
+
+
+async def _stored_is(deps: LifecycleDeps, series: Series, believed: Lineup | None) -> bool:
+    """Whether storage holds the lineup this verifier believes in; if not, believe storage."""
+    stored = await deps.store.lineup(*series)
+    deps.lineups[series] = stored
+    return stored == believed
+
+
+async def _save(deps: LifecycleDeps, series: Series, lineup: Lineup) -> None:
+    await deps.store.save_lineup(*series, lineup)
+    deps.lineups[series] = lineup
+
+
+async def _records(deps: LifecycleDeps, series: Series, lineup: Lineup) -> dict[str, list[Score]]:
+    """Each model's last verdicts, and the champion's on every candle a challenger's hold."""
+    n = deps.policy.verdicts
+    records = {m: await deps.store.recent(*series, m, n) for m in lineup.challengers}
+    champion = await deps.store.recent(*series, lineup.champion, n)
+    theirs = {s.target_time for c in lineup.challengers for s in records[c]}
+    missing = theirs - {s.target_time for s in champion}
+    if missing:
+        older = await deps.store.scores_at(*series, lineup.champion, sorted(missing))
+        champion = sorted([*older, *champion], key=lambda s: s.target_time)
+    return records | {lineup.champion: champion}
 
 
 async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list[Event]:
@@ -156,16 +193,18 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
     for event in events:
         if isinstance(event, ModelChange) and event.by == "operator":
             series = (event.symbol, event.interval)
-            lineup = await deps.store.lineup(*series) or Lineup(champion=str(event.model))
+            known = await _lineup(deps, series)
+            await _stored_is(deps, series, known)
+            lineup = deps.lineups[series] or Lineup(champion=str(event.model))
             lineup, confirmed = apply_request(lineup, event)
-            await deps.store.save_lineup(*series, lineup)
+            await _save(deps, series, lineup)
             out.append(confirmed)
             _advance(decide_at, series, event.decided_at)
     verdicts = [e for e in events if isinstance(e, Verification) and e.role in JUDGED_ROLES]
     await deps.store.add_scores(verdicts)
     for verdict in verdicts:
         series = (verdict.symbol, verdict.interval)
-        known = await deps.store.lineup(*series)
+        known = await _lineup(deps, series)
         model = str(verdict.model)
         if known is None and verdict.role != "champion":
             continue  # the champion's first verdict founds the lineup
@@ -173,7 +212,9 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
         if verdict.role == "challenger":
             lineup = replace(lineup, challengers=lineup.challengers | {model})
         if lineup != known:
-            await deps.store.save_lineup(*series, lineup)
+            if not await _stored_is(deps, series, known):
+                continue  # another verifier's lineup, now this one's: the next verdict counts
+            await _save(deps, series, lineup)
         _advance(decide_at, series, verdict.target_time)
         labelled = (model, verdict.gate)
         if verdict.role == "champion" and labelled != (lineup.champion, lineup.gate):
@@ -181,27 +222,33 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
             if lineup.since is None or verdict.based_on_time > lineup.since + step:
                 stale.add(series)
     for series, now in decide_at.items():
-        current = await deps.store.lineup(*series)
-        if current is None:
-            continue
-        lineup = current
-        models = {lineup.champion, *lineup.challengers}
-        records = {m: await deps.store.recent(*series, m, deps.policy.verdicts) for m in models}
-        decided, changes = decide(*series, lineup, records, deps.policy, now)
-        if changes:
-            await deps.store.save_lineup(*series, decided)
-            out += changes
-            for change in changes:
-                log.info(
-                    "model lifecycle: %s %s",
-                    change.kind,
-                    change.model,
-                    extra={
-                        "symbol": change.symbol,
-                        "interval": change.interval,
-                        "reason": change.reason,
-                    },
-                )
-        elif series in stale and decided.since is not None:
-            out.append(current_state(*series, decided))
+        out += await _decide(deps, series, now, series in stale)
     return out
+
+
+async def _decide(deps: LifecycleDeps, series: Series, now: datetime, stale: bool) -> list[Event]:
+    """The series' changes after its latest verdicts, or its current state again for a
+    replica that missed it; decided afresh if storage turns out to hold another lineup."""
+    while (lineup := await _lineup(deps, series)) is not None:
+        records = await _records(deps, series, lineup)
+        decided, changes = decide(*series, lineup, records, deps.policy, now)
+        if not (changes or (stale and decided.since is not None)):
+            return []
+        if not await _stored_is(deps, series, lineup):
+            continue
+        if not changes:
+            return [current_state(*series, decided)]
+        await _save(deps, series, decided)
+        for change in changes:
+            log.info(
+                "model lifecycle: %s %s",
+                change.kind,
+                change.model,
+                extra={
+                    "symbol": change.symbol,
+                    "interval": change.interval,
+                    "reason": change.reason,
+                },
+            )
+        return list(changes)
+    return []

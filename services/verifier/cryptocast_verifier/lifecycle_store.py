@@ -31,6 +31,12 @@ class LifecycleStore(Protocol):
         """The model's last ``n`` scores on the symbol, oldest first."""
         ...
 
+    async def scores_at(
+        self, symbol: str, interval: str, model: str, times: Sequence[datetime]
+    ) -> list[Score]:
+        """The model's scores on the symbol's candles with these target times, oldest first."""
+        ...
+
     async def lineup(self, symbol: str, interval: str) -> Lineup | None: ...
 
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None: ...
@@ -48,6 +54,13 @@ class InMemoryLifecycleStore:
     async def recent(self, symbol: str, interval: str, model: str, n: int) -> list[Score]:
         scores = sorted(self.scores[(symbol, interval, model)].values(), key=_by_time)
         return scores[-n:]
+
+    async def scores_at(
+        self, symbol: str, interval: str, model: str, times: Sequence[datetime]
+    ) -> list[Score]:
+        wanted = set(times)
+        scores = self.scores[(symbol, interval, model)].values()
+        return sorted((s for s in scores if s.target_time in wanted), key=_by_time)
 
     async def lineup(self, symbol: str, interval: str) -> Lineup | None:
         return self.lineups.get((symbol, interval))
@@ -90,10 +103,15 @@ class MongoLifecycleStore:
     async def recent(self, symbol: str, interval: str, model: str, n: int) -> list[Score]:
         query = {"symbol": symbol, "interval": interval, "model": model}
         found = await self._scores.find(query).sort("target_time", -1).limit(n).to_list()
-        return [
-            Score(doc["target_time"], doc["model_error"], doc["naive_error"])
-            for doc in reversed(found)
-        ]
+        return [_score(doc) for doc in reversed(found)]
+
+    async def scores_at(
+        self, symbol: str, interval: str, model: str, times: Sequence[datetime]
+    ) -> list[Score]:
+        query: dict[str, Any] = {"symbol": symbol, "interval": interval, "model": model}
+        query["target_time"] = {"$in": list(times)}
+        found = await self._scores.find(query).sort("target_time", 1).to_list()
+        return [_score(doc) for doc in found]
 
     async def lineup(self, symbol: str, interval: str) -> Lineup | None:
         doc = await self._lineups.find_one({"_id": f"{symbol}:{interval}"})
@@ -116,3 +134,7 @@ class MongoLifecycleStore:
             "challengers": sorted(lineup.challengers),
         }
         await self._lineups.replace_one({"_id": key}, doc, upsert=True)
+
+
+def _score(doc: dict[str, Any]) -> Score:
+    return Score(doc["target_time"], doc["model_error"], doc["naive_error"])

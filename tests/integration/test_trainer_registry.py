@@ -13,8 +13,10 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from cryptocast_common.events import ChangeKind, ModelChange, ModelRef
 from cryptocast_common.registry import IntegrityError, MongoModelRegistry, VersionNotFound
-from tests.unit.test_registry import CHECKS, FILES
+from cryptocast_gateway.store import MongoEventStore
+from tests.unit.test_registry import CHECKS, FILES, T0, register_at
 
 
 @pytest.fixture
@@ -129,3 +131,43 @@ async def test_two_replicas_registering_the_same_version_at_once(
     assert len(await a.versions()) == 1
     assert (await b.get("m@1"))[1] == FILES
     assert len(await stored_files(a)) == len(FILES)  # the loser's files are removed
+
+
+async def test_retention_keeps_every_version_that_was_ever_champion(
+    registry: MongoModelRegistry, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """Ever-champions come from the model_change history the gateway stores, in its layout."""
+
+    def change(kind: ChangeKind, ref: str, by: str = "policy") -> ModelChange:
+        return ModelChange.model_validate(
+            {
+                "symbol": "BTC",
+                "interval": "4h",
+                "kind": kind,
+                "model": ModelRef.parse(ref),
+                "by": by,
+                "reason": "",
+                "decided_at": T0,
+            }
+        )
+
+    for day in range(6):
+        await register_at(registry, f"dist@v{day}", day)
+    await register_at(registry, "dist@seed", -1, status="bundled")
+    await MongoEventStore(db).upsert(
+        [
+            change("promoted", "dist@v1"),  # champion, then demoted: still kept
+            change("demoted", "naive@1"),
+            change("gate_opened", "dist@v2"),  # the first champion of a coin
+            change("registered", "dist@v3", by="trainer"),  # a challenger, never champion
+            change("blocked", "dist@v4"),  # blocked: named, but not as champion
+        ]
+    )
+    assert await registry.ever_champions() == {"dist@v1", "dist@v2", "naive@1"}
+    assert sorted(await registry.retain(keep_last=1, protected=set())) == [
+        "dist@v0",
+        "dist@v3",
+        "dist@v4",
+    ]
+    refs = [v.ref for v in await registry.versions()]
+    assert sorted(refs) == ["dist@seed", "dist@v1", "dist@v2", "dist@v5"]

@@ -24,11 +24,12 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FILES = {"model.json": b'{"params": 1}', "notes.md": b"# notes\n"}
 
 
-async def register_at(registry: ModelRegistry, ref: str, day: int, body: bytes = b"x") -> None:
+async def register_at(
+    registry: ModelRegistry, ref: str, day: int, body: bytes = b"x", status: str = "registered"
+) -> None:
     name, _, version = ref.partition("@")
-    await registry.register(
-        name, version, {"model.json": body}, {"created_at": T0 + timedelta(days=day)}
-    )
+    metadata = {"created_at": T0 + timedelta(days=day), "status": status}
+    await registry.register(name, version, {"model.json": body}, metadata)
 
 
 async def check_register_and_get(registry: ModelRegistry) -> None:
@@ -125,6 +126,15 @@ CHECKS = [
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 async def test_fake_registry(check) -> None:  # type: ignore[no-untyped-def]
     await check(InMemoryModelRegistry())
+
+
+async def test_fake_keeps_the_bundled_versions_and_the_ever_champions() -> None:
+    registry = InMemoryModelRegistry()
+    for day in range(4):
+        await register_at(registry, f"dist@v{day}", day)
+    await register_at(registry, "dist@seed", -1, status="bundled")
+    registry.champions = {"dist@v0"}
+    assert sorted(await registry.retain(keep_last=1, protected={"dist@v2"})) == ["dist@v1"]
 
 
 async def test_fake_refuses_a_file_whose_hash_changed() -> None:

@@ -33,10 +33,13 @@ from gridfs.errors import NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from cryptocast_common.lifecycle import CHAMPION_KINDS
+
 log = logging.getLogger(__name__)
 
 BUCKET = "models"
 VERSIONS = "model_versions"
+CHANGES = "model_changes"  # where the gateway stores every model_change event
 ORPHAN_GRACE = timedelta(hours=1)  # a register still uploading is not an orphan yet
 # Files of an artifact folder that are its metadata, in the order they are looked for.
 METADATA_FILES = ("metadata.json", "model.json")
@@ -160,8 +163,13 @@ class ModelRegistry(Protocol):
         ...
 
     async def retain(self, keep_last: int, protected: set[str]) -> list[str]:
-        """Keep the last ``keep_last`` versions of each name and every protected ref (the
-        caller passes every version that was ever champion); remove the rest, return them."""
+        """Keep the last ``keep_last`` versions of each name, every ``protected`` ref, every
+        bundled version and every version that was ever champion (``ever_champions``);
+        remove the rest, return them."""
+        ...
+
+    async def ever_champions(self) -> set[str]:
+        """Every version the lifecycle policy made champion of some coin, at any time."""
         ...
 
     async def cleanup(self) -> int:
@@ -189,7 +197,11 @@ def _select_removals(
     doomed = []
     for group in by_name.values():
         kept_newest = group[len(group) - keep_last :] if keep_last else []
-        doomed += [v for v in group if v not in kept_newest and v.ref not in protected]
+        doomed += [
+            v
+            for v in group
+            if v not in kept_newest and v.ref not in protected and v.status != "bundled"
+        ]
     return doomed
 
 
@@ -203,6 +215,7 @@ class InMemoryModelRegistry(_Seeding):
     def __init__(self) -> None:
         self._versions: dict[str, ModelVersion] = {}
         self._files: dict[str, dict[str, bytes]] = {}
+        self.champions: set[str] = set()  # what the model_change history would say
 
     async def register(
         self, name: str, version: str, files: Mapping[str, bytes], metadata: Mapping[str, Any]
@@ -231,11 +244,15 @@ class InMemoryModelRegistry(_Seeding):
 
     async def retain(self, keep_last: int, protected: set[str]) -> list[str]:
         removed = []
-        for version in _select_removals(await self.versions(), keep_last, protected):
+        kept = protected | await self.ever_champions()
+        for version in _select_removals(await self.versions(), keep_last, kept):
             del self._versions[version.ref]
             del self._files[version.ref]
             removed.append(version.ref)
         return removed
+
+    async def ever_champions(self) -> set[str]:
+        return set(self.champions)
 
     async def cleanup(self) -> int:
         return 0  # nothing is stored before it is visible
@@ -333,7 +350,8 @@ class MongoModelRegistry(_Seeding):
 
     async def retain(self, keep_last: int, protected: set[str]) -> list[str]:
         removed = []
-        for version in _select_removals(await self.versions(), keep_last, protected):
+        kept = protected | await self.ever_champions()
+        for version in _select_removals(await self.versions(), keep_last, kept):
             document = await self._versions.find_one_and_delete({"_id": version.ref})
             if document is not None:  # invisible first; its files go next (or to cleanup)
                 await self._delete_files(_from_document(document)[1].values())
@@ -341,6 +359,13 @@ class MongoModelRegistry(_Seeding):
         if removed:
             log.info("model versions removed", extra={"models": removed})
         return removed
+
+    async def ever_champions(self) -> set[str]:
+        """From the model_change history the gateway stores (collection ``model_changes``, the
+        events as published): every model the policy named as a coin's champion."""
+        query = {"by": "policy", "kind": {"$in": sorted(CHAMPION_KINDS)}}
+        cursor = self._db[CHANGES].find(query, {"model": 1})
+        return {f"{d['model']['name']}@{d['model']['version']}" async for d in cursor}
 
     async def cleanup(self) -> int:
         referenced: set[ObjectId] = set()

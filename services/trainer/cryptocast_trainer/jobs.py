@@ -213,10 +213,7 @@ async def _run(deps: TrainerDeps) -> RunResult:
     progress("registered", model=version.ref)
     announced = await announce_version(deps.bus, trained.files, deps.symbols, deps.interval)
     progress("announced as challenger", events=len(announced))
-    protected = deps.protected | {
-        v.ref for v in await deps.registry.versions() if v.status in ("bundled", "champion")
-    }
-    removed = await deps.registry.retain(deps.keep_last, protected | {version.ref})
+    removed = await deps.registry.retain(deps.keep_last, deps.protected | {version.ref})
     await deps.registry.cleanup()
     if removed:
         progress("retention", removed=removed)

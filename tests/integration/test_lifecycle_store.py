@@ -5,11 +5,14 @@ the same on both."""
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
-from cryptocast_common.lifecycle import LifecyclePolicy, Lineup
+from cryptocast_common.events import ChangeKind, ModelChange, ModelRef
+from cryptocast_common.lifecycle import LifecyclePolicy, Lineup, current_state, lineup_from
+from cryptocast_gateway.store import EventStore, InMemoryEventStore, MongoEventStore
 from cryptocast_verifier.handlers import LifecycleDeps, handle_lifecycle
 from cryptocast_verifier.lifecycle_store import (
     InMemoryLifecycleStore,
@@ -69,3 +72,47 @@ async def test_the_handler_decides_alike_on_either_store(store: LifecycleStore) 
     changes = await handle_lifecycle(events, deps)
     assert [c.kind for c in changes] == ["promoted", "gate_opened"]
     assert (await store.lineup("BTC", "4h")).champion == str(CHALLENGER)
+
+
+@pytest.fixture(params=["memory", "mongo"])
+async def events(request: pytest.FixtureRequest, mongo_url: str) -> AsyncIterator[EventStore]:
+    if request.param == "memory":
+        yield InMemoryEventStore()
+        return
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    name = f"gateway_{uuid.uuid4().hex[:8]}"
+    yield MongoEventStore(client[name])
+    await client.drop_database(name)
+    await client.close()
+
+
+def policy(kind: ChangeKind, model: ModelRef, i: int) -> ModelChange:
+    return ModelChange(
+        symbol="BTC",
+        interval="4h",
+        kind=kind,
+        model=model,
+        by="policy",
+        reason="",
+        decided_at=candle(i).close_time,
+    )
+
+
+async def test_the_gateways_lifecycle_state_follows_the_changes_it_stores(
+    events: EventStore,
+) -> None:
+    closed, promoted = policy("gate_closed", CHAMPION, 1), policy("promoted", CHALLENGER, 5)
+    pinned, opened = policy("pinned", CHALLENGER, 6), policy("gate_opened", CHALLENGER, 7)
+    await events.upsert([closed])
+    assert (await events.lifecycle("BTC", "4h")) == Lineup(
+        champion=str(CHAMPION), since=closed.decided_at
+    )
+    await events.upsert([promoted, opened])
+    repeat = current_state("BTC", "4h", Lineup(str(CHAMPION), since=closed.decided_at))
+    await events.upsert([promoted, repeat])  # redelivered, and a state told again
+    # Stored late by another replica: older than the newest followed, so the history replays.
+    await events.upsert([pinned])
+    expected = lineup_from([closed, promoted, pinned, opened])
+    assert expected is not None and expected.pinned and expected.gate == "open"
+    assert await events.lifecycle("BTC", "4h") == expected
+    assert await events.lifecycle("ETH", "4h") is None

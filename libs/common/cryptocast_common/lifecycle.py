@@ -21,8 +21,9 @@ backtest runs the very same code on its simulated clock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from cryptocast_common.events import ChangeKind, Evidence, Gate, ModelChange, ModelRef
 from cryptocast_common.significance import diebold_mariano
@@ -57,6 +58,25 @@ class Lineup:
     pinned: bool = False
     blocked: frozenset[str] = frozenset()
     challengers: frozenset[str] = field(default=frozenset())
+
+
+def to_document(lineup: Lineup) -> dict[str, Any]:
+    """The lineup as a MongoDB document's fields (sets as sorted lists)."""
+    return asdict(lineup) | {
+        "blocked": sorted(lineup.blocked),
+        "challengers": sorted(lineup.challengers),
+    }
+
+
+def from_document(doc: Mapping[str, Any]) -> Lineup:
+    return Lineup(
+        champion=doc["champion"],
+        gate=doc["gate"],
+        since=doc["since"],
+        pinned=doc["pinned"],
+        blocked=frozenset(doc["blocked"]),
+        challengers=frozenset(doc["challengers"]),
+    )
 
 
 def judge(scores: Sequence[Score], reference: Sequence[float] | None = None) -> Evidence:

@@ -14,6 +14,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.documents import from_document, to_document
 from cryptocast_common.events import Candle, Event, ModelChange, Prediction, Verification
+from cryptocast_common.lifecycle import Lineup, follow, lineup_from
+from cryptocast_common.lifecycle import from_document as lineup_document
+from cryptocast_common.lifecycle import to_document as lineup_fields
 
 COLLECTIONS = {
     "candle": "candles",
@@ -23,6 +26,8 @@ COLLECTIONS = {
     "model_change": "model_changes",
 }
 Position = tuple[datetime, str]  # (time, event id): where a page ends, for the next one
+HISTORY_READ = 1000  # changes replayed when one is stored out of order
+LIFECYCLE = "model_lifecycle"  # the lifecycle state per symbol, projected from model_changes
 # The time each collection is ordered by for "latest" and range queries.
 TIME_FIELD = {
     "candles": "close_time",
@@ -109,6 +114,46 @@ class EventStore(ABC):
         newest = await self.page("candles", symbol, interval, None, end, None, limit)
         return list(reversed(newest))  # type: ignore[arg-type]  # the candles collection
 
+    # The lifecycle state per symbol, kept as the changes are stored (one read per request,
+    # shared by every gateway replica): the projection's lineup, and the position of the
+    # newest change it follows.
+
+    async def lifecycle(self, symbol: str, interval: str) -> Lineup | None:
+        """The symbol's lineup as the stored changes leave it; None before the first."""
+        return (await self._projection(symbol, interval))[0]
+
+    async def _follow(self, events: Sequence[Event]) -> None:
+        """Bring each symbol's projection up to the policy's changes just stored; one older
+        than the projection's newest (stored late, by another replica) replays the history."""
+        new: dict[tuple[str, str], list[ModelChange]] = defaultdict(list)
+        for event in events:
+            if isinstance(event, ModelChange) and event.by == "policy":
+                new[(event.symbol, event.interval)].append(event)
+        for series, changes in new.items():
+            lineup, newest = await self._projection(*series)
+            changes.sort(key=_position)
+            if newest is not None and _position(changes[0]) < newest:
+                history = await self.model_changes(*series, HISTORY_READ)
+                lineup, newest = lineup_from(list(reversed(history))), _position(history[0])
+            for change in changes:
+                if newest is None or _position(change) > newest:
+                    lineup, newest = follow(lineup, change), _position(change)
+            await self._project(*series, lineup, newest)
+
+    @abstractmethod
+    async def _projection(
+        self, symbol: str, interval: str
+    ) -> tuple[Lineup | None, Position | None]: ...
+
+    @abstractmethod
+    async def _project(
+        self, symbol: str, interval: str, lineup: Lineup | None, newest: Position | None
+    ) -> None: ...
+
+
+def _position(change: ModelChange) -> Position:
+    return change.decided_at, change.event_id
+
 
 class MongoEventStore(EventStore):
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
@@ -129,6 +174,30 @@ class MongoEventStore(EventStore):
             )
         for collection, operations in grouped.items():
             await self._db[collection].bulk_write(operations, ordered=False)
+        await self._follow(events)
+
+    async def _projection(
+        self, symbol: str, interval: str
+    ) -> tuple[Lineup | None, Position | None]:
+        doc = await self._db[LIFECYCLE].find_one({"_id": f"{symbol}:{interval}"})
+        if doc is None:
+            return None, None
+        lineup = None if doc["lineup"] is None else lineup_document(doc["lineup"])
+        return lineup, (doc["decided_at"], doc["event_id"])
+
+    async def _project(
+        self, symbol: str, interval: str, lineup: Lineup | None, newest: Position | None
+    ) -> None:
+        if newest is None:
+            return
+        key = f"{symbol}:{interval}"
+        doc = {
+            "_id": key,
+            "lineup": None if lineup is None else lineup_fields(lineup),
+            "decided_at": newest[0],
+            "event_id": newest[1],
+        }
+        await self._db[LIFECYCLE].replace_one({"_id": key}, doc, upsert=True)
 
     async def find(self, query: PageQuery) -> list[Event]:
         time_field = query.time_field
@@ -163,10 +232,22 @@ class InMemoryEventStore(EventStore):
 
     def __init__(self) -> None:
         self.collections: dict[str, dict[str, Event]] = {name: {} for name in TIME_FIELD}
+        self.projections: dict[tuple[str, str], tuple[Lineup | None, Position | None]] = {}
 
     async def upsert(self, events: Sequence[Event]) -> None:
         for event in events:
             self.collections[COLLECTIONS[event.type]][event.event_id] = event
+        await self._follow(events)
+
+    async def _projection(
+        self, symbol: str, interval: str
+    ) -> tuple[Lineup | None, Position | None]:
+        return self.projections.get((symbol, interval), (None, None))
+
+    async def _project(
+        self, symbol: str, interval: str, lineup: Lineup | None, newest: Position | None
+    ) -> None:
+        self.projections[(symbol, interval)] = (lineup, newest)
 
     async def find(self, query: PageQuery) -> list[Event]:
         time_field = query.time_field

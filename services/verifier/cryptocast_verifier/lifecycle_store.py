@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.events import Verification
-from cryptocast_common.lifecycle import Lineup, Score
+from cryptocast_common.lifecycle import Lineup, Score, from_document, to_document
 
 Series = tuple[str, str]  # (symbol, interval)
 
@@ -115,25 +114,13 @@ class MongoLifecycleStore:
 
     async def lineup(self, symbol: str, interval: str) -> Lineup | None:
         doc = await self._lineups.find_one({"_id": f"{symbol}:{interval}"})
-        if doc is None:
-            return None
-        return Lineup(
-            champion=doc["champion"],
-            gate=doc["gate"],
-            since=doc["since"],
-            pinned=doc["pinned"],
-            blocked=frozenset(doc["blocked"]),
-            challengers=frozenset(doc["challengers"]),
-        )
+        return None if doc is None else from_document(doc)
 
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
         key = f"{symbol}:{interval}"
-        doc = asdict(lineup) | {
-            "_id": key,
-            "blocked": sorted(lineup.blocked),
-            "challengers": sorted(lineup.challengers),
-        }
-        await self._lineups.replace_one({"_id": key}, doc, upsert=True)
+        await self._lineups.replace_one(
+            {"_id": key}, to_document(lineup) | {"_id": key}, upsert=True
+        )
 
 
 def _score(doc: dict[str, Any]) -> Score:

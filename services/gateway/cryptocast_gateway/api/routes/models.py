@@ -1,9 +1,10 @@
 """The model lifecycle through the API: which model serves each coin and whether its gate is
 open, every change with its evidence, and operators' pins and blocks (with an API key).
 
-The state is rebuilt from the stored ``model_change`` events (``lineup_from``); an
-operator's request is published on the bus, and the verifier's lifecycle policy applies it
-and announces the effective change, which then shows here."""
+The state is the store's projection of the stored ``model_change`` events (kept as each is
+stored, so a request reads one document); an operator's request is published on the bus,
+and the verifier's lifecycle policy applies it and announces the effective change, which
+then shows here."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from cryptocast_common.events import Gate, ModelCard, ModelChange, ModelRef
-from cryptocast_common.lifecycle import NAIVE, Lineup, lineup_from
+from cryptocast_common.lifecycle import NAIVE, Lineup
 from cryptocast_common.registry import as_stored
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State
 from cryptocast_gateway.api.routes.v1 import NOT_FOUND, Symbol
 from cryptocast_gateway.state import GatewayState
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
-HISTORY_READ = 1000  # changes replayed to rebuild a coin's lifecycle state
+HISTORY_READ = 1000  # changes read for the models an operator may name
 REQUESTS = {"pin": "pinned", "unpin": "unpinned", "block": "blocked", "unblock": "unblocked"}
 
 
@@ -63,8 +64,7 @@ class Accepted(BaseModel):
 
 
 async def lifecycle_of(state: GatewayState, symbol: str) -> Lineup | None:
-    changes = await state.store.model_changes(symbol, state.common.interval, HISTORY_READ)
-    return lineup_from(list(reversed(changes)))
+    return await state.store.lifecycle(symbol, state.common.interval)
 
 
 def _state(lineup: Lineup) -> LifecycleState:

@@ -12,7 +12,7 @@ from pymongo import AsyncMongoClient
 
 from cryptocast_common.events import ChangeKind, ModelChange, ModelRef
 from cryptocast_common.lifecycle import LifecyclePolicy, Lineup, current_state, lineup_from
-from cryptocast_gateway.store import EventStore, InMemoryEventStore, MongoEventStore
+from cryptocast_gateway.store import LIFECYCLE, EventStore, InMemoryEventStore, MongoEventStore
 from cryptocast_verifier.handlers import LifecycleDeps, handle_lifecycle
 from cryptocast_verifier.lifecycle_store import (
     InMemoryLifecycleStore,
@@ -116,3 +116,9 @@ async def test_the_gateways_lifecycle_state_follows_the_changes_it_stores(
     assert expected is not None and expected.pinned and expected.gate == "open"
     assert await events.lifecycle("BTC", "4h") == expected
     assert await events.lifecycle("ETH", "4h") is None
+    # Changes stored before the projection existed: projected on the first read.
+    if isinstance(events, InMemoryEventStore):
+        events.projections.clear()
+    else:
+        await events._db[LIFECYCLE].delete_many({})
+    assert await events.lifecycle("BTC", "4h") == expected

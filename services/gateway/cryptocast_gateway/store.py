@@ -120,11 +120,22 @@ class EventStore(ABC):
 
     async def lifecycle(self, symbol: str, interval: str) -> Lineup | None:
         """The symbol's lineup as the stored changes leave it; None before the first."""
-        return (await self._projection(symbol, interval))[0]
+        lineup, newest = await self._projection(symbol, interval)
+        if newest is None:  # not projected yet: changes stored before the projection existed
+            lineup, newest = await self._replay(symbol, interval)
+            await self._project(symbol, interval, lineup, newest)
+        return lineup
+
+    async def _replay(self, symbol: str, interval: str) -> tuple[Lineup | None, Position | None]:
+        history = await self.model_changes(symbol, interval, HISTORY_READ)
+        if not history:
+            return None, None
+        return lineup_from(list(reversed(history))), _position(history[0])
 
     async def _follow(self, events: Sequence[Event]) -> None:
-        """Bring each symbol's projection up to the policy's changes just stored; one older
-        than the projection's newest (stored late, by another replica) replays the history."""
+        """Bring each symbol's projection up to the policy's changes just stored. The first
+        projection of a symbol, or a change older than its newest (stored late, by another
+        replica), replays the stored history instead."""
         new: dict[tuple[str, str], list[ModelChange]] = defaultdict(list)
         for event in events:
             if isinstance(event, ModelChange) and event.by == "policy":
@@ -132,9 +143,8 @@ class EventStore(ABC):
         for series, changes in new.items():
             lineup, newest = await self._projection(*series)
             changes.sort(key=_position)
-            if newest is not None and _position(changes[0]) < newest:
-                history = await self.model_changes(*series, HISTORY_READ)
-                lineup, newest = lineup_from(list(reversed(history))), _position(history[0])
+            if newest is None or _position(changes[0]) < newest:
+                lineup, newest = await self._replay(*series)
             for change in changes:
                 if newest is None or _position(change) > newest:
                     lineup, newest = follow(lineup, change), _position(change)

@@ -27,8 +27,10 @@ Measured, by counting the gateway's documents in MongoDB every ``--sample`` seco
   by unordered bulk upserts of the gateway's batch size, with nothing else running;
 - with ``--live N``: freshness at live pace. After the backfill the ingestor publishes N more
   steps, one every ``--pace`` seconds; for the watched coins the bench times each candle from
-  its arrival on a queue of its own (about when it was published) to ``GET /<coin>`` serving
-  the prediction made from it, and to the champion's verdict on it being stored. Only steps
+  its arrival on a queue of its own (about when it was published) to the champion's prediction
+  made from it arriving there, to ``GET /<coin>`` serving that prediction (timed on the
+  gateway's stream, which the same handler call feeds), and to the
+  champion's verdict on it being stored. Only steps
   published once every queue had drained count, so the figures are not a backlog's.
 
 Prints a Markdown table, then the same figures as one JSON line. A service that exits
@@ -58,6 +60,7 @@ from typing import Any
 
 import aio_pika
 import httpx
+import websockets
 from pymongo import AsyncMongoClient, ReplaceOne
 
 from cryptocast.embedded_mongo import EmbeddedMongo, free_port
@@ -268,7 +271,8 @@ class Freshness:
     coins: list[str]
     settled: float | None = None  # when every queue was first seen empty after the backfill
     published: dict[Key, float] = field(default_factory=dict)
-    served: dict[Key, float] = field(default_factory=dict)
+    predicted: dict[Key, float] = field(default_factory=dict)  # the champion's, on the bus
+    served: dict[Key, float] = field(default_factory=dict)  # GET /<coin> answers with it
     verified: dict[Key, float] = field(default_factory=dict)
 
     def first_seen(self, seen: dict[Key, float], key: Key) -> None:
@@ -302,6 +306,7 @@ class Freshness:
         return {
             "coins": self.coins,
             "live_steps_measured": len(keys) // len(self.coins),
+            "to_predicted": delays(self.predicted),
             "to_served": delays(self.served),
             "to_verified": delays(self.verified),
         }
@@ -317,29 +322,33 @@ async def record_published(
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     for coin in fresh.coins:
         await queue.bind(exchange, f"candle.{coin}.{INTERVAL}")
+        await queue.bind(exchange, f"prediction.{coin}.{INTERVAL}")
 
     async def arrived(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         body = json.loads(message.body)
-        key = (body["symbol"], datetime.fromisoformat(body["close_time"]))
-        fresh.first_seen(fresh.published, key)
+        if body["type"] == "candle":
+            key = (body["symbol"], datetime.fromisoformat(body["close_time"]))
+            fresh.first_seen(fresh.published, key)
+        elif body.get("role") == "champion":
+            key = (body["symbol"], datetime.fromisoformat(body["based_on"]["close_time"]))
+            fresh.first_seen(fresh.predicted, key)
         await message.ack()
 
     await queue.consume(arrived)
 
 
-async def poll_served(base_url: str, fresh: Freshness) -> None:
-    """GET /<coin> for each watched coin, over and over; its ``timestamp`` is the close time
-    of the candle the prediction was made from."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
-        while True:
-            for coin in fresh.coins:
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    response = await http.get(f"/{coin.lower()}")
-                    body = response.json() if response.status_code == 200 else None
-                    if body:  # null before the first prediction
-                        key = (coin, datetime.fromisoformat(body["timestamp"]))
-                        fresh.first_seen(fresh.served, key)
-            await asyncio.sleep(0.002)
+async def watch_served(base_url: str, fresh: Freshness) -> None:
+    """The gateway's WebSocket stream of the watched coins' served predictions. The stream is
+    fed by the same handler call that puts a prediction in the memory ``GET /<coin>``
+    answers from, so its arrival is when ``GET /<coin>`` starts serving it, measured without
+    the load that polling ``GET /<coin>`` fast enough would put on the gateway."""
+    url = base_url.replace("http://", "ws://") + "/api/v1/stream?symbols=" + ",".join(fresh.coins)
+    async with websockets.connect(url) as stream:
+        async for message in stream:
+            event = json.loads(message)
+            if event.get("type") == "prediction" and event.get("role") == "champion":
+                key = (event["symbol"], datetime.fromisoformat(event["based_on"]["close_time"]))
+                fresh.first_seen(fresh.served, key)
 
 
 async def poll_verified(db: Any, fresh: Freshness) -> None:
@@ -350,7 +359,7 @@ async def poll_verified(db: Any, fresh: Freshness) -> None:
             target = doc["target_time"].replace(tzinfo=UTC)
             fresh.first_seen(fresh.verified, (doc["symbol"], target))
             since = max(since, target - timedelta(days=2))  # later ones may still come
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
 
 
 class Bench:
@@ -444,7 +453,7 @@ class Bench:
         if self.fresh is not None:
             await record_published(self.connection, self.settings, self.fresh)
             self.watchers = [
-                asyncio.create_task(poll_served(f"http://127.0.0.1:{gateway_port}", self.fresh)),
+                asyncio.create_task(watch_served(f"http://127.0.0.1:{gateway_port}", self.fresh)),
                 asyncio.create_task(poll_verified(self.client[self.db_name], self.fresh)),
             ]
         self.services["ingestor"].start()
@@ -753,7 +762,11 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if result["freshness"]:
         fresh = result["freshness"]
-        for name, label in (("to_served", "GET /<coin>"), ("to_verified", "verdict stored")):
+        for name, label in (
+            ("to_predicted", "the prediction on the bus"),
+            ("to_served", "GET /<coin>"),
+            ("to_verified", "verdict stored"),
+        ):
             d = fresh[name]
             figures = (
                 f"p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms"

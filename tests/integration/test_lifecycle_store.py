@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.events import ChangeKind, ModelChange, ModelRef
 from cryptocast_common.lifecycle import LifecyclePolicy, Lineup, current_state, lineup_from
@@ -23,18 +24,24 @@ from tests.factories import candle
 from tests.unit.test_verifier_lifecycle import CHALLENGER, CHAMPION, verdict
 
 
-@pytest.fixture(params=["memory", "mongo"])
-async def store(request: pytest.FixtureRequest, mongo_url: str) -> AsyncIterator[LifecycleStore]:
-    if request.param == "memory":
-        yield InMemoryLifecycleStore()
-        return
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_url, tz_aware=True)
+@pytest.fixture
+async def database(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     name = f"lifecycle_{uuid.uuid4().hex[:8]}"
-    mongo = MongoLifecycleStore(client[name])
-    await mongo.ensure_indexes()
-    yield mongo
+    yield client[name]
     await client.drop_database(name)
     await client.close()
+
+
+@pytest.fixture(params=["memory", "mongo"])
+async def store(
+    request: pytest.FixtureRequest, database: AsyncDatabase[dict[str, Any]]
+) -> LifecycleStore:
+    if request.param == "memory":
+        return InMemoryLifecycleStore()
+    mongo = MongoLifecycleStore(database)
+    await mongo.ensure_indexes()
+    return mongo
 
 
 async def test_scores_count_once_and_the_lineup_reads_back(store: LifecycleStore) -> None:
@@ -75,15 +82,8 @@ async def test_the_handler_decides_alike_on_either_store(store: LifecycleStore) 
 
 
 @pytest.fixture(params=["memory", "mongo"])
-async def events(request: pytest.FixtureRequest, mongo_url: str) -> AsyncIterator[EventStore]:
-    if request.param == "memory":
-        yield InMemoryEventStore()
-        return
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    name = f"gateway_{uuid.uuid4().hex[:8]}"
-    yield MongoEventStore(client[name])
-    await client.drop_database(name)
-    await client.close()
+def events(request: pytest.FixtureRequest, database: AsyncDatabase[dict[str, Any]]) -> EventStore:
+    return InMemoryEventStore() if request.param == "memory" else MongoEventStore(database)
 
 
 def policy(kind: ChangeKind, model: ModelRef, i: int) -> ModelChange:

@@ -65,6 +65,7 @@ from pymongo import AsyncMongoClient, ReplaceOne
 
 from cryptocast.embedded_mongo import EmbeddedMongo, free_port
 from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
+from cryptocast_common.coins import symbol_of
 from cryptocast_common.documents import to_document
 from cryptocast_common.events import Candle
 from cryptocast_common.settings import CommonSettings
@@ -802,7 +803,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--candles", type=int, default=300, help="backfill candles per coin")
     parser.add_argument(
         "--coins",
-        type=lambda v: [c.strip().upper() for c in v.split(",") if c.strip()],
+        type=lambda v: [symbol_of(c.strip()) for c in v.split(",") if c.strip()],
         default=available,
         help="comma-separated coins (default: every bundled one)",
     )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cryptocast_common.bus import InMemoryBus
+from cryptocast_common.coins import symbol_of
 from cryptocast_common.events import (
     Candle,
     Event,
@@ -333,9 +334,9 @@ def data_sources(data: Sequence[str], symbol: str | None) -> dict[str, Path]:
     for item in data:
         name, equals, path = item.partition("=")
         if equals:
-            sources[name.strip().upper()] = Path(path)
+            sources[symbol_of(name.strip())] = Path(path)
         elif symbol:
-            sources[symbol.upper()] = Path(item)
+            sources[symbol_of(symbol)] = Path(item)
         else:
             raise SeriesError(f"{item}: name its coin with --symbol, or give SYMBOL={item}")
     return sources

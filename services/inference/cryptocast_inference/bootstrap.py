@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from uuid import uuid4
 
 import httpx
 from prometheus_client import Counter
-from pymongo import AsyncMongoClient
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event
 from cryptocast_common.registry import MongoModelRegistry
-from cryptocast_common.runtime import Resources
+from cryptocast_common.runtime import Resources, indexed
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.handlers import (
     InferenceDeps,
@@ -119,10 +117,7 @@ async def bootstrap(
     resources = Resources()
     source: ModelSource = FolderModels(settings.artifacts_dir, common.interval)
     if settings.registry == "mongo":
-        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
-        resources.own(mongo.close)
-        registry = MongoModelRegistry(mongo[common.mongo_db])
-        await registry.ensure_indexes()
+        registry = await indexed(MongoModelRegistry(resources.database(common)))
         await registry.seed_from_folder(settings.artifacts_dir)  # first start; then a no-op
         source = RegisteredModels(registry, settings.model_cache_dir, common.interval)
     lineup = lineup_of([predictor]) if predictor else await build_lineup(settings, source)

@@ -4,9 +4,12 @@ over RabbitMQ and the Mongo wire server, beside the gateway and the verifier.
 The market is rigged, honestly: BTC zigzags (every 4-hour move is undone by the next one,
 with a varying amplitude). The shipped selection's point model is mean reversion, so a
 version retrained on these candles learns to expect half the last move back, while the
-champion, no change, expects nothing. The trainer registers that version on demand; both
-replicas load it as a challenger; after ``MIN_VERDICTS`` verdicts the verifier's policy
-promotes it, and the next candle is predicted by the new champion on every replica.
+champion, no change, expects nothing. The trainer registers that version on demand (POST
+/train with its API key); both replicas load it as a challenger; after ``MIN_VERDICTS``
+verdicts the verifier's policy promotes it. The replica that takes the candles (a single
+active consumer) serves the new champion from the next candle on; the standby, which
+followed the promotion on a queue of its own, serves it as soon as it takes over. Neither
+restarts.
 
 Candles are published on a paced clock: one every ``CANDLE_SECONDS`` (a 4-hour interval
 squeezed), each once the previous one's predictions are stored and its verdicts decided on.
@@ -43,7 +46,7 @@ from tests.factories import candle
 from tests.waiting import eventually
 
 HISTORY = 2300  # the shipped selection's weekly seasonality needs 2,100 training candles
-VALIDATION = 100
+VALIDATION = 100  # candles the trainer holds out for its walk-forward check
 MIN_VERDICTS = 8  # the policy's record, kept small: a promotion after 8 paired verdicts
 CANDLE_SECONDS = 1.5  # the paced clock's 4-hour interval
 API_KEY = "e2e-trainer-key"

@@ -156,11 +156,15 @@ async def _lineup(deps: LifecycleDeps, series: Series) -> Lineup | None:
     return deps.lineups[series]
 
 
+async def _fresh(deps: LifecycleDeps, series: Series) -> Lineup | None:
+    """The stored lineup, which this verifier believes from now on."""
+    deps.lineups[series] = await deps.store.lineup(*series)
+    return deps.lineups[series]
+
+
 async def _stored_is(deps: LifecycleDeps, series: Series, believed: Lineup | None) -> bool:
     """Whether storage holds the lineup this verifier believes in; if not, believe storage."""
-    stored = await deps.store.lineup(*series)
-    deps.lineups[series] = stored
-    return stored == believed
+    return await _fresh(deps, series) == believed
 
 
 async def _save(deps: LifecycleDeps, series: Series, lineup: Lineup) -> None:
@@ -193,9 +197,7 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
     for event in events:
         if isinstance(event, ModelChange) and event.by == "operator":
             series = (event.symbol, event.interval)
-            known = await _lineup(deps, series)
-            await _stored_is(deps, series, known)
-            lineup = deps.lineups[series] or Lineup(champion=str(event.model))
+            lineup = await _fresh(deps, series) or Lineup(champion=str(event.model))
             lineup, confirmed = apply_request(lineup, event)
             await _save(deps, series, lineup)
             out.append(confirmed)

@@ -46,23 +46,19 @@ async def test_event_store_upserts_idempotently_and_answers_queries(stores: Any)
 
 async def test_verifier_store_keeps_pending_and_closes(stores: Any) -> None:
     _, store = stores
-    await store.add_pending(prediction(0))
-    await store.add_pending(prediction(0))
-    await store.add_pending(prediction(0, symbol="ETH"))
-    assert await store.pending_for("BTC", "4h", prediction(0).target_time) == [prediction(0)]
-    await store.save_close(candle(1, close=99.0))
-    assert await store.close_at("BTC", "4h", candle(1).close_time) == 99.0
-    assert await store.close_at("BTC", "4h", candle(5).close_time) is None
-    assert await store.forget_closes_before("BTC", "4h", candle(3).close_time) == 1
-    assert await store.close_at("BTC", "4h", candle(1).close_time) is None
-    assert await store.pending_for("BTC", "4h", prediction(0).target_time) == [prediction(0)]
-    assert (
-        await store.known_closes("BTC", "4h", [candle(1).close_time, candle(2).close_time]) == set()
+    target = [prediction(0).target_time]
+    await store.add_pending([prediction(0), prediction(0, model="other")])
+    await store.add_pending([prediction(0), prediction(0, symbol="ETH")])  # one again
+    assert sorted(p.event_id for p in await store.pending_for("BTC", "4h", target)) == sorted(
+        [prediction(0).event_id, prediction(0, model="other").event_id]
     )
-    await store.save_close(candle(4, close=98.0))
-    assert await store.known_closes("BTC", "4h", [candle(4).close_time]) == {candle(4).close_time}
-    assert await store.forget_pending_before("BTC", "4h", candle(3).close_time) == [
-        prediction(0).target_time
-    ]
-    assert await store.pending_for("BTC", "4h", prediction(0).target_time) == []
-    assert await store.pending_for("ETH", "4h", prediction(0).target_time) != []
+    await store.save_closes([candle(1, close=99.0), candle(2, close=97.0)])
+    await store.save_closes([candle(1, close=99.0)])  # redelivered
+    times = [candle(i).close_time for i in (1, 2, 5)]
+    assert await store.closes_at("BTC", "4h", times) == {times[0]: 99.0, times[1]: 97.0}
+    assert await store.forget_closes_before("BTC", "4h", candle(2).close_time) == 1
+    assert await store.closes_at("BTC", "4h", times) == {times[1]: 97.0}
+    assert len(await store.pending_for("BTC", "4h", target)) == 2
+    assert await store.forget_pending_before("BTC", "4h", candle(3).close_time) == target * 2
+    assert await store.pending_for("BTC", "4h", target) == []
+    assert await store.pending_for("ETH", "4h", target) == [prediction(0, symbol="ETH")]

@@ -1,7 +1,11 @@
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from cryptocast_common.events import PredictionInterval
+from cryptocast_common.events import Event, PredictionInterval
 from cryptocast_verifier.handlers import GiveUps, VerifierDeps, handle
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore
@@ -129,3 +133,45 @@ async def test_verified_predictions_are_not_counted_as_given_up() -> None:
         await handle([prediction(i), prediction(i, model="other")], d)  # two models wait
         assert len(await handle([candle(i + 1)], d)) == 2
     assert given_up(d, "predictions") == 0
+
+
+class CountingStore(InMemoryVerifierStore):
+    """Counts the calls a handler makes: each is a round trip to MongoDB."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = defaultdict(int)
+        for name in (
+            "save_closes",
+            "closes_at",
+            "add_pending",
+            "pending_for",
+            "forget_closes_before",
+            "forget_pending_before",
+        ):
+            setattr(self, name, self._counted(name, getattr(self, name)))
+
+    def _counted(self, name: str, method: Callable[..., Awaitable[Any]]) -> Any:
+        async def counted(*args: Any) -> Any:
+            self.calls[name] += 1
+            return await method(*args)
+
+        return counted
+
+
+async def test_a_batch_costs_round_trips_per_series_not_per_event() -> None:
+    d = deps()
+    d.store = store = CountingStore()
+    batch: list[Event] = []
+    for symbol in ("BTC", "ETH"):
+        batch += [prediction(i, symbol=symbol) for i in range(50)]
+        batch += [candle(i, symbol=symbol) for i in range(1, 51)]
+    verdicts = await handle(batch, d)
+    assert sorted(v.prediction_id for v in verdicts) == sorted(
+        prediction(i, symbol=s).event_id for s in ("BTC", "ETH") for i in range(50)
+    )
+    assert store.calls["save_closes"] == 1
+    assert store.calls["closes_at"] == store.calls["pending_for"] == 2  # one per series
+    assert store.calls["add_pending"] == 0  # every target close came in the same batch
+    assert store.calls["forget_pending_before"] == 2
+    assert sum(store.calls.values()) <= 11  # and a delete of closes per series at most

@@ -16,9 +16,11 @@ target without that candle having come (a gap in the data); both are logged and 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TypeVar
 
 from prometheus_client import Counter
 
@@ -44,6 +46,7 @@ from cryptocast_verifier.store import VerifierStore
 
 log = logging.getLogger(__name__)
 Series = tuple[str, str]  # (symbol, interval)
+T = TypeVar("T", Candle, Prediction)
 JUDGED_ROLES = ("champion", "challenger")  # the baseline is what they are judged against
 
 
@@ -74,36 +77,54 @@ def _advance(seen: dict[Series, datetime], series: Series, moment: datetime) -> 
         seen[series] = moment
 
 
-async def handle_prediction(prediction: Prediction, deps: VerifierDeps) -> list[Event]:
-    series = (prediction.symbol, prediction.interval)
-    _advance(deps.prediction_frontier, series, prediction.based_on.close_time)
-    actual = await deps.store.close_at(
-        prediction.symbol, prediction.interval, prediction.target_time
-    )
-    if actual is None:
-        await deps.store.add_pending(prediction)
-        return []
-    return [verify(prediction, actual, deps.tolerance_pct)]
+def _by_series(events: Sequence[T]) -> dict[Series, list[T]]:
+    grouped: dict[Series, list[T]] = defaultdict(list)
+    for event in events:
+        grouped[(event.symbol, event.interval)].append(event)
+    return grouped
 
 
-async def handle_candle(candle: Candle, deps: VerifierDeps) -> list[Event]:
-    await deps.store.save_close(candle)
-    pending = await deps.store.pending_for(candle.symbol, candle.interval, candle.close_time)
-    await _forget(candle, deps)
-    return [verify(p, candle.close, deps.tolerance_pct) for p in pending]
+async def handle_predictions(predictions: Sequence[Prediction], deps: VerifierDeps) -> list[Event]:
+    """Verify those whose target close is known; the others wait. One read and at most one
+    write per series."""
+    out: list[Event] = []
+    for series, group in _by_series(predictions).items():
+        _advance(deps.prediction_frontier, series, max(p.based_on.close_time for p in group))
+        closes = await deps.store.closes_at(*series, [p.target_time for p in group])
+        out += [
+            verify(p, closes[p.target_time], deps.tolerance_pct)
+            for p in group
+            if p.target_time in closes
+        ]
+        waiting = [p for p in group if p.target_time not in closes]
+        if waiting:
+            await deps.store.add_pending(waiting)
+    return out
 
 
-async def _forget(candle: Candle, deps: VerifierDeps) -> None:
-    series = (candle.symbol, candle.interval)
-    _advance(deps.newest_candle, series, candle.close_time)
-    step = interval_delta(candle.interval)
+async def handle_candles(candles: Sequence[Candle], deps: VerifierDeps) -> list[Event]:
+    """Verify the predictions waiting for these closes, then forget what is no longer
+    needed. The closes themselves are stored first, by ``handle``."""
+    out: list[Event] = []
+    for series, group in _by_series(candles).items():
+        close_of = {c.close_time: c.close for c in group}
+        pending = await deps.store.pending_for(*series, list(close_of))
+        out += [verify(p, close_of[p.target_time], deps.tolerance_pct) for p in pending]
+        await _forget(series, max(close_of), deps)
+    return out
+
+
+async def _forget(series: Series, newest_close: datetime, deps: VerifierDeps) -> None:
+    symbol, interval = series
+    _advance(deps.newest_candle, series, newest_close)
+    step = interval_delta(interval)
     newest = deps.newest_candle[series]
     # Pending predictions first, while the closes they were verified with are still there:
     # a verified one stays pending (a redelivered candle must find it again), so only one
     # whose target close is missing was given up.
     targets = await deps.store.forget_pending_before(*series, newest - deps.reorder_candles * step)
     if targets:  # one per prediction: several models can wait for the same close
-        known = await deps.store.known_closes(*series, targets)
+        known = await deps.store.closes_at(*series, sorted(set(targets)))
         unmatched = sum(target not in known for target in targets)
     else:
         unmatched = 0
@@ -111,7 +132,7 @@ async def _forget(candle: Candle, deps: VerifierDeps) -> None:
         deps.given_up.predictions.inc(unmatched)
         log.warning(
             "predictions given up: their target candle never came",
-            extra={"symbol": candle.symbol, "interval": candle.interval, "count": unmatched},
+            extra={"symbol": symbol, "interval": interval, "count": unmatched},
         )
     frontier = deps.prediction_frontier.get(series)
     # Never past the pending cutoff above, so that check always finds the closes it needs.
@@ -123,20 +144,20 @@ async def _forget(candle: Candle, deps: VerifierDeps) -> None:
             deps.given_up.closes.inc(dropped)
             log.warning(
                 "closes given up before their predictions came",
-                extra={"symbol": candle.symbol, "interval": candle.interval, "count": dropped},
+                extra={"symbol": symbol, "interval": interval, "count": dropped},
             )
     if unneeded is not None:
         await deps.store.forget_closes_before(*series, unneeded)
 
 
 async def handle(events: Sequence[Event], deps: VerifierDeps) -> list[Event]:
-    out: list[Event] = []
-    for event in events:
-        if isinstance(event, Prediction):
-            out += await handle_prediction(event, deps)
-        elif isinstance(event, Candle):
-            out += await handle_candle(event, deps)
-    return out
+    """A batch in a few round trips per series rather than several per event: its closes
+    are stored first, so a prediction and its target candle in one batch meet at once."""
+    candles = [e for e in events if isinstance(e, Candle)]
+    if candles:
+        await deps.store.save_closes(candles)
+    out = await handle_predictions([e for e in events if isinstance(e, Prediction)], deps)
+    return out + await handle_candles(candles, deps)
 
 
 @dataclass

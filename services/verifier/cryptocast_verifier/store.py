@@ -6,9 +6,11 @@ Kept in MongoDB so that pending predictions survive a restart and replicas share
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.documents import from_documents, to_document
@@ -16,15 +18,21 @@ from cryptocast_common.events import Candle, Prediction
 
 
 class VerifierStore(Protocol):
-    async def save_close(self, candle: Candle) -> None: ...
+    async def save_closes(self, candles: Sequence[Candle]) -> None: ...
 
-    async def close_at(self, symbol: str, interval: str, close_time: datetime) -> float | None: ...
+    async def closes_at(
+        self, symbol: str, interval: str, close_times: Sequence[datetime]
+    ) -> dict[datetime, float]:
+        """The stored closes among ``close_times``."""
+        ...
 
-    async def add_pending(self, prediction: Prediction) -> None: ...
+    async def add_pending(self, predictions: Sequence[Prediction]) -> None: ...
 
     async def pending_for(
-        self, symbol: str, interval: str, target: datetime
-    ) -> list[Prediction]: ...
+        self, symbol: str, interval: str, targets: Sequence[datetime]
+    ) -> list[Prediction]:
+        """The pending predictions whose target is one of ``targets``."""
+        ...
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
         """Delete closes before ``cutoff``; returns how many."""
@@ -37,12 +45,6 @@ class VerifierStore(Protocol):
         targets. A verified prediction stays pending until then (see handlers)."""
         ...
 
-    async def known_closes(
-        self, symbol: str, interval: str, close_times: list[datetime]
-    ) -> set[datetime]:
-        """Which of ``close_times`` have their close stored."""
-        ...
-
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
         ...
@@ -53,20 +55,28 @@ class InMemoryVerifierStore:
         self.closes: dict[tuple[str, str, datetime], float] = {}
         self.pending: dict[str, Prediction] = {}
 
-    async def save_close(self, candle: Candle) -> None:
-        self.closes[(candle.symbol, candle.interval, candle.close_time)] = candle.close
+    async def save_closes(self, candles: Sequence[Candle]) -> None:
+        for candle in candles:
+            self.closes[(candle.symbol, candle.interval, candle.close_time)] = candle.close
 
-    async def close_at(self, symbol: str, interval: str, close_time: datetime) -> float | None:
-        return self.closes.get((symbol, interval, close_time))
+    async def closes_at(
+        self, symbol: str, interval: str, close_times: Sequence[datetime]
+    ) -> dict[datetime, float]:
+        found = ((t, self.closes.get((symbol, interval, t))) for t in close_times)
+        return {t: close for t, close in found if close is not None}
 
-    async def add_pending(self, prediction: Prediction) -> None:
-        self.pending[prediction.event_id] = prediction
+    async def add_pending(self, predictions: Sequence[Prediction]) -> None:
+        for prediction in predictions:
+            self.pending[prediction.event_id] = prediction
 
-    async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
+    async def pending_for(
+        self, symbol: str, interval: str, targets: Sequence[datetime]
+    ) -> list[Prediction]:
+        wanted = set(targets)
         return [
             p
             for p in self.pending.values()
-            if (p.symbol, p.interval, p.target_time) == (symbol, interval, target)
+            if (p.symbol, p.interval) == (symbol, interval) and p.target_time in wanted
         ]
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
@@ -85,11 +95,6 @@ class InMemoryVerifierStore:
         ]
         return [self.pending.pop(key).target_time for key in old]
 
-    async def known_closes(
-        self, symbol: str, interval: str, close_times: list[datetime]
-    ) -> set[datetime]:
-        return {t for t in close_times if (symbol, interval, t) in self.closes}
-
     async def ping(self) -> None:
         return None
 
@@ -107,32 +112,46 @@ class MongoVerifierStore:
         await self._closes.create_index([("symbol", 1), ("interval", 1), ("close_time", 1)])
         await self._pending.create_index([("symbol", 1), ("interval", 1), ("target_time", 1)])
 
-    async def save_close(self, candle: Candle) -> None:
-        await self._closes.replace_one(
-            {"_id": candle.event_id},
-            {
-                "_id": candle.event_id,
-                "symbol": candle.symbol,
-                "interval": candle.interval,
-                "close_time": candle.close_time,
-                "close": candle.close,
-            },
-            upsert=True,
+    async def save_closes(self, candles: Sequence[Candle]) -> None:
+        await self._closes.bulk_write(
+            [
+                ReplaceOne(
+                    {"_id": c.event_id},
+                    {
+                        "_id": c.event_id,
+                        "symbol": c.symbol,
+                        "interval": c.interval,
+                        "close_time": c.close_time,
+                        "close": c.close,
+                    },
+                    upsert=True,
+                )
+                for c in candles
+            ],
+            ordered=False,
         )
 
-    async def close_at(self, symbol: str, interval: str, close_time: datetime) -> float | None:
-        found = await self._closes.find_one(
-            {"symbol": symbol, "interval": interval, "close_time": close_time}
+    async def closes_at(
+        self, symbol: str, interval: str, close_times: Sequence[datetime]
+    ) -> dict[datetime, float]:
+        found = self._closes.find(
+            {"symbol": symbol, "interval": interval, "close_time": {"$in": list(close_times)}},
+            {"close_time": 1, "close": 1},
         )
-        return None if found is None else float(found["close"])
+        return {doc["close_time"]: float(doc["close"]) async for doc in found}
 
-    async def add_pending(self, prediction: Prediction) -> None:
-        await self._pending.replace_one(
-            {"_id": prediction.event_id}, to_document(prediction), upsert=True
+    async def add_pending(self, predictions: Sequence[Prediction]) -> None:
+        await self._pending.bulk_write(
+            [ReplaceOne({"_id": p.event_id}, to_document(p), upsert=True) for p in predictions],
+            ordered=False,
         )
 
-    async def pending_for(self, symbol: str, interval: str, target: datetime) -> list[Prediction]:
-        cursor = self._pending.find({"symbol": symbol, "interval": interval, "target_time": target})
+    async def pending_for(
+        self, symbol: str, interval: str, targets: Sequence[datetime]
+    ) -> list[Prediction]:
+        cursor = self._pending.find(
+            {"symbol": symbol, "interval": interval, "target_time": {"$in": list(targets)}}
+        )
         return from_documents(Prediction, await cursor.to_list())
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
@@ -149,12 +168,3 @@ class MongoVerifierStore:
         if old:
             await self._pending.delete_many(query)
         return [doc["target_time"] for doc in old]
-
-    async def known_closes(
-        self, symbol: str, interval: str, close_times: list[datetime]
-    ) -> set[datetime]:
-        found = self._closes.find(
-            {"symbol": symbol, "interval": interval, "close_time": {"$in": close_times}},
-            {"close_time": 1},
-        )
-        return {doc["close_time"] async for doc in found}

@@ -3,7 +3,14 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from cryptocast_common.events import Candle, InvalidEvent, Prediction, decode_event
+from cryptocast_common.events import (
+    Candle,
+    InvalidEvent,
+    ModelChange,
+    ModelRef,
+    Prediction,
+    decode_event,
+)
 from tests.factories import T0, candle, prediction
 
 
@@ -88,3 +95,22 @@ def test_decode_names_what_is_wrong(body: bytes, reason: str) -> None:
 
 def test_decoded_type_is_the_right_class() -> None:
     assert isinstance(decode_event(candle(0).to_json()), Candle)
+
+
+def test_a_change_stamped_by_a_clock_keeps_its_id_once_stored_to_the_millisecond() -> None:
+    stamped = T0.replace(microsecond=123_456)
+    change = ModelChange(
+        symbol="BTC",
+        interval="4h",
+        kind="registered",
+        model=ModelRef(name="dist-4h", version="2"),
+        by="trainer",
+        reason="retrained",
+        decided_at=stamped,
+    )
+    stored = stamped.replace(microsecond=123_000)  # what MongoDB gives back
+    assert change.decided_at == stored
+    read_back = change.model_dump() | {"decided_at": stored}
+    read_back.pop("event_id")
+    assert ModelChange.model_validate(read_back).event_id == change.event_id
+    assert change.event_id.endswith("2026-08-01T00:00:00.123000Z")

@@ -75,6 +75,15 @@ def iso_utc(value: datetime) -> str:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+def _to_millisecond(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+# A moment stamped by a clock, as MongoDB keeps it (to the millisecond): read back, it is the
+# same moment, so the id derived from it still holds.
+ClockDatetime = Annotated[UtcDatetime, AfterValidator(_to_millisecond)]
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, examples=["BTC"])]
 Interval = Annotated[str, AfterValidator(_check_interval), Field(examples=["4h"])]
 
@@ -442,7 +451,7 @@ class ModelChange(EventBase):
     evidence: Evidence | None = None
     by: Literal["policy", "operator", "trainer", "inference"]
     reason: str = Field(max_length=500)
-    decided_at: UtcDatetime
+    decided_at: ClockDatetime
 
     _occurred_at_from: ClassVar[str] = "decided_at"
 

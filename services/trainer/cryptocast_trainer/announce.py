@@ -16,7 +16,6 @@ from datetime import datetime
 
 from cryptocast_common.bus import Bus
 from cryptocast_common.events import Event, ModelChange, ModelRef
-from cryptocast_common.registry import as_stored
 from cryptocast_inference.distribution import MODEL_FILE, DistributionForecaster, DistributionParams
 
 Builder = Callable[[DistributionForecaster, Sequence[str], str], Sequence[Event]]
@@ -40,8 +39,7 @@ def model_changes(
             model=forecaster.model,
             by="trainer",
             reason=reason,
-            # to the millisecond, as stored: the gateway reads it back under the same id
-            decided_at=as_stored(datetime.fromisoformat(forecaster.metadata["created_at"])),
+            decided_at=datetime.fromisoformat(forecaster.metadata["created_at"]),
         )
         for symbol in symbols
     ]

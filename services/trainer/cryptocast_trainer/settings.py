@@ -36,8 +36,8 @@ class TrainerSettings(BaseSettings):
     keep_last: int = Field(default=10, ge=1)
     """Versions of each model the registry keeps (retention)."""
     protected_models: Annotated[list[str], NoDecode] = []
-    """name@version refs retention never removes (every version that was ever champion); bundled
-    versions are always kept."""
+    """Extra name@version refs retention never removes; every version that was ever champion
+    and every bundled one are kept anyway."""
     seed_bundled: bool = True
     """Register the bundled artifacts in the registry on start."""
     host: str = "0.0.0.0"

@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 
 from cryptocast_common.events import Gate, ModelCard, ModelChange, ModelRef
 from cryptocast_common.lifecycle import NAIVE, Lineup
-from cryptocast_common.registry import as_stored
 from cryptocast_gateway.api.deps import ApiError, ApiKey, State
 from cryptocast_gateway.api.routes.v1 import NOT_FOUND, Symbol
 from cryptocast_gateway.state import GatewayState
@@ -150,7 +149,7 @@ async def operator_request(
         model=ModelRef.parse(request.model),
         by="operator",
         reason=request.reason or f"{action} requested through the API",
-        decided_at=as_stored(datetime.now(UTC)),  # read back from MongoDB under its id
+        decided_at=datetime.now(UTC),
     )
     await state.bus.publish([change])
     return Accepted(

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from cryptocast_common.events import Candle, ModelChange, ModelRef
+from cryptocast_common.events import Candle, ModelCard, ModelChange, ModelRef
 from cryptocast_common.registry import InMemoryModelRegistry
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 from cryptocast_inference.handlers import (
@@ -213,10 +213,11 @@ async def test_a_registered_version_is_loaded_from_the_registry_and_a_damaged_on
     await registry.seed_from_folder(BUNDLED_ARTIFACTS)
     lineup = lineup_of([NaivePredictor()])
     windows = CandleWindows(lineup.window)
-    deps = LineupDeps(lineup, windows, RegisteredModels(registry, tmp_path, "4h"))
+    deps = LineupDeps(lineup, windows, RegisteredModels(registry, tmp_path, "4h"), ["BTC"], "4h")
     shipped = ModelRef.parse(SHIPPED_MODEL)
     announced = change("registered", SHIPPED_MODEL, by="trainer")
-    assert await handle_model_changes([announced, announced], deps) == []
+    [card] = await handle_model_changes([announced, announced], deps)  # loaded once
+    assert isinstance(card, ModelCard) and (card.symbol, card.model) == ("BTC", shipped)
     assert lineup.role(SHIPPED_MODEL, ("BTC", "4h")) == "challenger"
     assert windows.size == lineup.window > 1 and (tmp_path / shipped.name).is_dir()
     lstm = ModelRef.parse(LSTM_MODEL)

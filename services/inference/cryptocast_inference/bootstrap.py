@@ -127,5 +127,5 @@ async def bootstrap(
         history = GatewayCandleHistory(http)
     windows = CandleWindows(lineup.window)
     deps = InferenceDeps(lineup, windows, history, UNPREDICTED, HISTORY_READS)
-    following = LineupDeps(lineup, windows, source)
+    following = LineupDeps(lineup, windows, source, common.symbols, common.interval)
     return Inference(await resources.bus(common, bus), common, settings, deps, following, resources)

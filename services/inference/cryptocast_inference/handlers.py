@@ -23,7 +23,7 @@ from cryptocast_common.registry import RegistryError
 from cryptocast_inference.artifacts import ArtifactError
 from cryptocast_inference.history import CandleHistory, HistoryUnavailable
 from cryptocast_inference.lineup import Lineup
-from cryptocast_inference.predictors import DistributionPredictor, Predictor
+from cryptocast_inference.predictors import CardedPredictor, DistributionPredictor, Predictor
 from cryptocast_inference.registry import ModelSource
 from cryptocast_inference.windows import CandleWindows
 
@@ -165,13 +165,15 @@ class LineupDeps:
     lineup: Lineup
     windows: CandleWindows
     source: ModelSource
+    symbols: Sequence[str]  # the coins a newly loaded model shows its card for
+    interval: str
 
 
 async def handle_model_changes(events: list[Event], deps: LineupDeps) -> list[Event]:
     """Follow the lifecycle; load a version the trainer registered, or one the lifecycle
-    names that this replica has not loaded yet. A version that cannot be loaded is refused
-    (logged, and announced), and the current champion keeps serving."""
-    refused: list[Event] = []
+    names that this replica has not loaded yet, and publish its card. A version that cannot
+    be loaded is refused (logged, and announced), and the current champion keeps serving."""
+    out: list[Event] = []
     for event in events:
         if not isinstance(event, ModelChange):
             continue
@@ -181,7 +183,7 @@ async def handle_model_changes(events: list[Event], deps: LineupDeps) -> list[Ev
                 predictor = await deps.source.fetch(model)
             except (ArtifactError, RegistryError) as error:
                 log.error("model refused: %s", error, extra={"model": model})
-                refused.append(
+                out.append(
                     ModelChange(
                         symbol=event.symbol,
                         interval=event.interval,
@@ -196,5 +198,7 @@ async def handle_model_changes(events: list[Event], deps: LineupDeps) -> list[Ev
             deps.lineup.add(predictor)
             deps.windows.grow(deps.lineup.window)
             log.info("model loaded as a challenger", extra={"model": model})
+            if isinstance(predictor, CardedPredictor):
+                out += predictor.cards(deps.symbols, deps.interval)
         deps.lineup.apply(event)
-    return refused
+    return out

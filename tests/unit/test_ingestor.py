@@ -20,7 +20,7 @@ from cryptocast_ingestor.settings import (
     replay_folder,
 )
 from cryptocast_ingestor.sources.replay import load_timeline, replay
-from tests.factories import candle
+from tests.factories import STEP, candle
 
 BINANCE_HEADER = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
 
@@ -135,10 +135,15 @@ def test_timeline_is_the_window_every_symbol_covers(tmp_path: Path) -> None:
 
 def test_replaying_the_recent_past_gates_it_as_the_whole_history_would(tmp_path: Path) -> None:
     bundles = Path(__file__).parents[2] / "services/ingestor/cryptocast_ingestor/data/binance_4h"
-    for symbol in ("BTC", "DOGE"):  # DOGE's first years hold jumps the gate holds or rejects
-        name = f"{symbol}_4h.csv.gz"
-        write_bundle(read_bundle(bundles / name)[:1200], tmp_path / name)
+    # DOGE's first years hold jumps the gate holds or rejects; its data here ends earlier,
+    # as a delisted coin's does, so the common window ends with it.
+    doge = read_bundle(bundles / "DOGE_4h.csv.gz")[:1000]
+    btc = read_bundle(bundles / "BTC_4h.csv.gz")
+    btc = [bar for bar in btc if bar.open_time <= doge[-1].open_time + 700 * STEP][-1900:]
+    write_bundle(doge, tmp_path / "DOGE_4h.csv.gz")
+    write_bundle(btc, tmp_path / "BTC_4h.csv.gz")
     whole = load_timeline(tmp_path, ["BTC", "DOGE"], "4h")
+    assert [c.symbol for c in whole[-1]] == ["BTC", "DOGE"]
     assert load_timeline(tmp_path, ["BTC", "DOGE"], "4h", last=300) == whole[-300:]
     assert load_timeline(tmp_path, ["BTC", "DOGE"], "4h", last=9000) == whole
 

@@ -33,21 +33,28 @@ def load_timeline(
     ``last`` steps of it when given.
 
     Restricting to the common window makes the demo's prices one moment of the market. Only
-    the ``last`` bars of each file, and a few volatility windows before them to warm the gate
-    up, become candles: a replay of the recent past costs what it replays, not the history.
+    the bars of that window's ``last`` steps, and a few volatility windows before them to warm
+    the gate up, become candles: a replay of the recent past costs what it replays, not the
+    history.
     """
-    series = {}
+    bundles = {}
     for symbol in symbols:
         path = folder / f"{symbol}_{interval}.csv.gz"
         if not path.exists():
             raise FileNotFoundError(f"no replay data for {symbol} {interval}: {path} is missing")
+        bundles[symbol] = (path, read_bundle(path))
+    # The common window ends with the coin whose data ends first (a delisted one, say).
+    common_end = min((bars[-1].open_time for _, bars in bundles.values() if bars), default=None)
+    series = {}
+    for symbol, (path, bars) in bundles.items():
+        if last is not None and common_end is not None:
+            kept = [bar for bar in bars if bar.open_time <= common_end]
+            bars = kept[-(last + GATE_WARM_UP_FACTOR * jumps.volatility_window) :]
         gate = QualityGate(symbol, interval, f"replay:{folder.name}", jumps)
-        bars = read_bundle(path)
-        if last is not None:
-            bars = bars[-(last + GATE_WARM_UP_FACTOR * jumps.volatility_window) :]
         series[symbol] = gate.admit(bars)
         if not series[symbol]:
             raise ValueError(f"{path} holds no candles that pass the quality gate")
+    del bundles
     start = max(candles[0].open_time for candles in series.values())
     end = min(candles[-1].open_time for candles in series.values())
     steps: dict[datetime, list[Candle]] = defaultdict(list)

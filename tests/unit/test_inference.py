@@ -140,6 +140,21 @@ async def test_candles_without_a_window_are_counted_by_reason() -> None:
     assert registry.get_sample_value("unpredicted_total", {"reason": "gap"}) == 2  # 3 and 4
 
 
+async def test_a_replica_active_again_reads_what_it_missed_from_storage() -> None:
+    """Active, then standby while another replica predicted, then active again: the candles
+    it did not see are read back once, not waited for."""
+    history = FakeHistory([candle(i, close=100 + i) for i in range(80)])
+    deps, registry = counted_deps(history)
+    for i in range(20):
+        await handle_candles([candle(i, close=100 + i)], deps)
+    assert history.calls == 1  # the series' first candle
+    [p] = await handle_candles([candle(70, close=170)], deps)
+    assert p.own_close == (168 + 169 + 170) / 3 and history.calls == 2
+    await handle_candles([candle(71, close=171)], deps)
+    assert history.calls == 2
+    assert registry.get_sample_value("unpredicted_total", {"reason": "gap"}) is None
+
+
 async def test_candles_closing_together_are_predicted_in_one_batch() -> None:
     predictor = MeanPredictor()
     deps = InferenceDeps(lineup_of([predictor]), CandleWindows(3), FakeHistory([]))

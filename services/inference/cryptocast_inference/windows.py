@@ -33,14 +33,16 @@ class CandleWindows:
             self._short |= set(self._series)
 
     def knows(self, candle: Candle) -> bool:
-        """Whether this series has history here reaching back to ``candle``: what a read-back
-        from storage could add for it was read already (or it came on the bus)."""
+        """Whether the candle before ``candle`` is held (it came on the bus, or storage was
+        read for it already): if not, storage may have what is missing. That is the first
+        candle of a series here, one older than all held, and the first after a stretch this
+        replica did not see (another one was active meanwhile)."""
         series = (candle.symbol, candle.interval)
         if series in self._short:
             self._short.discard(series)
             return False
-        held = self._series.get(series)
-        return held is not None and bool(held) and min(held) <= candle.open_time
+        held = self._series.get(series, {})
+        return candle.open_time - interval_delta(candle.interval) in held
 
     def forget_reads(self, candle: Candle) -> None:
         """The read-back for this series failed: the next candle of it asks storage again."""

@@ -110,9 +110,11 @@ class CountingStore(InMemoryLifecycleStore):
 async def test_the_lineup_is_kept_in_memory_and_checked_before_a_change() -> None:
     store = CountingStore()
     lifecycle = LifecycleDeps(store, LifecyclePolicy(verdicts=20, min_verdicts=10))
-    for i in range(9):  # nine verdicts, nine batches: the lineup read from storage once
-        await handle_lifecycle([verdict(i, CHAMPION, "champion", 0.9, "closed")], lifecycle)
-    assert store.reads <= 3  # the first read, and the checks before founding and its gate
+    # Nine verdicts in a batch: storage is read for the batch, not for each verdict.
+    await handle_lifecycle(
+        [verdict(i, CHAMPION, "champion", 0.9, "closed") for i in range(9)], lifecycle
+    )
+    assert store.reads <= 4  # the first read, the check before founding, the decision's
     # Meanwhile another verifier, active while this one stood by, promoted the challenger:
     # this one decides from that lineup, not from what it remembered.
     theirs = Lineup(champion=str(CHALLENGER), gate="closed", since=candle(8).close_time)
@@ -137,3 +139,23 @@ async def test_a_challenger_that_missed_a_candle_is_paired_with_the_champions_ol
             events.append(verdict(i, CHALLENGER, "challenger", 0.9 + 0.05 * (i % 3)))
     promoted, _ = await handle_lifecycle(events, lifecycle)
     assert (promoted.kind, promoted.model, promoted.evidence.n) == ("promoted", CHALLENGER, 10)
+
+
+async def test_an_unpin_applied_by_another_verifier_lets_this_one_promote() -> None:
+    store = InMemoryLifecycleStore()
+    here = LifecycleDeps(store, LifecyclePolicy(verdicts=20, min_verdicts=10))
+    pinned = Lineup(champion=str(CHAMPION), challengers=frozenset({str(CHALLENGER)}), pinned=True)
+    await store.save_lineup("BTC", "4h", pinned)
+    await handle_lifecycle([verdict(0, CHAMPION, "champion", 0.9, "closed")], here)
+    # The other verifier, active meanwhile, applied an operator's unpin: no verdict says so.
+    await store.save_lineup(
+        "BTC", "4h", Lineup(champion=str(CHAMPION), challengers=pinned.challengers)
+    )
+    events = []
+    for i in range(1, 13):
+        events += [
+            verdict(i, CHAMPION, "champion", 0.5 + 0.1 * (i % 2), "closed"),
+            verdict(i, CHALLENGER, "challenger", 0.9 + 0.05 * (i % 2)),
+        ]
+    changes = await handle_lifecycle(events, here)
+    assert changes and changes[0].kind == "promoted" and changes[0].model == CHALLENGER

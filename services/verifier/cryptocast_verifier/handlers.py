@@ -251,7 +251,10 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
 
 async def _decide(deps: LifecycleDeps, series: Series, now: datetime, stale: bool) -> list[Event]:
     """The series' changes after its latest verdicts, or its current state again for a
-    replica that missed it; decided afresh if storage turns out to hold another lineup."""
+    replica that missed it; decided afresh if storage turns out to hold another lineup.
+    Storage is read first, once per series and batch: another verifier may have applied an
+    operator's pin or block meanwhile, which no verdict's label would reveal."""
+    await _fresh(deps, series)
     while (lineup := await _lineup(deps, series)) is not None:
         records = await _records(deps, series, lineup)
         decided, changes = decide(*series, lineup, records, deps.policy, now)

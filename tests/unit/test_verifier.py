@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from cryptocast_common.events import Event, PredictionInterval
-from cryptocast_verifier.handlers import GiveUps, VerifierDeps, handle
+from cryptocast_verifier.handlers import TRIM_EVERY, GiveUps, VerifierDeps, handle
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore
 from tests.factories import candle, prediction
@@ -91,10 +91,10 @@ async def test_a_burst_of_candles_ahead_of_its_predictions_loses_no_verification
 
 async def test_closes_are_forgotten_once_predictions_have_passed_them() -> None:
     d = deps()
-    await handle([prediction(100), candle(101)], d)
+    await handle([prediction(100)], d)
     store = d.store
     assert isinstance(store, InMemoryVerifierStore)
-    await handle([candle(i) for i in range(60, 101)], d)
+    await handle([candle(i) for i in range(60, 102)], d)
     kept = sorted(moment for (_, _, moment) in store.closes)
     assert kept[0] == candle(100 - 10).close_time  # reorder_candles behind the frontier
     assert given_up(d, "closes") == 0
@@ -175,3 +175,12 @@ async def test_a_batch_costs_round_trips_per_series_not_per_event() -> None:
     assert store.calls["add_pending"] == 0  # every target close came in the same batch
     assert store.calls["forget_pending_before"] == 2
     assert sum(store.calls.values()) <= 11  # and a delete of closes per series at most
+
+
+async def test_a_series_is_trimmed_every_few_intervals_not_on_every_batch() -> None:
+    d = deps()
+    d.store = store = CountingStore()
+    for i in range(40):
+        await handle([prediction(i), candle(i + 1)], d)
+    # Trimmed at the first candle, then every TRIM_EVERY intervals.
+    assert store.calls["forget_pending_before"] == 1 + 39 // TRIM_EVERY

@@ -47,6 +47,7 @@ from cryptocast_verifier.store import VerifierStore
 log = logging.getLogger(__name__)
 Series = tuple[str, str]  # (symbol, interval)
 T = TypeVar("T", Candle, Prediction)
+TRIM_EVERY = 16  # intervals between two trims of a series' closes and pending predictions
 JUDGED_ROLES = ("champion", "challenger")  # the baseline is what they are judged against
 
 
@@ -70,6 +71,9 @@ class VerifierDeps:
     # only make it keep more, never drop what is needed.
     prediction_frontier: dict[Series, datetime] = field(default_factory=dict)
     newest_candle: dict[Series, datetime] = field(default_factory=dict)
+    # When each series was last trimmed (its newest candle then): deleting scans what is
+    # stored, so it is done every TRIM_EVERY intervals, not on every batch.
+    trimmed_at: dict[Series, datetime] = field(default_factory=dict)
 
 
 def _advance(seen: dict[Series, datetime], series: Series, moment: datetime) -> None:
@@ -119,6 +123,10 @@ async def _forget(series: Series, newest_close: datetime, deps: VerifierDeps) ->
     _advance(deps.newest_candle, series, newest_close)
     step = interval_delta(interval)
     newest = deps.newest_candle[series]
+    last_trim = deps.trimmed_at.get(series)
+    if last_trim is not None and newest - last_trim < TRIM_EVERY * step:
+        return
+    deps.trimmed_at[series] = newest
     # Pending predictions first, while the closes they were verified with are still there:
     # a verified one stays pending (a redelivered candle must find it again), so only one
     # whose target close is missing was given up.

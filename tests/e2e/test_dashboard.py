@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,19 @@ COLOURED = """id => {
   }
   return coloured / (px.length / 4);
 }"""
+
+
+def recent(candles: list[Candle]) -> list[Candle]:
+    """``candles`` moved by whole days to end within the last day: the page scores the
+    verdicts of the last 30 days."""
+    shift = timedelta(days=(datetime.now(UTC) - candles[-1].close_time).days)
+    return [
+        Candle.model_validate(
+            c.model_dump(exclude={"event_id", "occurred_at"})
+            | {"open_time": c.open_time + shift, "close_time": c.close_time + shift}
+        )
+        for c in candles
+    ]
 
 
 def shown(moment: datetime) -> str:
@@ -167,7 +180,7 @@ async def gateway(common: CommonSettings) -> AsyncIterator[Gateway]:
 async def test_dashboard_draws_the_real_record_and_follows_the_stream(
     chromium: Path, gateway: Gateway
 ) -> None:
-    candles = read_candles(DATA, "BTC", "4h")[-(CHAMPION.window + FORECASTS) :]
+    candles = recent(read_candles(DATA, "BTC", "4h")[-(CHAMPION.window + FORECASTS) :])
     before, live = replay(candles)
     await gateway.state.bus.publish(before)
     base = f"http://127.0.0.1:{gateway.port}"
@@ -227,8 +240,11 @@ async def shows_the_record(
     expected = [forecast.interval_80.lower, forecast.interval_80.upper]
     assert [float(edge) for edge in band] == pytest.approx(expected, rel=1e-5)
     await expect(page.locator("#forecast-gate")).to_have_text("open")
+    # The scores are read at most every 15 s after a verdict.
     await expect(page.locator("#verdict-count")).to_have_text(
-        f"{sum(v.role == 'champion' for v in verdicts)} verdicts of {CHAMPION.model}"
+        f"{sum(v.role == 'champion' for v in verdicts)} verdicts of {CHAMPION.model} "
+        "in the last 30 days",
+        timeout=20_000,
     )
     rows = page.locator("#verdicts tbody tr")
     await expect(rows).to_have_count(20)

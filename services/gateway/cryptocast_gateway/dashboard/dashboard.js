@@ -6,7 +6,10 @@ const API = new URL("../api/v1/", location.href);
 const SHOWN_CANDLES = 120;
 const SHOWN_VERDICTS = 20;
 const PREDICTIONS_READ = 500; // every model's: enough to hold the champion's for the candles shown
+const SCORES_WINDOW = "30d"; // the scorecards' window: a bounded read, not every verdict ever
+const SCORES_SPAN = "the last 30 days"; // SCORES_WINDOW in words
 const REFRESH_AFTER_MS = 1000; // verdicts arriving together cause one refresh of the scores
+const SCORES_EVERY_MS = 15000; // and the scores are read at most this often per tab
 const RECONNECT_AFTER_MS = 3000;
 const COLORS = ["#2563eb", "#d97706", "#7c3aed", "#059669", "#db2777", "#4b5563"];
 
@@ -173,6 +176,7 @@ function drawCalibration(skill) {
 }
 
 function showScorecards(accuracy) {
+  $("scorecards").closest("section").querySelector("h2").textContent = `Scorecards, verdicts of ${SCORES_SPAN}`;
   fillTable(
     "scorecards",
     Object.entries(accuracy.models).map(([name, s]) => [
@@ -188,7 +192,7 @@ function showScorecards(accuracy) {
   const champion = view.predictions.at(-1)?.model;
   const name = champion && `${champion.name}@${champion.version}`;
   const card = accuracy.models[name];
-  $("verdict-count").textContent = card ? `${card.n} verdicts of ${name}` : "";
+  $("verdict-count").textContent = card ? `${card.n} verdicts of ${name} in ${SCORES_SPAN}` : "";
 }
 
 function fact(term, value, className) {
@@ -251,11 +255,13 @@ function showVerdicts() {
   );
 }
 
+let scoresReadAt = 0;
 async function refreshScores() {
   const symbol = view.symbol;
+  scoresReadAt = Date.now();
   const [skill, accuracy, card, history] = await Promise.all([
     api(`skill/${symbol}`),
-    api(`accuracy/${symbol}?window=all`),
+    api(`accuracy/${symbol}?window=${SCORES_WINDOW}`),
     api(`model/${symbol}`).catch(() => null), // none before the first model card
     api(`models/history?symbol=${symbol}&limit=20`),
   ]);
@@ -285,10 +291,17 @@ async function load(symbol) {
   follow(symbol);
 }
 
+// The fan and the verdicts follow the stream at once; the scores (skill, scorecards, gate,
+// history) after a verdict, at most once per SCORES_EVERY_MS: one pending refresh covers
+// every verdict that arrives before it runs.
 let refreshTimer = null;
 function scheduleRefresh() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => refreshScores().catch(report), REFRESH_AFTER_MS);
+  if (refreshTimer !== null) return;
+  const wait = Math.max(REFRESH_AFTER_MS, scoresReadAt + SCORES_EVERY_MS - Date.now());
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refreshScores().catch(report);
+  }, wait);
 }
 
 function receive(event) {

@@ -172,7 +172,12 @@ class Candle(EventBase):
         return self
 
     def derive_id(self) -> str:
-        return f"candle:{self.symbol}:{self.interval}:{iso_utc(self.open_time)}"
+        return self.id_for(self.symbol, self.interval, self.open_time)
+
+    @staticmethod
+    def id_for(symbol: str, interval: str, open_time: datetime) -> str:
+        """The id of the candle of ``symbol`` opening at ``open_time``."""
+        return f"candle:{symbol}:{interval}:{iso_utc(open_time)}"
 
 
 Role = Literal["champion", "challenger", "baseline"]

@@ -14,7 +14,7 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.documents import from_documents, to_document
-from cryptocast_common.events import Candle, Prediction
+from cryptocast_common.events import Candle, Prediction, interval_delta, iso_utc
 
 
 class VerifierStore(Protocol):
@@ -111,6 +111,7 @@ class MongoVerifierStore:
     async def ensure_indexes(self) -> None:
         await self._closes.create_index([("symbol", 1), ("interval", 1), ("close_time", 1)])
         await self._pending.create_index([("symbol", 1), ("interval", 1), ("target_time", 1)])
+        await self._pending.create_index("waits_for")
 
     async def save_closes(self, candles: Sequence[Candle]) -> None:
         await self._closes.bulk_write(
@@ -134,24 +135,31 @@ class MongoVerifierStore:
     async def closes_at(
         self, symbol: str, interval: str, close_times: Sequence[datetime]
     ) -> dict[datetime, float]:
-        found = self._closes.find(
-            {"symbol": symbol, "interval": interval, "close_time": {"$in": list(close_times)}},
-            {"close_time": 1, "close": 1},
-        )
+        # By id, a string: the Mongo wire server evaluates a list of times in Python over
+        # every stored document, but a list of ids in SQL.
+        step = interval_delta(interval)
+        ids = [Candle.id_for(symbol, interval, close_time - step) for close_time in close_times]
+        found = self._closes.find({"_id": {"$in": ids}}, {"close_time": 1, "close": 1})
         return {doc["close_time"]: float(doc["close"]) async for doc in found}
 
     async def add_pending(self, predictions: Sequence[Prediction]) -> None:
         await self._pending.bulk_write(
-            [ReplaceOne({"_id": p.event_id}, to_document(p), upsert=True) for p in predictions],
+            [
+                ReplaceOne(
+                    {"_id": p.event_id},
+                    to_document(p) | {"waits_for": _waits_for(p.symbol, p.interval, p.target_time)},
+                    upsert=True,
+                )
+                for p in predictions
+            ],
             ordered=False,
         )
 
     async def pending_for(
         self, symbol: str, interval: str, targets: Sequence[datetime]
     ) -> list[Prediction]:
-        cursor = self._pending.find(
-            {"symbol": symbol, "interval": interval, "target_time": {"$in": list(targets)}}
-        )
+        keys = [_waits_for(symbol, interval, target) for target in targets]
+        cursor = self._pending.find({"waits_for": {"$in": keys}}, {"waits_for": 0})
         return from_documents(Prediction, await cursor.to_list())
 
     async def forget_closes_before(self, symbol: str, interval: str, cutoff: datetime) -> int:
@@ -168,3 +176,8 @@ class MongoVerifierStore:
         if old:
             await self._pending.delete_many(query)
         return [doc["target_time"] for doc in old]
+
+
+def _waits_for(symbol: str, interval: str, target: datetime) -> str:
+    """The close a pending prediction waits for, as a string key (see ``closes_at``)."""
+    return f"{symbol}:{interval}:{iso_utc(target)}"

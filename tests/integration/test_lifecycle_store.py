@@ -1,19 +1,30 @@
 """The lifecycle store's contract on the Mongo wire server, as on the in-memory fake: the
 same verdict twice counts once, the lineup reads back as saved, and the handler decides
-the same on both."""
+the same on both; the gateway's projection loses no change written concurrently, and skips
+a stored change that no longer decodes."""
 
+import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from cryptocast_common.events import ChangeKind, ModelChange, ModelRef
+from cryptocast_common.documents import to_document
+from cryptocast_common.events import ChangeKind, ModelChange, ModelRef, iso_utc
 from cryptocast_common.lifecycle import LifecyclePolicy, Lineup, current_state, lineup_from
-from cryptocast_gateway.store import LIFECYCLE, EventStore, InMemoryEventStore, MongoEventStore
+from cryptocast_gateway.store import (
+    LIFECYCLE,
+    EventStore,
+    InMemoryEventStore,
+    MongoEventStore,
+    Position,
+    Projection,
+)
 from cryptocast_verifier.handlers import LifecycleDeps, handle_lifecycle
 from cryptocast_verifier.lifecycle_store import (
     InMemoryLifecycleStore,
@@ -122,3 +133,117 @@ async def test_the_gateways_lifecycle_state_follows_the_changes_it_stores(
     else:
         await events._db[LIFECYCLE].delete_many({})
     assert await events.lifecycle("BTC", "4h") == expected
+
+
+class Stale:
+    """A store whose read is stale by the time it writes: right after the first ``_projection``
+    (or ``_replay``) it reads, another writer (``meanwhile``) stores and projects a change."""
+
+    stale_after = "_projection"
+    meanwhile: list[Callable[[], Awaitable[None]]]
+
+    async def _projection(self, symbol: str, interval: str) -> Projection:
+        read: Projection = await super()._projection(symbol, interval)  # type: ignore[misc]
+        if self.stale_after == "_projection":
+            await self._meanwhile()
+        return read
+
+    async def _replay(self, symbol: str, interval: str) -> tuple[Lineup | None, Position | None]:
+        replayed: tuple[Lineup | None, Position | None] = await super()._replay(symbol, interval)  # type: ignore[misc]
+        if self.stale_after == "_replay":
+            await self._meanwhile()
+        return replayed
+
+    async def _meanwhile(self) -> None:
+        while self.meanwhile:
+            await self.meanwhile.pop()()
+
+
+class StaleMemory(Stale, InMemoryEventStore):
+    pass
+
+
+class StaleMongo(Stale, MongoEventStore):
+    pass
+
+
+@pytest.fixture(params=["memory", "mongo"])
+def stale(request: pytest.FixtureRequest, database: AsyncDatabase[dict[str, Any]]) -> Stale:
+    store = StaleMemory() if request.param == "memory" else StaleMongo(database)
+    store.meanwhile = []
+    return store
+
+
+async def test_a_change_projected_meanwhile_is_not_overwritten(stale: Stale) -> None:
+    store: EventStore = stale  # type: ignore[assignment]  # a store with a stale read
+    closed, promoted = policy("gate_closed", CHAMPION, 1), policy("promoted", CHALLENGER, 5)
+    opened = policy("gate_opened", CHALLENGER, 7)
+    await store.upsert([closed])
+    # Read before another replica stores and projects `gate_opened`, written after.
+    stale.meanwhile = [lambda: store.upsert([opened])]
+    await store.upsert([promoted])
+    assert not stale.meanwhile
+    assert await store.lifecycle("BTC", "4h") == lineup_from([closed, promoted, opened])
+
+
+async def test_a_first_projection_does_not_overwrite_a_newer_one(stale: Stale) -> None:
+    store: EventStore = stale  # type: ignore[assignment]  # a store with a stale read
+    closed, promoted = policy("gate_closed", CHAMPION, 1), policy("promoted", CHALLENGER, 5)
+    await store.upsert([closed])
+    await _forget_projections(store)  # stored before the projection existed
+    # The history replayed, another replica stores `promoted` and projects it first.
+    stale.stale_after, stale.meanwhile = "_replay", [lambda: store.upsert([promoted])]
+    assert await store.lifecycle("BTC", "4h") == lineup_from([closed, promoted])
+    assert not stale.meanwhile
+    assert await store.lifecycle("BTC", "4h") == lineup_from([closed, promoted])
+
+
+async def test_replicas_storing_changes_at_once_lose_none(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    replicas = [MongoEventStore(database) for _ in range(3)]
+    stored = [policy("gate_closed", CHAMPION, 1)]
+    await replicas[0].upsert(stored)
+    for round_ in range(6):  # each replica blocks a version of its own, all at once
+        batch = [
+            policy("blocked", ModelRef(name="other", version=f"{round_}.{i}"), 10 * round_ + i)
+            for i in range(2, 5)
+        ]
+        await asyncio.gather(*(r.upsert([c]) for r, c in zip(replicas, batch, strict=True)))
+        stored += batch
+    expected = lineup_from(stored)
+    assert expected is not None and len(expected.blocked) == 18
+    assert await replicas[1].lifecycle("BTC", "4h") == expected
+
+
+async def test_a_stored_change_that_no_longer_decodes_is_skipped(
+    database: AsyncDatabase[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MongoEventStore(database)
+    closed, promoted = policy("gate_closed", CHAMPION, 1), policy("promoted", CHALLENGER, 5)
+    await store.upsert([closed])
+    # Stored by the previous release: the id derived from a microsecond decided_at.
+    pinned = policy("pinned", CHAMPION, 2)
+    stamped = pinned.decided_at + timedelta(microseconds=456)  # MongoDB kept the millisecond
+    legacy = to_document(pinned)
+    legacy["_id"] = legacy["_id"].replace(iso_utc(pinned.decided_at), iso_utc(stamped))
+    assert legacy["_id"] != pinned.event_id
+    await database["model_changes"].insert_one(legacy)
+    await database[LIFECYCLE].delete_many({})  # so reads and writes replay the history
+    with caplog.at_level(logging.WARNING, logger="cryptocast_gateway.store"):
+        assert await store.lifecycle("BTC", "4h") == lineup_from([closed])
+        await database[LIFECYCLE].delete_many({})
+        await store.upsert([promoted])  # replays: the batch is not failed by the old change
+        assert await store.lifecycle("BTC", "4h") == lineup_from([closed, promoted])
+        assert [c.event_id for c in await store.model_changes("BTC", "4h", 10)] == [
+            promoted.event_id,
+            closed.event_id,
+        ]
+    assert legacy["_id"] in caplog.text
+
+
+async def _forget_projections(store: EventStore) -> None:
+    if isinstance(store, InMemoryEventStore):
+        store.projections.clear()
+    elif isinstance(store, MongoEventStore):
+        await store._db[LIFECYCLE].delete_many({})

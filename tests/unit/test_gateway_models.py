@@ -1,9 +1,11 @@
 """The model lifecycle through the gateway: what is served, the state and history per coin,
 operators' requests, and the gate gauge."""
 
+from datetime import timedelta
+
 import httpx
 
-from cryptocast_common.events import Event, ModelChange, ModelRef, Prediction
+from cryptocast_common.events import Event, ModelCard, ModelChange, ModelRef, Prediction
 from cryptocast_gateway.bootstrap import Gateway
 from tests.factories import candle, prediction
 from tests.gateway_app import KEY
@@ -136,3 +138,36 @@ async def test_an_operators_pin_is_published_for_the_lifecycle_to_apply(
     assert pin.decided_at.microsecond % 1000 == 0  # as MongoDB keeps it: read back, same id
     bad = await client.post("/api/v1/models/btc/fire", json=body, headers=KEY)
     assert bad.status_code == 400 and "action" in bad.text
+
+
+async def test_the_card_shown_is_the_serving_models_never_a_newer_challengers(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    from cryptocast_inference.registry import build_predictor
+    from cryptocast_inference.settings import InferenceSettings
+
+    shipped = build_predictor(InferenceSettings(), "4h")
+    [card] = shipped.cards(["BTC"], "4h")  # type: ignore[attr-defined]  # a distribution model
+    newer = card.model_dump() | {
+        "model": ModelRef.parse(CHALLENGER),
+        "trained_at": card.trained_at + timedelta(days=1),
+        "occurred_at": None,
+        "event_id": "",
+    }
+    loaded = ModelCard.model_validate(newer)  # a version loaded at runtime shows its card
+    await publish(gateway, [card, loaded])
+    # Neither a lifecycle nor a served forecast names the champion yet.
+    unknown = await client.get("/api/v1/model/btc")
+    assert unknown.status_code == 404 and "no champion known" in unknown.json()["message"]
+    champion = str(shipped.model)
+    await publish(gateway, [as_model(prediction(3), champion, "champion", "closed")])
+    body = (await client.get("/api/v1/model/btc")).json()
+    assert (str(ModelRef(**body["model"])), body["lifecycle"]) == (champion, None)
+    # A champion with no card (the baseline has none) is not shown another model's card.
+    await publish(gateway, [change("gate_closed", "naive@1", 4)])
+    cardless = await client.get("/api/v1/model/btc")
+    assert cardless.status_code == 404 and "naive@1" in cardless.json()["message"]
+    await publish(gateway, [change("promoted", CHALLENGER, 5)])
+    body = (await client.get("/api/v1/model/btc")).json()
+    assert body["model"] == {"name": "dist-4h", "version": "2"}
+    assert body["lifecycle"]["champion"] == CHALLENGER

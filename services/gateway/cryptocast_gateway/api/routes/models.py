@@ -22,6 +22,7 @@ from cryptocast_gateway.state import GatewayState
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 HISTORY_READ = 1000  # changes read for the models an operator may name
+CARDS_READ = 100  # model cards read at a time, newest first, looking for the serving model's
 REQUESTS = {"pin": "pinned", "unpin": "unpinned", "block": "blocked", "unblock": "unblocked"}
 
 
@@ -79,16 +80,41 @@ def _state(lineup: Lineup) -> LifecycleState:
 @router.get("/model/{symbol}", response_model=ServingModel, responses=NOT_FOUND)
 async def serving_model(symbol: Symbol, state: State) -> ServingModel:
     """The model serving ``symbol`` with its held-out evaluation against the baselines, and
-    the coin's lifecycle state (champion, gate, pin, blocks)."""
-    cards = await state.store.page("models", symbol, state.common.interval, None, None, None, 100)
+    the coin's lifecycle state (champion, gate, pin, blocks). The serving model is the
+    lifecycle's champion, or before the lifecycle decided, the model of the newest served
+    forecast; 404 while neither is known, or while it has no card (the no-change
+    baseline has none): never another model's card (a challenger's is often the newest)."""
     lineup = await lifecycle_of(state, symbol)
     latest = state.latest.get(symbol)
     serving = lineup.champion if lineup else str(latest.prediction.model) if latest else None
-    chosen = [c for c in cards if isinstance(c, ModelCard) and str(c.model) == serving]
-    card = (chosen or cards or [None])[0]
-    if not isinstance(card, ModelCard):
-        raise ApiError(404, {"status": "error", "message": f"no model card for {symbol} yet"})
+    if serving is None:
+        raise ApiError(
+            404, {"status": "error", "message": f"no model serves {symbol} yet: no champion known"}
+        )
+    card = await _card_of(state, symbol, serving)
+    if card is None:
+        raise ApiError(
+            404, {"status": "error", "message": f"no model card for {serving} on {symbol} yet"}
+        )
     return ServingModel(**card.model_dump(), lifecycle=_state(lineup) if lineup else None)
+
+
+async def _card_of(state: GatewayState, symbol: str, model: str) -> ModelCard | None:
+    """The card ``model`` published for ``symbol``, however many newer ones there are."""
+    before = None
+    while True:
+        cards = await state.store.page(
+            "models", symbol, state.common.interval, None, None, before, CARDS_READ
+        )
+        for card in cards:
+            if isinstance(card, ModelCard) and str(card.model) == model:
+                return card
+        if len(cards) < CARDS_READ:
+            return None
+        last = cards[-1]
+        if not isinstance(last, ModelCard):  # the models collection holds only cards
+            return None
+        before = (last.trained_at, last.event_id)
 
 
 @router.get("/models/history", response_model=ModelHistory, responses=NOT_FOUND)

@@ -217,13 +217,17 @@ async def test_dashboard_draws_the_real_record_and_follows_the_stream(
         SCREENSHOT.parent.mkdir(exist_ok=True)
         await page.screenshot(path=SCREENSHOT, full_page=True)
 
-        await page.select_option("#symbol", "ETH")  # a coin with a model card and nothing else
-        await expect(page.locator("#gate")).to_contain_text("not decided yet")
+        await page.select_option("#symbol", "ETH")  # a model card, no champion yet
+        await expect(page.locator("#gate")).to_contain_text("none serving yet")
         await expect(page.locator("#last-close")).to_have_text("–")
         await expect(page.locator("#verdicts tbody tr")).to_have_count(0)
         assert page.url.endswith("#ETH")
         await browser.close()
-    assert problems == []
+    # A coin with no champion yet is answered 404 by /api/v1/model (the page says so);
+    # Chromium reports that response and logs it: nothing else may fail.
+    no_champion = f"{base}/api/v1/model/ETH"
+    assert [p for p in problems if no_champion not in p and "404 (Not Found)" not in p] == []
+    assert any(no_champion in p for p in problems)
 
 
 async def shows_the_record(

@@ -151,9 +151,11 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
         recent = (await http.get("/api/v1/accuracy/btc", params={"window": "24h"})).json()
         assert recent["models"] == {}  # the factories' predictions are from August 2026
 
-        card = (await http.get("/api/v1/model/btc")).json()
-        assert card["model"] == cards[0].model.model_dump()
-        assert set(card["evaluation"]) == {"model", "naive", "drift", "sma"}
+        # The served forecasts are naive@1's, which has no card: the LSTM's is not shown
+        # as if it served.
+        no_card = await http.get("/api/v1/model/btc")
+        assert no_card.status_code == 404 and "naive@1" in no_card.text
+        assert cards[0].model.name != "naive"
         assert (await http.get("/api/v1/model/sol")).status_code == 404
 
         metrics = (await http.get("/metrics")).text

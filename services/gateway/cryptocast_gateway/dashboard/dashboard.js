@@ -206,7 +206,7 @@ function fact(term, value, className) {
 
 function showGate(card) {
   if (!card) {
-    $("gate").replaceChildren(...fact("champion", "no model card yet"));
+    $("gate").replaceChildren(...fact("champion", "none serving yet"));
     return;
   }
   const life = card.lifecycle;

@@ -176,7 +176,6 @@ function drawCalibration(skill) {
 }
 
 function showScorecards(accuracy) {
-  $("scorecards").closest("section").querySelector("h2").textContent = `Scorecards, verdicts of ${SCORES_SPAN}`;
   fillTable(
     "scorecards",
     Object.entries(accuracy.models).map(([name, s]) => [

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from cryptocast_common.bus import InMemoryBus
-from cryptocast_common.events import ModelCard, Prediction, Verification
+from cryptocast_common.events import ModelCard, ModelRef, Prediction, Verification
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.settings import GatewaySettings
@@ -51,11 +51,15 @@ async def live() -> AsyncIterator[LiveGateway]:
         store=InMemoryEventStore(),
     )
     await gateway.start()
-    predictions = [prediction(i, base=100 + i, predicted=101 + i * 1.01) for i in range(12)]
-    verifications = [verify(p, 100.5 + i, 2.0) for i, p in enumerate(predictions[:10])]
     cards = load_artifact(artifact_dir(InferenceSettings().artifacts_dir, LSTM_MODEL)).cards(
         ["BTC"], "4h"
     )
+    # The carded model serves BTC, so GET /api/v1/model/btc has the serving model's card.
+    predictions = [
+        by_model(prediction(i, base=100 + i, predicted=101 + i * 1.01), cards[0].model)
+        for i in range(12)
+    ]
+    verifications = [verify(p, 100.5 + i, 2.0) for i, p in enumerate(predictions[:10])]
     await bus.publish([*predictions, prediction(0, symbol="ETH"), *verifications, *cards])
     await bus.drain()
     try:
@@ -70,3 +74,8 @@ async def live() -> AsyncIterator[LiveGateway]:
     finally:
         await gateway.stop()
         await bus.close()
+
+
+def by_model(forecast: Prediction, model: ModelRef) -> Prediction:
+    """``forecast`` as ``model``'s, under the id that model's forecast has."""
+    return Prediction.model_validate(forecast.model_dump(exclude={"event_id"}) | {"model": model})

@@ -63,7 +63,7 @@ import httpx
 import websockets
 from pymongo import AsyncMongoClient, ReplaceOne
 
-from cryptocast.embedded_mongo import EmbeddedMongo, free_port
+from cryptocast.embedded_mongo import EmbeddedMongo, free_ports
 from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
 from cryptocast_common.coins import symbol_of
 from cryptocast_common.documents import to_document
@@ -424,13 +424,15 @@ class Bench:
         self.connection = await aio_pika.connect_robust(self.args.amqp_url, timeout=10)
 
         self.bulk_ceiling = await self.measure_bulk_ceiling()
-        gateway_port = free_port()
-        env = self.environment(gateway_port)
         inference = [
             f"inference-{i}" if i > 1 else "inference" for i in range(1, self.args.replicas + 1)
         ]
-        for name in ("gateway", "verifier", *inference, "ingestor"):
-            port = gateway_port if name == "gateway" else free_port()
+        names = ("gateway", "verifier", *inference, "ingestor")
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
+        gateway_port = ports["gateway"]
+        env = self.environment(gateway_port)
+        for name in names:
+            port = ports[name]
             own = dict(env)
             if name != "gateway":
                 own["CRYPTOCAST_HEALTH_PORT"] = str(port)

@@ -27,7 +27,7 @@ import aio_pika
 import httpx
 from pymongo import AsyncMongoClient
 
-from cryptocast.embedded_mongo import EmbeddedMongo, free_port
+from cryptocast.embedded_mongo import EmbeddedMongo, free_port, free_ports
 from cryptocast_common.events import (
     BasedOn,
     Candle,
@@ -523,7 +523,8 @@ class Pipeline:
         self.db_name = self.namespace.replace("-", "_")
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.gateway_port = free_port()
+        ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        self.gateway_port = ports["gateway"]
         base = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOCAST_")} | {
             "CRYPTOCAST_AMQP_URL": rabbit.url,
             "CRYPTOCAST_MONGO_URL": mongo.url,
@@ -542,7 +543,7 @@ class Pipeline:
         }
         self.services: dict[str, ServiceProcess] = {}
         for name in SERVICES:
-            port = self.gateway_port if name == "gateway" else free_port()
+            port = ports[name]
             env = dict(base)
             if name != "gateway":
                 env["CRYPTOCAST_HEALTH_PORT"] = str(port)

@@ -1,4 +1,4 @@
-"""Small builders of valid events for tests."""
+"""Small builders of valid events for tests, and the candle storage inference reads back."""
 
 from __future__ import annotations
 
@@ -43,3 +43,16 @@ def prediction(
         predicted_close=predicted,
         model=ModelRef(name=model, version="1"),
     )
+
+
+class StoredCandles:
+    """Candle history as storage would answer it; counts the reads."""
+
+    def __init__(self, candles: list[Candle]) -> None:
+        self.candles = candles
+        self.calls = 0
+
+    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
+        self.calls += 1
+        found = [c for c in self.candles if c.symbol == symbol and c.close_time <= end]
+        return found[-limit:]

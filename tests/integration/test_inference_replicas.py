@@ -3,36 +3,21 @@ fast backfill loses no prediction, and the other replica takes over when the fir
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from prometheus_client import REGISTRY
 
 from cryptocast_common.amqp import AmqpBus
-from cryptocast_common.events import Candle, Event, Prediction
+from cryptocast_common.events import Event, Prediction
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.bootstrap import bootstrap as inference
 from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
-from tests.factories import candle
+from tests.factories import StoredCandles, candle
 from tests.waiting import eventually
 
 SYMBOLS = ("BTC", "ETH", "SOL")
 WINDOW = build_predictor(InferenceSettings(), "4h").window  # candles one prediction needs
 BACKFILL = WINDOW + 40
 AFTER_HAND_OVER = 5
-
-
-class StoredCandles:
-    """What the gateway would answer from storage, counting the reads of each replica."""
-
-    def __init__(self, stored: list[Candle]) -> None:
-        self.stored = stored
-        self.reads = 0
-
-    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
-        self.reads += 1
-        found = [c for c in self.stored if c.symbol == symbol and c.close_time <= end]
-        return found[-limit:]
 
 
 def gaps() -> float:
@@ -68,8 +53,8 @@ async def test_series_stay_on_one_replica_and_move_when_it_leaves(common: Common
 
         # One replica took every series: it asked storage once per series (its first candle,
         # nothing older stored), the other never did; no candle lacked its window.
-        active, standby = sorted(range(2), key=lambda i: -storage[i].reads)
-        assert (storage[active].reads, storage[standby].reads) == (len(SYMBOLS), 0)
+        active, standby = sorted(range(2), key=lambda i: -storage[i].calls)
+        assert (storage[active].calls, storage[standby].calls) == (len(SYMBOLS), 0)
         assert gaps() == gaps_before
         assert len({p.event_id for p in predictions}) == expected
 
@@ -79,13 +64,13 @@ async def test_series_stay_on_one_replica_and_move_when_it_leaves(common: Common
             for i in range(BACKFILL, BACKFILL + AFTER_HAND_OVER)
             for s in SYMBOLS
         ]
-        storage[standby].stored += later
+        storage[standby].candles += later
         await observer.publish(later)
         expected += len(later)
         await eventually(lambda: _at_least(predictions, expected), within=60)
 
         # The standby rebuilt each window from storage once, then from the bus.
-        assert storage[standby].reads == len(SYMBOLS)
+        assert storage[standby].calls == len(SYMBOLS)
         assert gaps() == gaps_before
         made = {(p.symbol, p.based_on.close_time) for p in predictions}
         assert made >= {(c.symbol, c.close_time) for c in later}

@@ -19,7 +19,7 @@ from cryptocast_inference.predictors import NaivePredictor
 from cryptocast_inference.registry import RegisteredModels, lineup_of
 from cryptocast_inference.settings import LSTM_MODEL, SHIPPED_MODEL
 from cryptocast_inference.windows import CandleWindows
-from tests.factories import candle
+from tests.factories import StoredCandles, candle
 
 
 class MeanPredictor:
@@ -35,17 +35,6 @@ class MeanPredictor:
     def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
         self.batches.append(len(windows))
         return [sum(c.close for c in w) / len(w) for w in windows]
-
-
-class FakeHistory:
-    def __init__(self, candles: list[Candle]) -> None:
-        self.candles = candles
-        self.calls = 0
-
-    async def before(self, symbol: str, interval: str, end: datetime, limit: int) -> list[Candle]:
-        self.calls += 1
-        found = [c for c in self.candles if c.symbol == symbol and c.close_time <= end]
-        return found[-limit:]
 
 
 def test_windows_are_assembled_for_any_held_candle_in_any_order() -> None:
@@ -65,7 +54,7 @@ def test_windows_are_assembled_for_any_held_candle_in_any_order() -> None:
 
 
 async def test_naive_predicts_the_last_close_for_the_next_candle() -> None:
-    deps = InferenceDeps(lineup_of([NaivePredictor()]), CandleWindows(1), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([NaivePredictor()]), CandleWindows(1), StoredCandles([]))
     [p] = await handle_candles([candle(4, close=123.0)], deps)
     assert p.own_close == 123.0
     assert p.based_on.close_time == candle(4).close_time
@@ -76,7 +65,7 @@ async def test_naive_predicts_the_last_close_for_the_next_candle() -> None:
 
 
 async def test_windows_are_rebuilt_from_history_after_a_restart() -> None:
-    history = FakeHistory([candle(i, close=100 + i) for i in range(5)])
+    history = StoredCandles([candle(i, close=100 + i) for i in range(5)])
     predictor = MeanPredictor()
     deps = InferenceDeps(lineup_of([predictor]), CandleWindows(3), history)
     [p] = await handle_candles([candle(5, close=105)], deps)
@@ -87,13 +76,13 @@ async def test_windows_are_rebuilt_from_history_after_a_restart() -> None:
 
 
 async def test_no_prediction_without_enough_history() -> None:
-    deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), StoredCandles([]))
     assert await handle_candles([candle(0)], deps) == []
     assert await handle_candles([candle(1)], deps) == []
     assert len(await handle_candles([candle(2)], deps)) == 1
 
 
-class BrokenHistory(FakeHistory):
+class BrokenHistory(StoredCandles):
     """Storage that cannot answer until ``mend`` is called."""
 
     broken = True
@@ -105,7 +94,7 @@ class BrokenHistory(FakeHistory):
         return await super().before(symbol, interval, end, limit)
 
 
-def counted_deps(history: FakeHistory) -> tuple[InferenceDeps, CollectorRegistry]:
+def counted_deps(history: StoredCandles) -> tuple[InferenceDeps, CollectorRegistry]:
     registry = CollectorRegistry()
     deps = InferenceDeps(
         lineup_of([MeanPredictor()]),
@@ -133,7 +122,7 @@ async def test_unreadable_storage_retries_the_candle_instead_of_skipping_it() ->
 
 
 async def test_candles_without_a_window_are_counted_by_reason() -> None:
-    deps, registry = counted_deps(FakeHistory([]))
+    deps, registry = counted_deps(StoredCandles([]))
     for i in (0, 1, 3, 4, 5):  # candle 2 never comes
         await handle_candles([candle(i)], deps)
     assert registry.get_sample_value("unpredicted_total", {"reason": "warm_up"}) == 2
@@ -143,7 +132,7 @@ async def test_candles_without_a_window_are_counted_by_reason() -> None:
 async def test_a_replica_active_again_reads_what_it_missed_from_storage() -> None:
     """Active, then standby while another replica predicted, then active again: the candles
     it did not see are read back once, not waited for."""
-    history = FakeHistory([candle(i, close=100 + i) for i in range(80)])
+    history = StoredCandles([candle(i, close=100 + i) for i in range(80)])
     deps, registry = counted_deps(history)
     for i in range(20):
         await handle_candles([candle(i, close=100 + i)], deps)
@@ -157,7 +146,7 @@ async def test_a_replica_active_again_reads_what_it_missed_from_storage() -> Non
 
 async def test_candles_closing_together_are_predicted_in_one_batch() -> None:
     predictor = MeanPredictor()
-    deps = InferenceDeps(lineup_of([predictor]), CandleWindows(3), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([predictor]), CandleWindows(3), StoredCandles([]))
     for i in range(2):
         await handle_candles([candle(i, symbol=s) for s in ("BTC", "ETH", "SOL")], deps)
     predictions = await handle_candles([candle(2, symbol=s) for s in ("BTC", "ETH", "SOL")], deps)
@@ -167,7 +156,7 @@ async def test_candles_closing_together_are_predicted_in_one_batch() -> None:
 
 async def test_a_candle_handled_after_newer_ones_is_still_predicted() -> None:
     """After a crash a returned candle is handled after newer ones: it keeps its prediction."""
-    deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), FakeHistory([]))
+    deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), StoredCandles([]))
     for i in (0, 1, 2, 4, 5):
         await handle_candles([candle(i, close=100 + i)], deps)
     [late] = await handle_candles([candle(3, close=103)], deps)
@@ -176,7 +165,7 @@ async def test_a_candle_handled_after_newer_ones_is_still_predicted() -> None:
 
 
 async def test_a_series_that_starts_on_the_bus_reads_storage_once() -> None:
-    history = FakeHistory([])
+    history = StoredCandles([])
     deps = InferenceDeps(lineup_of([MeanPredictor()]), CandleWindows(3), history)
     for i in range(5):
         await handle_candles([candle(i)], deps)
@@ -188,7 +177,7 @@ async def test_every_model_predicts_and_the_champion_serves_no_change_until_its_
 ):
     mean = MeanPredictor()
     lineup = lineup_of([mean, NaivePredictor()])
-    deps = InferenceDeps(lineup, CandleWindows(lineup.window), FakeHistory([]))
+    deps = InferenceDeps(lineup, CandleWindows(lineup.window), StoredCandles([]))
     for i in range(2):
         await handle_candles([candle(i, close=100 + i)], deps)
     champion, baseline = await handle_candles([candle(2, close=110)], deps)

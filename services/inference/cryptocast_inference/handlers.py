@@ -51,8 +51,8 @@ class InferenceDeps:
 
 
 async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | None:
-    # Storage is read once per series (after a restart or a hand-over), or for a candle
-    # older than all held: a series that starts on the bus (a backfill) never waits on it.
+    # Storage is read when the candle before this one is not held (see ``knows``): once per
+    # series as it starts, after a hand-over or a gap; a series on the bus never waits on it.
     asked = deps.windows.knows(candle)
     deps.windows.add(candle)
     window = deps.windows.full(candle)

@@ -33,13 +33,15 @@ def prediction(
     predicted: float = 101.0,
     symbol: str = "BTC",
     model: str = "naive",
+    horizon: int = 1,
 ) -> Prediction:
-    """Made when candle ``i`` closed, for candle ``i + 1``."""
+    """Made when candle ``i`` closed, for candle ``i + horizon``."""
     return Prediction(
         symbol=symbol,
         interval="4h",
         based_on=BasedOn(close_time=T0 + (i + 1) * STEP, close=base),
-        target_time=T0 + (i + 2) * STEP,
+        target_time=T0 + (i + 1 + horizon) * STEP,
+        horizon=horizon,
         predicted_close=predicted,
         model=ModelRef(name=model, version="1"),
     )

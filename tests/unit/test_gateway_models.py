@@ -171,3 +171,26 @@ async def test_the_card_shown_is_the_serving_models_never_a_newer_challengers(
     body = (await client.get("/api/v1/model/btc")).json()
     assert body["model"] == {"name": "dist-4h", "version": "2"}
     assert body["lifecycle"]["champion"] == CHALLENGER
+
+
+async def test_the_one_step_forecast_is_served_and_others_are_paged_by_horizon(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    now = as_model(prediction(3, base=100.0, predicted=103.0), CHAMPION, "champion", "open")
+    ahead = as_model(
+        prediction(3, base=100.0, predicted=106.0, horizon=3), CHAMPION, "champion", "open"
+    )
+    await publish(gateway, [now, ahead])
+    assert (await client.get("/btc")).json()["predictedPrice"] == "$103.00"
+    served = (await client.get("/api/v1/predictions/btc/latest")).json()
+    assert (served["horizon"], served["event_id"]) == (1, now.event_id)
+    [listed] = (await client.get("/api/v1/predictions/btc")).json()["data"]
+    assert listed["event_id"] == now.event_id
+    [three] = (await client.get("/api/v1/predictions/btc?horizon=3")).json()["data"]
+    assert (three["event_id"], three["target_time"]) == (ahead.event_id, "2026-08-02T04:00:00Z")
+    assert (await client.get("/api/v1/predictions/btc?horizon=2")).json()["data"] == []
+    assert (await client.get("/api/v1/predictions/btc?interval=1d")).json()["data"] == []
+    refused = await client.get("/api/v1/predictions/btc?horizon=0")
+    assert refused.status_code in (400, 422)
+    symbols = (await client.get("/api/v1/symbols")).json()
+    assert (symbols["interval"], symbols["intervals"]) == ("4h", ["4h"])

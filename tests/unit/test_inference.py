@@ -1,11 +1,11 @@
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from cryptocast_common.events import Candle, ModelCard, ModelChange, ModelRef
+from cryptocast_common.events import Candle, ModelCard, ModelChange, ModelRef, iso_utc
 from cryptocast_common.registry import InMemoryModelRegistry
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 from cryptocast_inference.handlers import (
@@ -19,7 +19,9 @@ from cryptocast_inference.predictors import NaivePredictor
 from cryptocast_inference.registry import RegisteredModels, lineup_of
 from cryptocast_inference.settings import LSTM_MODEL, SHIPPED_MODEL
 from cryptocast_inference.windows import CandleWindows
-from tests.factories import StoredCandles, candle
+from tests.factories import T0, StoredCandles, candle
+
+DAY = timedelta(days=1)
 
 
 class MeanPredictor:
@@ -28,11 +30,13 @@ class MeanPredictor:
     model = ModelRef(name="mean", version="3")
     skill = None
     window = 3
+    interval = "4h"
+    horizons = 1
 
     def __init__(self) -> None:
         self.batches: list[int] = []
 
-    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+    def predict(self, windows: Sequence[Sequence[Candle]], horizon: int = 1) -> list[float]:
         self.batches.append(len(windows))
         return [sum(c.close for c in w) / len(w) for w in windows]
 
@@ -217,7 +221,7 @@ async def test_a_registered_version_is_loaded_from_the_registry_and_a_damaged_on
     await registry.seed_from_folder(BUNDLED_ARTIFACTS)
     lineup = lineup_of([NaivePredictor()])
     windows = CandleWindows(lineup.window)
-    deps = LineupDeps(lineup, windows, RegisteredModels(registry, tmp_path, "4h"), ["BTC"], "4h")
+    deps = LineupDeps(lineup, windows, RegisteredModels(registry, tmp_path, ["4h"]), ["BTC"])
     shipped = ModelRef.parse(SHIPPED_MODEL)
     announced = change("registered", SHIPPED_MODEL, by="trainer")
     [card] = await handle_model_changes([announced, announced], deps)  # loaded once
@@ -229,3 +233,42 @@ async def test_a_registered_version_is_loaded_from_the_registry_and_a_damaged_on
     [refused] = await handle_model_changes([change("registered", LSTM_MODEL, by="trainer")], deps)
     assert (refused.kind, refused.by, refused.model) == ("refused", "inference", lstm)
     assert "scaler.json" in refused.reason and LSTM_MODEL not in lineup.loaded
+
+
+def day(i: int, close: float = 100.0) -> Candle:
+    return candle(
+        i, close=close, interval="1d", open_time=T0 + i * DAY, close_time=T0 + (i + 1) * DAY
+    )
+
+
+async def test_each_interval_is_predicted_by_its_own_models_at_every_horizon_they_reach() -> None:
+    mean = MeanPredictor()  # fitted on 4h, one step ahead
+    lineup = lineup_of([mean, NaivePredictor()])
+    lineup.champions = {"4h": "mean@3", "1d": "naive@1"}
+    deps = InferenceDeps(lineup, CandleWindows(lineup.window), StoredCandles([]), horizons=3)
+    for i in range(2):
+        await handle_candles([candle(i, close=100 + i), day(i)], deps)
+    made = await handle_candles([candle(2, close=110), day(2, close=90)], deps)
+    four_hour = [p for p in made if p.interval == "4h"]
+    daily = [p for p in made if p.interval == "1d"]
+    # The 4h mean model one candle ahead, the baseline 1 .. 3 candles ahead of each series.
+    assert sorted((str(p.model), p.horizon) for p in four_hour) == [
+        ("mean@3", 1),
+        ("naive@1", 1),
+        ("naive@1", 2),
+        ("naive@1", 3),
+    ]
+    assert [(p.horizon, p.role) for p in daily] == [
+        (1, "champion"),
+        (2, "champion"),
+        (3, "champion"),
+    ]
+    assert [p.target_time for p in daily] == [day(2).close_time + h * DAY for h in (1, 2, 3)]
+    assert all(p.predicted_close == 90 and p.gate == "closed" for p in daily)
+    # Every prediction has an id of its own; one step ahead keeps the id it always had.
+    assert len({p.event_id for p in made}) == len(made) == 7
+    one_step = next(p for p in four_hour if p.horizon == 1 and str(p.model) == "naive@1")
+    assert one_step.event_id == f"prediction:naive@1:BTC:4h:{iso_utc(candle(3).close_time)}"
+    assert ":h3:" in next(p for p in daily if p.horizon == 3).event_id
+    # A daily window is as long as its own models need: the baseline's one candle.
+    assert lineup.window_for("1d") == 1 and lineup.window_for("4h") == 3

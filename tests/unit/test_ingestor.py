@@ -19,7 +19,7 @@ from cryptocast_ingestor.settings import (
     IngestorSettings,
     replay_folder,
 )
-from cryptocast_ingestor.sources.replay import load_timeline, replay
+from cryptocast_ingestor.sources.replay import load_timeline, load_timelines, replay
 from tests.factories import STEP, candle
 
 BINANCE_HEADER = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
@@ -208,3 +208,34 @@ def test_the_bundle_replayed_is_the_one_that_holds_every_configured_coin(tmp_pat
     assert replay_folder(default, ["BTC", "ETH", "SOL", "XRP"], "4h") == BUNDLED_REPLAY
     assert replay_folder(default, ["BTC", "DOGE"], "4h") == BUNDLED_BINANCE
     assert replay_folder(IngestorSettings(replay_dir=tmp_path), ["BTC"], "4h") == tmp_path
+
+
+def test_longer_intervals_are_built_from_the_replayed_one(tmp_path: Path) -> None:
+    from cryptocast_ingestor.datasets import Bar
+
+    # T0 is midnight: 6 four-hour candles make a day. Day 2 misses one, day 3 is unfinished.
+    hours = [i for i in range(20) if i != 9]
+    bars = [Bar(candle(i).open_time, 100 + i, 101 + i, 99 + i, 100.5 + i, 1) for i in hours]
+    write_bundle(bars, tmp_path / "BTC_4h.csv.gz")
+    steps = load_timelines(tmp_path, ["BTC"], ["4h", "1d"])
+    days = [c for step in steps for c in step if c.interval == "1d"]
+    assert [(d.open_time, d.close_time) for d in days] == [
+        (candle(0).open_time, candle(5).close_time),
+        (candle(12).open_time, candle(17).close_time),
+    ]
+    first = days[0]
+    assert (first.open, first.high, first.low, first.close, first.volume) == (
+        100,
+        106,
+        99,
+        105.5,
+        6,
+    )
+    # A day is published with the four-hour candle that closes with it, in close-time order.
+    assert [c.interval for c in steps[5]] == ["4h", "1d"]
+    assert [s[0].close_time for s in steps] == sorted(s[0].close_time for s in steps)
+    last = load_timelines(tmp_path, ["BTC"], ["4h", "1d"], last=1)
+    assert [[c.interval for c in step] for step in last] == [["1d"], ["4h"]]
+    assert last[0][0] == days[-1] and last[1][0].open_time == candle(19).open_time
+    with pytest.raises(ValueError, match="5h is not a multiple of 4h"):
+        load_timelines(tmp_path, ["BTC"], ["4h", "5h"])

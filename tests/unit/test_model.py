@@ -182,7 +182,7 @@ def test_evaluator_names_missing_models(tmp_path: Path, capsys: pytest.CaptureFi
 def test_artifact_that_does_not_fit_the_service_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="window: artifact has 12, service uses 24"):
         build_predictor(InferenceSettings(model=LSTM_MODEL, window=24), "4h")
-    with pytest.raises(ArtifactError, match="interval: artifact has '4h', service uses '1h'"):
+    with pytest.raises(ArtifactError, match="fitted on 4h candles; this deployment serves 1h"):
         build_predictor(SETTINGS, "1h")
     copy = tmp_path / "lstm-4h" / "edited"
     shutil.copytree(SHIPPED, copy)

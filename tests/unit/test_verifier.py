@@ -184,3 +184,15 @@ async def test_a_series_is_trimmed_every_few_intervals_not_on_every_batch() -> N
         await handle([prediction(i), candle(i + 1)], d)
     # Trimmed at the first candle, then every TRIM_EVERY intervals.
     assert store.calls["forget_pending_before"] == 1 + 39 // TRIM_EVERY
+
+
+async def test_a_prediction_several_candles_ahead_waits_for_its_own_target() -> None:
+    d = deps()
+    one, three = prediction(0), prediction(0, horizon=3)
+    assert await handle([one, three], d) == []
+    [first] = await handle([candle(1, close=102.0)], d)
+    assert (first.prediction_id, first.horizon) == (one.event_id, 1)
+    assert await handle([candle(2)], d) == []
+    [later] = await handle([candle(3, close=104.0)], d)
+    assert (later.prediction_id, later.horizon, later.actual_close) == (three.event_id, 3, 104.0)
+    assert later.naive_error_pct == pytest.approx(4 / 104 * 100)  # no change from 100

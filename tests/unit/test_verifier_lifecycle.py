@@ -159,3 +159,28 @@ async def test_an_unpin_applied_by_another_verifier_lets_this_one_promote() -> N
         ]
     changes = await handle_lifecycle(events, here)
     assert changes and changes[0].kind == "promoted" and changes[0].model == CHALLENGER
+
+
+async def test_verdicts_further_ahead_do_not_count_toward_the_gate() -> None:
+    lifecycle = deps()
+    ahead = []
+    for i in range(12):
+        one_step = verdict(i, CHAMPION, "champion", 0.8, "closed")
+        prediction = Prediction(
+            symbol="BTC",
+            interval="4h",
+            based_on={"close_time": candle(i).close_time, "close": 100.0},
+            target_time=candle(i + 2).close_time,
+            horizon=2,
+            predicted_close=100.0,
+            model_close=100.8,
+            model=CHAMPION,
+            role="champion",
+            gate="closed",
+        )
+        ahead.append(verify(prediction, 101.0, 2.0))
+        if i < 9:
+            ahead.append(one_step)
+    [closed] = await handle_lifecycle(ahead, lifecycle)
+    # Nine one-step verdicts: twelve more two steps ahead do not make the record long enough.
+    assert (closed.kind, closed.reason) == ("gate_closed", "fewer than 10 verdicts")

@@ -14,6 +14,7 @@ __all__ = [
     "AlertDeletion",
     "AlertRequest",
     "BasedOn",
+    "CalibrationBin",
     "Candle",
     "CandlesPublic",
     "ErrorBody",
@@ -24,6 +25,7 @@ __all__ = [
     "ModelHistory",
     "ModelRef",
     "ModelSkill",
+    "ModelSkillHistory",
     "NothingYet",
     "OperatorRequest",
     "Prediction",
@@ -34,6 +36,8 @@ __all__ = [
     "RecordedRawData",
     "Scorecard",
     "ServingModel",
+    "SkillHistory",
+    "SkillPoint",
     "Symbols",
     "Verification",
     "VerificationPage",
@@ -93,11 +97,18 @@ class AlertRequest(_Model):
     direction: Literal["above", "below"] = "above"
     email: str
     threshold: float | str
+    webhook: str = None
 
 
 class BasedOn(_Model):
     close: float
     close_time: datetime
+
+
+class CalibrationBin(_Model):
+    mean_p_up: float
+    n: int
+    up_share: float
 
 
 class Candle(_Model):
@@ -193,6 +204,11 @@ class ModelSkill(_Model):
     beats_naive: bool
     directional_accuracy: float | None
     mase: float | None
+
+
+class ModelSkillHistory(_Model):
+    calibration: list[CalibrationBin]
+    over_time: list[SkillPoint]
 
 
 class NothingYet(_Model):
@@ -296,8 +312,25 @@ class ServingModel(_Model):
     window: int
 
 
+class SkillHistory(_Model):
+    interval: str
+    models: dict[str, ModelSkillHistory]
+    symbol: str
+    trailing: int
+
+
+class SkillPoint(_Model):
+    coverage_80: float | None
+    coverage_95: float | None
+    mae_ratio: float | None
+    mae_ratio_ci: list[float] | None
+    n: int
+    time: datetime
+
+
 class Symbols(_Model):
     interval: str
+    intervals: list[str]
     symbols: list[str]
 
 
@@ -310,6 +343,7 @@ class Verification(_Model):
     error_pct: float
     event_id: str
     gate: Literal["open", "closed"] | None
+    horizon: int
     inside_80: bool | None
     inside_95: bool | None
     interval: str
@@ -341,6 +375,7 @@ Accuracy.model_rebuild()
 AlertDeletion.model_rebuild()
 AlertRequest.model_rebuild()
 BasedOn.model_rebuild()
+CalibrationBin.model_rebuild()
 Candle.model_rebuild()
 CandlesPublic.model_rebuild()
 ErrorBody.model_rebuild()
@@ -351,6 +386,7 @@ ModelChange.model_rebuild()
 ModelHistory.model_rebuild()
 ModelRef.model_rebuild()
 ModelSkill.model_rebuild()
+ModelSkillHistory.model_rebuild()
 NothingYet.model_rebuild()
 OperatorRequest.model_rebuild()
 Prediction.model_rebuild()
@@ -361,6 +397,8 @@ RecordedDocument.model_rebuild()
 RecordedRawData.model_rebuild()
 Scorecard.model_rebuild()
 ServingModel.model_rebuild()
+SkillHistory.model_rebuild()
+SkillPoint.model_rebuild()
 Symbols.model_rebuild()
 Verification.model_rebuild()
 VerificationPage.model_rebuild()

@@ -32,7 +32,8 @@ export interface paths {
         put?: never;
         /**
          * Create Alert
-         * @description Email me once when ``coin`` closes at or ``above`` (or at or ``below``) ``threshold``.
+         * @description Email me once when ``coin`` closes at or ``above`` (or at or ``below``) ``threshold``;
+         *     with ``webhook``, also POST it there, signed with the ``webhook_secret`` answered.
          */
         post: operations["create_alert_alert_post"];
         /**
@@ -95,7 +96,10 @@ export interface paths {
         /**
          * Serving Model
          * @description The model serving ``symbol`` with its held-out evaluation against the baselines, and
-         *     the coin's lifecycle state (champion, gate, pin, blocks).
+         *     the coin's lifecycle state (champion, gate, pin, blocks). The serving model is the
+         *     lifecycle's champion, or before the lifecycle decided, the model of the newest served
+         *     forecast; 404 while neither is known, or while it has no card (the no-change
+         *     baseline has none): never another model's card (a challenger's is often the newest).
          */
         get: operations["serving_model_api_v1_model__symbol__get"];
         put?: never;
@@ -157,7 +161,8 @@ export interface paths {
         };
         /**
          * Predictions
-         * @description Predictions, newest target first, optionally within [start, end].
+         * @description Predictions, newest target first, optionally within [start, end]; of the original
+         *     endpoints' interval, one candle ahead, unless ``interval`` and ``horizon`` say otherwise.
          */
         get: operations["predictions_api_v1_predictions__symbol__get"];
         put?: never;
@@ -189,6 +194,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/skill/{symbol}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Skill History
+         * @description Per model@version: the MAE ratio to no change over the last ``trailing`` verdicts
+         *     at up to ``points`` moments of its recent record, with its 95% interval and the
+         *     coverage of the 80% and 95% intervals; and the calibration of ``p_up``. Computed in a
+         *     worker thread and kept until the coin's next verdict.
+         */
+        get: operations["skill_history_api_v1_skill__symbol__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/symbols": {
         parameters: {
             query?: never;
@@ -198,7 +226,7 @@ export interface paths {
         };
         /**
          * Symbols
-         * @description The coins served, and their candle interval.
+         * @description The coins served, and their candle intervals.
          */
         get: operations["symbols_api_v1_symbols_get"];
         put?: never;
@@ -218,7 +246,8 @@ export interface paths {
         };
         /**
          * Verifications
-         * @description Verdicts on predictions, newest target first, optionally within [start, end].
+         * @description Verdicts on predictions, newest target first, optionally within [start, end]; of
+         *     ``interval`` and ``horizon`` as for predictions.
          */
         get: operations["verifications_api_v1_verifications__symbol__get"];
         put?: never;
@@ -466,6 +495,8 @@ export interface components {
             /** Format: email */
             email: string;
             threshold: number | string;
+            /** @description Also POST the alert as signed JSON to this https URL (a public address); the answer then carries the webhook_secret it is signed with */
+            webhook?: string;
         };
         /**
          * BasedOn
@@ -479,6 +510,21 @@ export interface components {
              * Format: date-time
              */
             close_time: string;
+        };
+        /** CalibrationBin */
+        CalibrationBin: {
+            /**
+             * Mean P Up
+             * @description Mean forecast probability of an up candle
+             */
+            mean_p_up: number;
+            /** N */
+            n: number;
+            /**
+             * Up Share
+             * @description Share of those candles that closed up
+             */
+            up_share: number;
         };
         /**
          * Candle
@@ -520,7 +566,7 @@ export interface components {
             open_time: string;
             /**
              * Schema Version
-             * @default 3
+             * @default 4
              */
             schema_version: number;
             /** Source */
@@ -680,7 +726,7 @@ export interface components {
             reason: string;
             /**
              * Schema Version
-             * @default 3
+             * @default 4
              */
             schema_version: number;
             /**
@@ -731,6 +777,16 @@ export interface components {
              */
             mase: number | null;
         };
+        /** ModelSkillHistory */
+        ModelSkillHistory: {
+            /**
+             * Calibration
+             * @description Verdicts with a p_up, sorted by it and cut into bins of about equal count (equal forecasts in the same bin)
+             */
+            calibration: components["schemas"]["CalibrationBin"][];
+            /** Over Time */
+            over_time: components["schemas"]["SkillPoint"][];
+        };
         /**
          * NothingYet
          * @description The original's answer when there is nothing to act on yet.
@@ -775,6 +831,7 @@ export interface components {
             gate: ("open" | "closed") | null;
             /**
              * Horizon
+             * @description Candles ahead: target_time's distance
              * @default 1
              */
             horizon: number;
@@ -812,7 +869,7 @@ export interface components {
             role: ("champion" | "challenger" | "baseline") | null;
             /**
              * Schema Version
-             * @default 3
+             * @default 4
              */
             schema_version: number;
             skill: components["schemas"]["ModelSkill"] | null;
@@ -1037,7 +1094,7 @@ export interface components {
             occurred_at: string;
             /**
              * Schema Version
-             * @default 3
+             * @default 4
              */
             schema_version: number;
             /**
@@ -1072,13 +1129,64 @@ export interface components {
              */
             window: number;
         };
+        /** SkillHistory */
+        SkillHistory: {
+            /** Interval */
+            interval: string;
+            /** Models */
+            models: {
+                [key: string]: components["schemas"]["ModelSkillHistory"];
+            };
+            /** Symbol */
+            symbol: string;
+            /** Trailing */
+            trailing: number;
+        };
+        /** SkillPoint */
+        SkillPoint: {
+            /** Coverage 80 */
+            coverage_80: number | null;
+            /** Coverage 95 */
+            coverage_95: number | null;
+            /**
+             * Mae Ratio
+             * @description MAE over no change's on the same candles
+             */
+            mae_ratio: number | null;
+            /**
+             * Mae Ratio Ci
+             * @description Moving-block bootstrap 95% interval
+             */
+            mae_ratio_ci: number[] | null;
+            /**
+             * N
+             * @description Verdicts in the trailing window
+             */
+            n: number;
+            /**
+             * Time
+             * Format: date-time
+             * @description Target time of the newest verdict in the window
+             */
+            time: string;
+        };
         /** Symbols */
         Symbols: {
             /**
              * Interval
+             * @description The one the original endpoints serve
              * @example 4h
              */
             interval: string;
+            /**
+             * Intervals
+             * @description Every one predicted
+             * @example [
+             *       "4h",
+             *       "1d"
+             *     ]
+             */
+            intervals: string[];
             /**
              * Symbols
              * @example [
@@ -1123,6 +1231,12 @@ export interface components {
             event_id: string;
             /** Gate */
             gate: ("open" | "closed") | null;
+            /**
+             * Horizon
+             * @description The prediction's
+             * @default 1
+             */
+            horizon: number;
             /** Inside 80 */
             inside_80: boolean | null;
             /** Inside 95 */
@@ -1153,7 +1267,7 @@ export interface components {
             role: ("champion" | "challenger" | "baseline") | null;
             /**
              * Schema Version
-             * @default 3
+             * @default 4
              */
             schema_version: number;
             /**
@@ -1627,6 +1741,10 @@ export interface operations {
                 /** @description next_cursor of the previous page */
                 cursor?: string | null;
                 limit?: number;
+                /** @description <n><m|h|d|w>, n up to 9999; default: the configured one */
+                interval?: string | null;
+                /** @description Candles ahead the predictions look; 1: the next */
+                horizon?: number;
             };
             header?: never;
             path: {
@@ -1729,6 +1847,58 @@ export interface operations {
             };
         };
     };
+    skill_history_api_v1_skill__symbol__get: {
+        parameters: {
+            query?: {
+                /** @description Verdicts per window, 10 to 500 (else 400) */
+                trailing?: number;
+                /** @description Moments per model, 1 to 50 (else 400) */
+                points?: number;
+            };
+            header?: never;
+            path: {
+                symbol: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SkillHistory"];
+                };
+            };
+            /** @description invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unknown symbol, or nothing stored yet */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description rate limit exceeded; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     symbols_api_v1_symbols_get: {
         parameters: {
             query?: never;
@@ -1768,6 +1938,10 @@ export interface operations {
                 /** @description next_cursor of the previous page */
                 cursor?: string | null;
                 limit?: number;
+                /** @description <n><m|h|d|w>, n up to 9999; default: the configured one */
+                interval?: string | null;
+                /** @description Candles ahead the predictions look; 1: the next */
+                horizon?: number;
             };
             header?: never;
             path: {

@@ -26,10 +26,12 @@ from pydantic import (
 from cryptocast_common.coins import SYMBOL_PATTERN
 from cryptocast_common.prices import Price, Volume, brackets
 
-# 2 added the forecast distribution to predictions and its scoring to verifications; a
-# version-1 event (without them) is still accepted.
-SCHEMA_VERSION = 3
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3})
+# 2 added the forecast distribution to predictions and its scoring to verifications; 3 the
+# lifecycle's roles and gate; 4 the horizon of verifications (predictions several candles
+# ahead). Events of earlier versions, without those fields, are still accepted.
+SCHEMA_VERSION = 4
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3, 4})
+MAX_HORIZON = 10_000  # candles ahead
 
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -245,7 +247,9 @@ class Prediction(EventBase):
     predicted_close: Price
     model: ModelRef
     skill: ModelSkill | None = None  # None for the baselines themselves
-    horizon: int = Field(default=1, ge=1, le=10_000)
+    horizon: int = Field(
+        default=1, ge=1, le=MAX_HORIZON, description="Candles ahead: target_time's distance"
+    )
     interval_80: PredictionInterval | None = Field(
         default=None, description="Central 80% prediction interval for the target close"
     )
@@ -312,7 +316,12 @@ class Prediction(EventBase):
         return self
 
     def derive_id(self) -> str:
-        return f"prediction:{self.model}:{self.symbol}:{self.interval}:{iso_utc(self.target_time)}"
+        # One step ahead keeps the id it had before horizons: a stored prediction keeps its id.
+        ahead = "" if self.horizon == 1 else f":h{self.horizon}"
+        return (
+            f"prediction:{self.model}:{self.symbol}:{self.interval}"
+            f"{ahead}:{iso_utc(self.target_time)}"
+        )
 
 
 class Verification(EventBase):
@@ -326,6 +335,7 @@ class Verification(EventBase):
     prediction_id: str = Field(pattern=r"^prediction:")
     model: ModelRef
     target_time: UtcDatetime
+    horizon: int = Field(default=1, ge=1, le=MAX_HORIZON, description="The prediction's")
     based_on_time: UtcDatetime
     based_on_close: Price
     predicted_close: Price

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptocast_common.coins import symbol_of
@@ -33,6 +33,10 @@ class CommonSettings(BaseSettings):
     mongo_db: str = "cryptocast"
     symbols: Annotated[list[str], NoDecode] = ["BTC", "ETH", "SOL", "XRP"]
     interval: str = "4h"
+    """The interval the original endpoints serve (and the trainer trains on)."""
+    intervals: Annotated[list[str], NoDecode] = []
+    """Every interval this deployment ingests, predicts and verifies, e.g. 4h,1d, among them
+    CRYPTOCAST_INTERVAL. Empty: CRYPTOCAST_INTERVAL alone."""
     prefetch: int = Field(default=64, ge=1)
     """Unacked messages per consumer."""
     max_attempts: int = Field(default=5, ge=1)
@@ -60,6 +64,31 @@ class CommonSettings(BaseSettings):
     def _valid_interval(cls, value: str) -> str:
         interval_delta(value)
         return value
+
+    @field_validator("intervals", mode="before")
+    @classmethod
+    def _split_intervals(cls, value: object) -> object:
+        value = comma_separated(value)
+        if isinstance(value, list):
+            for interval in value:
+                interval_delta(str(interval))
+            return list(dict.fromkeys(value))
+        return value
+
+    @model_validator(mode="after")
+    def _primary_is_served(self) -> CommonSettings:
+        if not self.intervals:
+            self.intervals = [self.interval]
+        elif self.interval not in self.intervals:
+            raise ValueError(
+                f"CRYPTOCAST_INTERVAL {self.interval!r} must be one of CRYPTOCAST_INTERVALS "
+                f"{self.intervals}: the original endpoints serve it"
+            )
+        return self
+
+    def routing_keys(self, *event_types: str) -> list[str]:
+        """Bindings for these event types of every symbol at every served interval."""
+        return [f"{kind}.*.{interval}" for kind in event_types for interval in self.intervals]
 
     @property
     def exchange(self) -> str:

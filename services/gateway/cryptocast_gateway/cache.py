@@ -27,7 +27,8 @@ class LatestPredictions(Generic[Rendered]):
         self._latest: dict[str, Latest[Rendered]] = {}
 
     def update(self, prediction: Prediction) -> None:
-        if prediction.interval != self.interval:
+        """Keep the newest one-step forecast of this interval (what the hot reads serve)."""
+        if prediction.interval != self.interval or prediction.horizon != 1:
             return
         current = self._latest.get(prediction.symbol)
         if current is None or prediction.target_time >= current.prediction.target_time:

@@ -43,6 +43,8 @@ TIME_FIELD = {
 }
 # What the API serves: the champion's forecasts (and those from before roles existed).
 SERVED_ROLES = ("champion", None)
+# The collections whose events look some candles ahead, so that a page is of one horizon.
+AHEAD = frozenset({"predictions", "verifications"})
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +53,7 @@ class PageQuery:
     """One page of a collection: newest first by time then id, times in [start, end],
     strictly after ``before`` in that order (keyset pagination: stable while new events
     arrive); with ``served``, only predictions or verdicts of what was served (the
-    champion's)."""
+    champion's). Predictions and verdicts are those ``horizon`` candles ahead."""
 
     collection: str
     symbol: str
@@ -61,6 +63,7 @@ class PageQuery:
     before: Position | None
     limit: int
     served: bool = False
+    horizon: int = 1
 
     @property
     def time_field(self) -> str:
@@ -89,9 +92,10 @@ class EventStore(ABC):
         before: Position | None,
         limit: int,
         served: bool = False,
+        horizon: int = 1,
     ) -> list[Event]:
         """``find`` with the query's fields as arguments."""
-        query = PageQuery(collection, symbol, interval, start, end, before, limit, served)
+        query = PageQuery(collection, symbol, interval, start, end, before, limit, served, horizon)
         return await self.find(query)
 
     async def latest_prediction(self, symbol: str, interval: str) -> Prediction | None:
@@ -271,6 +275,8 @@ class MongoEventStore(EventStore):
         match: dict[str, Any] = {"symbol": query.symbol, "interval": query.interval}
         if query.served:
             match["role"] = {"$in": list(SERVED_ROLES)}
+        if query.collection in AHEAD:  # verdicts stored before horizons have none: one step
+            match["horizon"] = {"$in": [1, None]} if query.horizon == 1 else query.horizon
         bounds = {op: at for op, at in (("$gte", query.start), ("$lte", query.end)) if at}
         if bounds:
             match[time_field] = bounds
@@ -350,6 +356,7 @@ class InMemoryEventStore(EventStore):
                 and (query.end is None or getattr(e, time_field) <= query.end)
                 and (query.before is None or key(e) < query.before)
                 and (not query.served or getattr(e, "role", None) in SERVED_ROLES)
+                and (query.collection not in AHEAD or getattr(e, "horizon", 1) == query.horizon)
             ),
             key=key,
             reverse=True,

@@ -79,7 +79,7 @@ class Inference:
         # Every replica follows every lifecycle decision: a queue of its own.
         await self.bus.consume(
             f"{self.common.queue_for('inference.lineup')}.{uuid4().hex[:12]}",
-            [f"model_change.*.{self.common.interval}"],
+            self.common.routing_keys("model_change"),
             follow,
             batch_size=self.settings.batch_size,
             exclusive=True,
@@ -88,14 +88,15 @@ class Inference:
         # goes: each series' windows stay in one memory, built from the bus, in order.
         await self.bus.consume(
             self.common.queue_for("inference"),
-            [f"candle.*.{self.common.interval}"],
+            self.common.routing_keys("candle"),
             handler,
             batch_size=self.settings.batch_size,
             single_active=True,
         )
         for predictor in self.deps.lineup.models:
-            if isinstance(predictor, CardedPredictor):  # the baseline has no card to show
-                await self.bus.publish(predictor.cards(self.common.symbols, self.common.interval))
+            # The baseline has no card to show.
+            if isinstance(predictor, CardedPredictor) and predictor.interval is not None:
+                await self.bus.publish(predictor.cards(self.common.symbols, predictor.interval))
 
     async def check_ready(self) -> None:
         await self.bus.ping()
@@ -115,17 +116,20 @@ async def bootstrap(
     common = common or CommonSettings()
     settings = settings or InferenceSettings()
     resources = Resources()
-    source: ModelSource = FolderModels(settings.artifacts_dir, common.interval)
+    source: ModelSource = FolderModels(settings.artifacts_dir, common.intervals)
     if settings.registry == "mongo":
         registry = await indexed(MongoModelRegistry(resources.database(common)))
         await registry.seed_from_folder(settings.artifacts_dir)  # first start; then a no-op
-        source = RegisteredModels(registry, settings.model_cache_dir, common.interval)
-    lineup = lineup_of([predictor]) if predictor else await build_lineup(settings, source)
+        source = RegisteredModels(registry, settings.model_cache_dir, common.intervals)
+    if predictor:
+        lineup = lineup_of([predictor])
+    else:
+        lineup = await build_lineup(settings, source, common.intervals, common.interval)
     if history is None:
         http = httpx.AsyncClient(base_url=settings.gateway_url, timeout=10)
         resources.own(http.aclose)
         history = GatewayCandleHistory(http)
     windows = CandleWindows(lineup.window)
-    deps = InferenceDeps(lineup, windows, history, UNPREDICTED, HISTORY_READS)
-    following = LineupDeps(lineup, windows, source, common.symbols, common.interval)
+    deps = InferenceDeps(lineup, windows, history, UNPREDICTED, HISTORY_READS, settings.horizons)
+    following = LineupDeps(lineup, windows, source, common.symbols)
     return Inference(await resources.bus(common, bus), common, settings, deps, following, resources)

@@ -1,6 +1,7 @@
-"""Closed candles in, next-candle predictions out: one per loaded model (champion,
-challengers, the no-change baseline), each labelled with its role on the symbol; and the
-lifecycle's decisions in, applied to this replica's lineup."""
+"""Closed candles in, predictions out: one per loaded model of the candle's interval
+(champion, challengers, the no-change baseline) and horizon (1 .. the configured number of
+candles ahead, as far as the model forecasts), each labelled with its role on the symbol; and
+the lifecycle's decisions in, applied to this replica's lineup."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class InferenceDeps:
     history_reads: Counter = field(
         default_factory=lambda: _counter("history_reads", "Reads of storage", "outcome")
     )
+    horizons: int = 1  # predict 1 .. horizons candles ahead where a model can
 
 
 async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | None:
@@ -55,11 +57,12 @@ async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | Non
     # series as it starts, after a hand-over or a gap; a series on the bus never waits on it.
     asked = deps.windows.knows(candle)
     deps.windows.add(candle)
-    window = deps.windows.full(candle)
-    if window is None and not asked and deps.lineup.window > 1:
+    size = deps.lineup.window_for(candle.interval)
+    window = deps.windows.full(candle, size)
+    if window is None and not asked and size > 1:
         try:
             older = await deps.history.before(
-                candle.symbol, candle.interval, candle.open_time, deps.lineup.window - 1
+                candle.symbol, candle.interval, candle.open_time, size - 1
             )
         except HistoryUnavailable:
             deps.history_reads.labels("failed").inc()
@@ -67,21 +70,21 @@ async def _window_for(candle: Candle, deps: InferenceDeps) -> list[Candle] | Non
             raise  # the bus retries the candle, then dead-letters it with the reason
         deps.history_reads.labels("ok").inc()
         deps.windows.seed(older)
-        window = deps.windows.full(candle)
+        window = deps.windows.full(candle, size)
     return window
 
 
 async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list[Event]:
-    """One prediction per candle whose window is complete; one predictor call per batch.
-    A candle without one is counted by reason: ``warm_up`` (fewer candles than a window
-    exist before it) or ``gap`` (some of those before it are missing)."""
-    ready = []
+    """Predictions for each candle whose window is complete; one predictor call per model,
+    interval and horizon in a batch. A candle without them is counted by reason: ``warm_up``
+    (fewer candles than a window exist before it) or ``gap`` (some of those before it are
+    missing)."""
+    ready: dict[str, list[tuple[Candle, list[Candle]]]] = {}
     for candle in sorted(candles, key=lambda c: c.open_time):
         window = await _window_for(candle, deps)
         if window is None:
-            reason = (
-                "warm_up" if deps.windows.held_before(candle) < deps.lineup.window - 1 else "gap"
-            )
+            needed = deps.lineup.window_for(candle.interval) - 1
+            reason = "warm_up" if deps.windows.held_before(candle) < needed else "gap"
             deps.unpredicted.labels(reason).inc()
             log.info(
                 "no prediction: the candles before it are missing",
@@ -92,20 +95,23 @@ async def handle_candles(candles: Sequence[Candle], deps: InferenceDeps) -> list
                 },
             )
         else:
-            ready.append((candle, window))
-    if not ready:
-        return []
+            ready.setdefault(candle.interval, []).append((candle, window))
     predictions: list[Event] = []
-    for predictor in deps.lineup.models:
-        windows = [window[-predictor.window :] for _, window in ready]
-        for (candle, _), forecast in zip(ready, _forecasts(predictor, windows), strict=True):
-            prediction = _prediction(candle, predictor, forecast, deps.lineup)
-            if prediction is not None:
-                predictions.append(prediction)
+    for interval, made in ready.items():
+        for predictor in deps.lineup.for_interval(interval):
+            windows = [window[-predictor.window :] for _, window in made]
+            for horizon in range(1, min(deps.horizons, predictor.horizons) + 1):
+                forecasts = _forecasts(predictor, windows, horizon)
+                for (candle, _), forecast in zip(made, forecasts, strict=True):
+                    prediction = _prediction(candle, predictor, horizon, forecast, deps.lineup)
+                    if prediction is not None:
+                        predictions.append(prediction)
     return predictions
 
 
-def _forecasts(predictor: Predictor, windows: list[list[Candle]]) -> list[dict[str, Any]]:
+def _forecasts(
+    predictor: Predictor, windows: list[list[Candle]], horizon: int
+) -> list[dict[str, Any]]:
     if isinstance(predictor, DistributionPredictor):
         return [
             {
@@ -114,14 +120,16 @@ def _forecasts(predictor: Predictor, windows: list[list[Candle]]) -> list[dict[s
                 "interval_95": {"lower": f.lower_95, "upper": f.upper_95},
                 "p_up": f.p_up,
             }
-            for f in predictor.predict_distribution(windows)
+            for f in predictor.predict_distribution(windows, horizon)
         ]
-    return [{"predicted_close": close} for close in predictor.predict(windows)]
+    return [{"predicted_close": close} for close in predictor.predict(windows, horizon)]
 
 
 def _prediction(
-    candle: Candle, predictor: Predictor, forecast: dict[str, Any], lineup: Lineup
+    candle: Candle, predictor: Predictor, horizon: int, forecast: dict[str, Any], lineup: Lineup
 ) -> Prediction | None:
+    """The prediction ``horizon`` candles ahead; the champion's gate, decided on one-step
+    verdicts, says for every horizon whether it serves its own point or no change."""
     series = (candle.symbol, candle.interval)
     role = lineup.role(str(predictor.model), series)
     if role == "champion":
@@ -137,7 +145,8 @@ def _prediction(
             symbol=candle.symbol,
             interval=candle.interval,
             based_on=BasedOn(close_time=candle.close_time, close=candle.close),
-            target_time=candle.close_time + interval_delta(candle.interval),
+            target_time=candle.close_time + horizon * interval_delta(candle.interval),
+            horizon=horizon,
             model=predictor.model,
             skill=predictor.skill,
             role=role,
@@ -166,7 +175,6 @@ class LineupDeps:
     windows: CandleWindows
     source: ModelSource
     symbols: Sequence[str]  # the coins a newly loaded model shows its card for
-    interval: str
 
 
 async def handle_model_changes(events: list[Event], deps: LineupDeps) -> list[Event]:
@@ -198,7 +206,7 @@ async def handle_model_changes(events: list[Event], deps: LineupDeps) -> list[Ev
             deps.lineup.add(predictor)
             deps.windows.grow(deps.lineup.window)
             log.info("model loaded as a challenger", extra={"model": model})
-            if isinstance(predictor, CardedPredictor):
-                out += predictor.cards(deps.symbols, deps.interval)
+            if isinstance(predictor, CardedPredictor) and predictor.interval is not None:
+                out += predictor.cards(deps.symbols, predictor.interval)
         deps.lineup.apply(event)
     return out

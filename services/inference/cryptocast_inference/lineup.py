@@ -1,10 +1,11 @@
 """Which of the loaded models is champion on each symbol, and its gate: this replica's copy of
 the lifecycle state the verifier decides (``cryptocast_common.lifecycle``).
 
-Every model predicts every candle; the lineup only says which prediction is the champion's,
-and whether the champion serves its own point forecast or no change. A symbol nobody has
-decided on yet is served by the configured champion with its gate closed: no change until
-the model's live record says otherwise.
+Every model predicts every candle of the interval it was fitted on (the baseline those of
+every interval); the lineup only says which prediction is the champion's, and whether the
+champion serves its own point forecast or no change. A symbol nobody has decided on yet is
+served by its interval's configured champion with its gate closed: no change until the
+model's live record says otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ Series = tuple[str, str]  # (symbol, interval)
 class Lineup:
     models: Sequence[Predictor]  # the configured champion first
     decided: dict[Series, lifecycle.Lineup] = field(default_factory=dict)
+    # The configured champion of each interval; the first model for any other.
+    champions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.default_champion = str(self.models[0].model)
@@ -35,6 +38,14 @@ class Lineup:
         """Candles the longest-sighted model needs."""
         return max(p.window for p in self.models)
 
+    def for_interval(self, interval: str) -> list[Predictor]:
+        """The models that predict candles of ``interval``."""
+        return [p for p in self.models if p.interval in (None, interval)]
+
+    def window_for(self, interval: str) -> int:
+        """Candles the longest-sighted model of ``interval`` needs."""
+        return max((p.window for p in self.for_interval(interval)), default=1)
+
     def add(self, predictor: Predictor) -> None:
         """A model loaded while the service runs (a newly registered version)."""
         if str(predictor.model) not in self.loaded:
@@ -43,7 +54,9 @@ class Lineup:
 
     def champion(self, series: Series) -> str:
         decided = self.decided.get(series)
-        return decided.champion if decided else self.default_champion
+        if decided:
+            return decided.champion
+        return self.champions.get(series[1], self.default_champion)
 
     def gate(self, series: Series) -> Gate:
         decided = self.decided.get(series)

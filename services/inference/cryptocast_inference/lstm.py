@@ -152,8 +152,12 @@ class LstmPredictor:
         self.model = artifact.model
         self.skill: ModelSkill | None = artifact.skill
         self.window = artifact.window + WARMUP
+        self.interval: str | None = artifact.metadata["interval"]
+        self.horizons = 1
 
-    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+    def predict(self, windows: Sequence[Sequence[Candle]], horizon: int = 1) -> list[float]:
+        if horizon != 1:
+            raise ValueError(f"{self.model} forecasts one candle ahead, not {horizon}")
         ohlcv = candles_to_array(windows)
         closes = self.artifact.forecaster.closes(compute_features(ohlcv), ohlcv[:, -1, CLOSE])
         return closes.tolist()

@@ -5,21 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from cryptocast_common.events import Candle, ModelCard, ModelRef, ModelSkill
+from cryptocast_common.events import MAX_HORIZON, Candle, ModelCard, ModelRef, ModelSkill
 from cryptocast_inference.distribution import Forecast
 
 
 class Predictor(Protocol):
     model: ModelRef
     window: int  # candles each prediction needs, oldest first, the last one just closed
+    interval: str | None  # of the candles it was fitted on; None: any (the baseline)
+    horizons: int  # it forecasts the close 1 .. horizons candles ahead
 
     @property
     def skill(self) -> ModelSkill | None:
         """Held-out quality, sent with each prediction."""
         ...
 
-    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
-        """One predicted next close per window, all windows in one call."""
+    def predict(self, windows: Sequence[Sequence[Candle]], horizon: int = 1) -> list[float]:
+        """One predicted close ``horizon`` candles ahead per window, all windows in one call."""
         ...
 
 
@@ -27,7 +29,9 @@ class Predictor(Protocol):
 class DistributionPredictor(Protocol):
     """A predictor that also says how uncertain it is: intervals and P(up)."""
 
-    def predict_distribution(self, windows: Sequence[Sequence[Candle]]) -> list[Forecast]: ...
+    def predict_distribution(
+        self, windows: Sequence[Sequence[Candle]], horizon: int = 1
+    ) -> list[Forecast]: ...
 
 
 @runtime_checkable
@@ -43,6 +47,8 @@ class NaivePredictor:
     model = ModelRef(name="naive", version="1")
     skill = None
     window = 1
+    interval: str | None = None
+    horizons = MAX_HORIZON
 
-    def predict(self, windows: Sequence[Sequence[Candle]]) -> list[float]:
+    def predict(self, windows: Sequence[Sequence[Candle]], horizon: int = 1) -> list[float]:
         return [window[-1].close for window in windows]

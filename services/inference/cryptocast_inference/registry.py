@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -24,38 +26,69 @@ def is_naive(model: str) -> bool:
     return model in ("naive", str(NaivePredictor.model))
 
 
-def load_model(model: str, artifacts_dir: Path, interval: str, window: int | None) -> Predictor:
-    """``name@version`` (or ``naive``) loaded; raises ArtifactError if it does not fit the
-    interval, or ``window`` when one is required."""
+def load_model(
+    model: str, artifacts_dir: Path, intervals: Sequence[str], window: int | None
+) -> Predictor:
+    """``name@version`` (or ``naive``) loaded; raises ArtifactError if it was fitted on an
+    interval this deployment does not serve, or on windows other than ``window`` when one
+    is required."""
     if is_naive(model):
         return NaivePredictor()
     folder = artifact_dir(artifacts_dir, model)
+    predictor: Predictor
     if is_distribution(folder):
-        forecaster = load_distribution(folder)
-        forecaster.check_fits(window, interval)
-        return forecaster
-    artifact = load_artifact(folder)
-    artifact.check_fits(window or artifact.window, interval)
-    return LstmPredictor(artifact)
-
-
-def build_predictor(settings: InferenceSettings, interval: str) -> Predictor:
-    """The configured champion."""
-    return load_model(settings.model, settings.artifacts_dir, interval, settings.window)
-
-
-async def build_lineup(settings: InferenceSettings, source: ModelSource) -> Lineup:
-    """The champion, the challengers (each on its own window) and the no-change baseline."""
-    champion = await source.fetch(settings.model)
-    if settings.window is not None and champion.window != settings.window:
+        predictor = forecaster = load_distribution(folder)
+        check = partial(forecaster.check_fits, window)
+    else:
+        artifact = load_artifact(folder)
+        predictor = LstmPredictor(artifact)
+        check = partial(artifact.check_fits, window or artifact.window)
+    if predictor.interval not in intervals:
         raise ArtifactError(
-            f"model {settings.model} does not fit this service: fitted on windows of "
-            f"{champion.window}, CRYPTOCAST_INFERENCE_WINDOW is {settings.window}"
+            f"model {model} was fitted on {predictor.interval} candles; this deployment serves "
+            f"{', '.join(intervals)} (CRYPTOCAST_INTERVALS)"
         )
-    models = [champion] + [await source.fetch(m) for m in settings.challengers]
+    check(str(predictor.interval))
+    return predictor
+
+
+def build_predictor(
+    settings: InferenceSettings, interval: str, primary: str | None = None
+) -> Predictor:
+    """The configured champion of ``interval`` (CRYPTOCAST_INTERVAL's unless ``primary`` is
+    another)."""
+    model = settings.champion_for(interval, primary or interval)
+    return load_model(model, settings.artifacts_dir, [interval], settings.window)
+
+
+async def build_lineup(
+    settings: InferenceSettings, source: ModelSource, intervals: Sequence[str], primary: str
+) -> Lineup:
+    """Each interval's champion, the challengers (each on its own window) and the no-change
+    baseline, which is every interval's champion that has no model configured."""
+    champions = {i: settings.champion_for(i, primary) for i in intervals}
+    models = []
+    for interval, model in champions.items():
+        champion = await source.fetch(model)
+        if settings.window is not None and champion.window != settings.window:
+            raise ArtifactError(
+                f"model {model} does not fit this service: fitted on windows of "
+                f"{champion.window}, CRYPTOCAST_INFERENCE_WINDOW is {settings.window}"
+            )
+        if champion.interval not in (None, interval):
+            raise ArtifactError(
+                f"model {model} was fitted on {champion.interval} candles, not {interval}: "
+                "CRYPTOCAST_INFERENCE_MODEL serves CRYPTOCAST_INTERVAL, and "
+                "CRYPTOCAST_INFERENCE_INTERVAL_MODELS the other intervals"
+            )
+        models.append(champion)
+        champions[interval] = str(champion.model)
+    models += [await source.fetch(m) for m in settings.challengers]
     if settings.baseline:
         models.append(NaivePredictor())
-    return lineup_of(models)
+    lineup = lineup_of(models)
+    lineup.champions = champions
+    return lineup
 
 
 def lineup_of(models: list[Predictor]) -> Lineup:
@@ -78,10 +111,10 @@ class FolderModels:
     """Artifacts in a folder: the bundled ones, or a mounted volume."""
 
     artifacts_dir: Path
-    interval: str
+    intervals: Sequence[str]
 
     async def fetch(self, model: str) -> Predictor:
-        return await asyncio.to_thread(load_model, model, self.artifacts_dir, self.interval, None)
+        return await asyncio.to_thread(load_model, model, self.artifacts_dir, self.intervals, None)
 
 
 @dataclass
@@ -91,7 +124,7 @@ class RegisteredModels:
 
     registry: ModelRegistry
     cache_dir: Path
-    interval: str
+    intervals: Sequence[str]
 
     async def fetch(self, model: str) -> Predictor:
         if is_naive(model):
@@ -99,7 +132,7 @@ class RegisteredModels:
         version, files = await self.registry.get(model)
         folder = self.cache_dir / version.name / version.version
         await asyncio.to_thread(_unpack, folder, files)
-        return await asyncio.to_thread(load_model, model, self.cache_dir, self.interval, None)
+        return await asyncio.to_thread(load_model, model, self.cache_dir, self.intervals, None)
 
 
 def _unpack(folder: Path, files: dict[str, bytes]) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cryptocast_common.events import MAX_HORIZON, interval_delta
 from cryptocast_common.settings import comma_separated
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 
@@ -20,8 +21,15 @@ class InferenceSettings(BaseSettings):
     )
 
     model: str = SHIPPED_MODEL
-    """The artifact that serves, as name@version under artifacts_dir, or 'naive' for the no-change
-    baseline."""
+    """The artifact that serves CRYPTOCAST_INTERVAL, as name@version under artifacts_dir, or 'naive'
+    for the no-change baseline."""
+    interval_models: Annotated[dict[str, str], NoDecode] = {}
+    """Champions of the other intervals of CRYPTOCAST_INTERVALS, e.g. 1d=dist-1d@<version>; an
+    interval without one is served no change (the baseline). Entries for intervals not served
+    are ignored."""
+    horizons: int = Field(default=1, ge=1, le=MAX_HORIZON)
+    """Predict the closes 1 .. horizons candles ahead, as far as each model forecasts (the
+    baseline always can); the original endpoints serve one candle ahead."""
     artifacts_dir: Path = BUNDLED_ARTIFACTS
     """Folder holding <name>/<version>/ artifacts."""
     challengers: Annotated[list[str], NoDecode] = []
@@ -47,3 +55,25 @@ class InferenceSettings(BaseSettings):
     @classmethod
     def _split_challengers(cls, value: object) -> object:
         return comma_separated(value)
+
+    @field_validator("interval_models", mode="before")
+    @classmethod
+    def _split_interval_models(cls, value: object) -> object:
+        """``"1d=dist-1d@v,1h=naive"`` → {"1d": "dist-1d@v", "1h": "naive"}."""
+        value = comma_separated(value)
+        if not isinstance(value, list):
+            return value
+        models = {}
+        for item in value:
+            interval, sep, model = (part.strip() for part in str(item).partition("="))
+            if not sep or not model:
+                raise ValueError(f"{item!r}: expected INTERVAL=name@version")
+            interval_delta(interval)
+            models[interval] = model
+        return models
+
+    def champion_for(self, interval: str, primary: str) -> str:
+        """The configured champion of ``interval`` where ``primary`` is CRYPTOCAST_INTERVAL."""
+        if interval == primary:
+            return self.model
+        return self.interval_models.get(interval, "naive")

@@ -69,12 +69,14 @@ class CandleWindows:
                 for open_time in sorted(held)[: len(held) - self._keep]:
                     del held[open_time]
 
-    def full(self, candle: Candle) -> list[Candle] | None:
-        """The ``size`` contiguous candles ending at ``candle``, oldest first, if all held."""
+    def full(self, candle: Candle, size: int | None = None) -> list[Candle] | None:
+        """The ``size`` (at most the size held) contiguous candles ending at ``candle``,
+        oldest first, if all held."""
         held = self._series.get((candle.symbol, candle.interval), {})
         step = interval_delta(candle.interval)
+        size = self.size if size is None else min(size, self.size)
         window = [candle]
-        while len(window) < self.size:
+        while len(window) < size:
             before = held.get(window[-1].open_time - step)
             if before is None:
                 return None

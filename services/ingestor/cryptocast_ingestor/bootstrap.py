@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from cryptocast_common.bus import Bus
+from cryptocast_common.events import interval_delta
 from cryptocast_common.runtime import Resources, cancel
 from cryptocast_common.settings import CommonSettings
 from cryptocast_ingestor.live import LiveIngestor, LivePolicy
@@ -14,7 +15,7 @@ from cryptocast_ingestor.settings import IngestorSettings, replay_folder
 from cryptocast_ingestor.sources import CandleSource
 from cryptocast_ingestor.sources.coingecko import CoinGeckoSource
 from cryptocast_ingestor.sources.exchange import ExchangeSource
-from cryptocast_ingestor.sources.replay import load_timeline, replay
+from cryptocast_ingestor.sources.replay import load_timelines, replay
 
 
 def build_source(settings: IngestorSettings) -> CandleSource:
@@ -54,10 +55,12 @@ class Ingestor:
 
     async def start(self) -> None:
         if self.source is None:
-            steps = load_timeline(
-                replay_folder(self.settings, self.common.symbols, self.common.interval),
+            intervals = self.common.intervals
+            base = min(intervals, key=interval_delta)
+            steps = load_timelines(
+                replay_folder(self.settings, self.common.symbols, base),
                 self.common.symbols,
-                self.common.interval,
+                intervals,
                 jump_rule(self.settings),
                 last=self.settings.backfill + self.settings.replay_live,
             )
@@ -65,14 +68,14 @@ class Ingestor:
                 replay(
                     steps,
                     self.bus.publish,
-                    backfill=self.settings.backfill,
+                    backfill=len(steps),  # each interval's backfill already, no more
                     live=self.settings.replay_live,
                     pace_seconds=self.settings.pace_seconds,
                 )
             )
             return
         live = LiveIngestor(self.source, self.bus.publish, live_policy(self.settings))
-        for interval in self.settings.intervals or [self.common.interval]:
+        for interval in self.common.intervals:
             for symbol in self.common.symbols:
                 live.add(symbol, interval)
         self.task = asyncio.create_task(live.run())

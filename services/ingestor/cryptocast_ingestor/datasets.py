@@ -226,11 +226,13 @@ def load_coingecko(path: Path) -> tuple[list[Bar], CleaningReport]:
     return _finish(bars, timedelta(hours=4), report), report
 
 
-def resample(bars: Sequence[Bar], interval: str, report: CleaningReport) -> list[Bar]:
-    """Aggregate hourly bars into aligned ``interval`` bars, keeping only complete ones."""
+def resample(
+    bars: Sequence[Bar], interval: str, report: CleaningReport, source_interval: str = "1h"
+) -> list[Bar]:
+    """Aggregate ``source_interval`` bars into aligned ``interval`` bars, keeping only complete
+    ones."""
     step = interval_delta(interval)
-    hour = timedelta(hours=1)
-    needed = step // hour
+    needed = step // interval_delta(source_interval)
     buckets: dict[datetime, list[Bar]] = {}
     for bar in bars:
         buckets.setdefault(floor_to_interval(bar.open_time, interval), []).append(bar)

@@ -7,7 +7,6 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptocast_common.coins import symbol_of
-from cryptocast_common.events import interval_delta
 from cryptocast_common.settings import comma_separated
 
 BUNDLED_REPLAY = Path(__file__).parent / "data" / "coingecko"
@@ -33,8 +32,6 @@ class IngestorSettings(BaseSettings):
     source: Literal["replay", "exchange", "coingecko"] = "replay"
     """replay: bundled or your CSV files; exchange: live OHLCV through ccxt; coingecko: live from
     CoinGecko's free API (4h only)."""
-    intervals: Annotated[list[str], NoDecode] = []
-    """Live intervals to ingest; empty means CRYPTOCAST_INTERVAL."""
     backfill: int = Field(default=200, ge=0)
     """Candles per symbol published at start (replay: before the paced part; live: the most recent
     ones)."""
@@ -73,15 +70,6 @@ class IngestorSettings(BaseSettings):
     """A close this many standard deviations of recent log returns away waits for confirmation."""
     volatility_window: int = Field(default=50, ge=10)
     """Recent candles the volatility is measured on."""
-
-    @field_validator("intervals", mode="before")
-    @classmethod
-    def _split_intervals(cls, value: object) -> object:
-        value = comma_separated(value)
-        if isinstance(value, list):
-            for interval in value:
-                interval_delta(interval)
-        return value
 
     @field_validator("markets", "coingecko_ids", mode="before")
     @classmethod

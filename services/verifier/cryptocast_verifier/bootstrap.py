@@ -53,10 +53,9 @@ class Verifier:
         async def handler(events: list[Event]) -> list[Event]:
             return await handle(events, self.deps)
 
-        interval = self.common.interval
         await self.bus.consume(
             self.common.queue_for("verifier"),
-            [f"prediction.*.{interval}", f"candle.*.{interval}"],
+            self.common.routing_keys("prediction", "candle"),
             handler,
             batch_size=self.batch_size,
         )
@@ -66,7 +65,7 @@ class Verifier:
 
         await self.bus.consume(
             self.common.queue_for("verifier.lifecycle"),
-            [f"verification.*.{interval}", f"model_change.*.{interval}"],
+            self.common.routing_keys("verification", "model_change"),
             decide,
             batch_size=self.batch_size,
             single_active=True,

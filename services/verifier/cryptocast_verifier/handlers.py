@@ -231,7 +231,13 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
             await _save(deps, series, lineup)
             out.append(confirmed)
             _advance(decide_at, series, event.decided_at)
-    verdicts = [e for e in events if isinstance(e, Verification) and e.role in JUDGED_ROLES]
+    # The policy judges one-step forecasts: verdicts further ahead overlap in time and would
+    # count the same moves several times.
+    verdicts = [
+        e
+        for e in events
+        if isinstance(e, Verification) and e.role in JUDGED_ROLES and e.horizon == 1
+    ]
     await deps.store.add_scores(verdicts)
     for verdict in verdicts:
         series = (verdict.symbol, verdict.interval)

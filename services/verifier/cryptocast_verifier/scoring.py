@@ -20,6 +20,7 @@ def verify(prediction: Prediction, actual_close: float, tolerance_pct: float) ->
         prediction_id=prediction.event_id,
         model=prediction.model,
         target_time=prediction.target_time,
+        horizon=prediction.horizon,
         based_on_time=prediction.based_on.close_time,
         based_on_close=base,
         predicted_close=prediction.predicted_close,

@@ -1,5 +1,6 @@
 """Replay of bundled history: one timeline shared by every symbol, through the same quality
-gate as live candles, published as a backfill and then one step at a time."""
+gate as live candles, published as a backfill and then one step at a time. Longer intervals
+than the bundle's are built from its candles, as an exchange builds them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from cryptocast_common.events import Candle
-from cryptocast_ingestor.datasets import read_bundle
+from cryptocast_common.events import Candle, interval_delta
+from cryptocast_ingestor.datasets import CleaningReport, read_bundle, resample
 from cryptocast_ingestor.publishing import Publish, Sleep, publish_until_done
 from cryptocast_ingestor.quality import DEFAULT_JUMP_RULE, JumpRule, QualityGate
 
@@ -28,9 +29,11 @@ def load_timeline(
     interval: str,
     jumps: JumpRule = DEFAULT_JUMP_RULE,
     last: int | None = None,
+    built_from: str | None = None,
 ) -> list[list[Candle]]:
     """Candles of every symbol grouped by open time, over the window all symbols cover; the
-    ``last`` steps of it when given.
+    ``last`` steps of it when given. With ``built_from``, the bundles of that shorter interval
+    are read and aggregated into ``interval`` candles (only complete ones).
 
     Restricting to the common window makes the demo's prices one moment of the market. Only
     the bars of that window's ``last`` steps, and a few volatility windows before them to warm
@@ -38,11 +41,15 @@ def load_timeline(
     history.
     """
     bundles = {}
+    stored = built_from or interval
     for symbol in symbols:
-        path = folder / f"{symbol}_{interval}.csv.gz"
+        path = folder / f"{symbol}_{stored}.csv.gz"
         if not path.exists():
-            raise FileNotFoundError(f"no replay data for {symbol} {interval}: {path} is missing")
-        bundles[symbol] = (path, read_bundle(path))
+            raise FileNotFoundError(f"no replay data for {symbol} {stored}: {path} is missing")
+        bars = read_bundle(path)
+        if built_from:
+            bars = resample(bars, interval, CleaningReport(path.name), built_from)
+        bundles[symbol] = (path, bars)
     # The common window ends with the coin whose data ends first (a delisted one, say).
     common_end = min((bars[-1].open_time for _, bars in bundles.values() if bars), default=None)
     series = {}
@@ -64,6 +71,30 @@ def load_timeline(
                 steps[candle.open_time].append(candle)
     times = sorted(steps)
     return [steps[t] for t in (times if last is None else times[max(0, len(times) - last) :])]
+
+
+def load_timelines(
+    folder: Path,
+    symbols: Sequence[str],
+    intervals: Sequence[str],
+    jumps: JumpRule = DEFAULT_JUMP_RULE,
+    last: int | None = None,
+) -> list[list[Candle]]:
+    """``load_timeline`` of every interval, grouped by close time: the shortest interval's
+    bundles are replayed, and the longer intervals' candles built from them (each a multiple
+    of it), ``last`` of each interval when given."""
+    base = min(intervals, key=interval_delta)
+    by_close: dict[datetime, list[Candle]] = defaultdict(list)
+    for interval in sorted(intervals, key=interval_delta):
+        if interval_delta(interval) % interval_delta(base):
+            raise ValueError(
+                f"interval {interval} is not a multiple of {base}, the shortest served: it "
+                f"cannot be built from the replayed {base} candles"
+            )
+        built_from = None if interval == base else base
+        for step in load_timeline(folder, symbols, interval, jumps, last, built_from):
+            by_close[step[0].close_time] += step
+    return [by_close[moment] for moment in sorted(by_close)]
 
 
 async def replay(

@@ -17,6 +17,7 @@ from cryptocast_common.coins import (
     unknown_symbols,
 )
 from cryptocast_common.events import (
+    MAX_HORIZON,
     Candle,
     Prediction,
     Verification,
@@ -69,10 +70,15 @@ CandleInterval = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=500)]
+Horizon = Annotated[
+    int,
+    Query(ge=1, le=MAX_HORIZON, description="Candles ahead the predictions look; 1: the next"),
+]
 
 
 class Symbols(BaseModel):
-    interval: str = Field(examples=["4h"])
+    interval: str = Field(examples=["4h"], description="The one the original endpoints serve")
+    intervals: list[str] = Field(examples=[["4h", "1d"]], description="Every one predicted")
     symbols: list[str] = Field(examples=[["BTC", "ETH", "SOL", "XRP"]])
 
 
@@ -129,6 +135,8 @@ class PageRequest:
     end: End = None
     cursor: Cursor = None
     limit: Limit = 100
+    interval: CandleInterval = None
+    horizon: Horizon = 1
 
 
 Page = Annotated[PageRequest, Depends()]
@@ -139,7 +147,14 @@ async def _page(
 ) -> tuple[list, str | None]:
     before, limit = decode_cursor(request.cursor), request.limit
     found = await state.store.page(
-        collection, symbol, state.common.interval, request.start, request.end, before, limit + 1
+        collection,
+        symbol,
+        request.interval or state.common.interval,
+        request.start,
+        request.end,
+        before,
+        limit + 1,
+        horizon=request.horizon,
     )
     more = len(found) > limit
     found = found[:limit]
@@ -152,8 +167,12 @@ async def _page(
 
 @router.get("/symbols", response_model=Symbols)
 async def symbols(state: State) -> Symbols:
-    """The coins served, and their candle interval."""
-    return Symbols(interval=state.common.interval, symbols=state.common.symbols)
+    """The coins served, and their candle intervals."""
+    return Symbols(
+        interval=state.common.interval,
+        intervals=state.common.intervals,
+        symbols=state.common.symbols,
+    )
 
 
 @router.get(
@@ -182,14 +201,16 @@ latest_route = next(
 
 @router.get("/predictions/{symbol}", response_model=PredictionPage, responses=NOT_FOUND)
 async def predictions(symbol: Symbol, state: State, page: Page) -> PredictionPage:
-    """Predictions, newest target first, optionally within [start, end]."""
+    """Predictions, newest target first, optionally within [start, end]; of the original
+    endpoints' interval, one candle ahead, unless ``interval`` and ``horizon`` say otherwise."""
     found, next_cursor = await _page(state, "predictions", symbol, page)
     return PredictionPage(data=found, next_cursor=next_cursor)
 
 
 @router.get("/verifications/{symbol}", response_model=VerificationPage, responses=NOT_FOUND)
 async def verifications(symbol: Symbol, state: State, page: Page) -> VerificationPage:
-    """Verdicts on predictions, newest target first, optionally within [start, end]."""
+    """Verdicts on predictions, newest target first, optionally within [start, end]; of
+    ``interval`` and ``horizon`` as for predictions."""
     found, next_cursor = await _page(state, "verifications", symbol, page)
     return VerificationPage(data=found, next_cursor=next_cursor)
 

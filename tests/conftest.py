@@ -19,6 +19,7 @@ from cryptocast_common.settings import CommonSettings
 
 AMQP_URL = os.environ.get("CRYPTOCAST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 SERVICE_QUEUES = (
+    "ingestor",
     "gateway",
     "gateway.alerts",
     "inference",

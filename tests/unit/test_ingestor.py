@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptocast_common.events import Event
+from cryptocast_common.events import Candle, Event
 from cryptocast_ingestor.datasets import (
     load_binance_4h,
     load_binance_hourly,
@@ -19,7 +19,7 @@ from cryptocast_ingestor.settings import (
     IngestorSettings,
     replay_folder,
 )
-from cryptocast_ingestor.sources.replay import load_timeline, load_timelines, replay
+from cryptocast_ingestor.sources.replay import Timeline, load_timeline, load_timelines, replay
 from tests.factories import STEP, candle
 
 BINANCE_HEADER = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
@@ -171,7 +171,7 @@ async def test_replay_backfills_then_paces_in_time_order() -> None:
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    await replay(steps, publish, backfill=3, live=4, pace_seconds=2.5, sleep=sleep)
+    await replay(Timeline(steps), publish, backfill=3, live=4, pace_seconds=2.5, sleep=sleep)
     backfill, *paced = published
     assert backfill == [c for step in steps[3:6] for c in step]
     assert paced == steps[6:]
@@ -193,7 +193,7 @@ async def test_replay_keeps_candles_while_the_broker_is_away() -> None:
         return None
 
     await replay(
-        [[candle(0)], [candle(1)]],
+        Timeline([[candle(0)], [candle(1)]]),
         flaky_publish,
         backfill=5,
         live=1,
@@ -239,3 +239,23 @@ def test_longer_intervals_are_built_from_the_replayed_one(tmp_path: Path) -> Non
     assert last[0][0] == days[-1] and last[1][0].open_time == candle(19).open_time
     with pytest.raises(ValueError, match="5h is not a multiple of 4h"):
         load_timelines(tmp_path, ["BTC"], ["4h", "5h"])
+
+
+async def test_a_coin_added_while_replaying_backfills_at_once_then_joins_the_steps() -> None:
+    steps = [[candle(i)] for i in range(6)]
+    timeline = Timeline(steps)
+    published: list[list[Event]] = []
+    joined: list[Candle] = []
+
+    async def publish(events: list[Event]) -> None:
+        published.append(list(events))
+
+    async def sleep(_: float) -> None:
+        if len(published) == 2:  # the backfill and the first paced step are out
+            eth = [candle(i, symbol="ETH") for i in range(-2, 8)]
+            joined.extend(timeline.join(eth))
+
+    await replay(timeline, publish, backfill=6, live=4, pace_seconds=1, sleep=sleep)
+    # Steps 0, 1 (the backfill) and 2 taken: ETH's candles of those now; none outside.
+    assert joined == [candle(i, symbol="ETH") for i in range(3)]
+    assert published[2:] == [[candle(i), candle(i, symbol="ETH")] for i in range(3, 6)]

@@ -13,13 +13,24 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from cryptocast_common.events import Candle, ModelCard, ModelChange, Prediction, Verification
+from cryptocast_common.events import (
+    Candle,
+    CoinAdded,
+    ModelCard,
+    ModelChange,
+    Prediction,
+    Verification,
+)
 from cryptocast_common.settings import CommonSettings
 
 CHANNELS: dict[str, tuple[type[BaseModel], str, str]] = {
     # name: (event model, who publishes it, what it means)
     "candle": (Candle, "the ingestor", "A closed OHLCV candle."),
-    "prediction": (Prediction, "inference", "A forecast of the close of the next candle."),
+    "prediction": (
+        Prediction,
+        "inference",
+        "A forecast of the close of a candle 1 .. H candles ahead (horizon).",
+    ),
     "verification": (
         Verification,
         "the verifier",
@@ -35,6 +46,12 @@ CHANNELS: dict[str, tuple[type[BaseModel], str, str]] = {
         "the verifier's lifecycle policy (operators' requests come from the gateway)",
         "A promotion, demotion, gate switch, pin or block of a model on a symbol, with the "
         "live evidence it rests on.",
+    ),
+    "coin_added": (
+        CoinAdded,
+        "the gateway, when an operator adds a coin",
+        "A coin added at run time, at one interval: backfilled and followed by the ingestor, "
+        "served no change until its own record opens the gate.",
     ),
 }
 

@@ -477,16 +477,38 @@ class ModelChange(EventBase):
         )
 
 
-Event = Candle | Prediction | Verification | ModelCard | ModelChange
+class CoinAdded(EventBase):
+    """A coin an operator added while the deployment runs, at one of its intervals: the
+    ingestor backfills and follows it, and it is served no change until its own live record
+    opens the gate."""
+
+    type: Literal["coin_added"] = "coin_added"
+    added_at: ClockDatetime
+    reason: str = Field(max_length=500)
+
+    _occurred_at_from: ClassVar[str] = "added_at"
+
+    def derive_id(self) -> str:
+        # Once per coin and interval: adding it again is the same event.
+        return f"coin_added:{self.symbol}:{self.interval}"
+
+
+Event = Candle | Prediction | Verification | ModelCard | ModelChange | CoinAdded
 EVENT_TYPES: dict[
     str,
-    type[Candle] | type[Prediction] | type[Verification] | type[ModelCard] | type[ModelChange],
+    type[Candle]
+    | type[Prediction]
+    | type[Verification]
+    | type[ModelCard]
+    | type[ModelChange]
+    | type[CoinAdded],
 ] = {
     "candle": Candle,
     "prediction": Prediction,
     "verification": Verification,
     "model": ModelCard,
     "model_change": ModelChange,
+    "coin_added": CoinAdded,
 }
 
 

@@ -5,7 +5,7 @@ A version is ``name@version`` (as configuration and events write it) and holds a
 ``metadata.json``). The MongoDB adapter keeps the bytes in GridFS (bucket ``models``) and
 one document per version in ``model_versions``::
 
-    {_id: "dist-4h@20261202-4dcd0876", name, version, created_at, status,
+    {_id: "dist-4h@20261203-56c93a37", name, version, created_at, status,
      files: [{name, sha256, size, file_id}], data: {...}, metrics: {...}, info: {...}}
 
 ``files`` is a list rather than ``{filename: sha256}`` because file names carry dots

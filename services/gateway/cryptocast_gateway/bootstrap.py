@@ -105,12 +105,14 @@ class Gateway:
         replica = f"{state.common.queue_for('gateway')}.live.{uuid.uuid4().hex[:12]}"
         await state.bus.consume(
             replica,
-            ["prediction.#", "verification.#"],
+            ["prediction.#", "verification.#", "coin_added.#"],
             live,
             batch_size=state.settings.batch_size,
             exclusive=True,
         )
         # Subscribed first, then loaded: a prediction stored in between is not missed.
+        for symbol in await state.store.coins_added():
+            state.serve(symbol)
         for symbol in state.common.symbols:
             found = await state.store.latest_prediction(symbol, state.common.interval)
             if found:
@@ -155,6 +157,9 @@ async def bootstrap(
     told: NotificationLog | None = None,
 ) -> Gateway:
     common = common or CommonSettings()
+    # Its own list of the coins served, which grows as coins are added at run time (the
+    # services of `make up` share one settings object).
+    common = common.model_copy(update={"symbols": list(common.symbols)})
     settings = settings or GatewaySettings()
     resources = Resources()
     if store is None:

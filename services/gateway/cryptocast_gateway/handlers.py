@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from cryptocast_common.events import Event, ModelChange, Prediction
+from cryptocast_common.events import CoinAdded, Event, ModelChange, Prediction
 from cryptocast_gateway.alert_mail import Mailer
 from cryptocast_gateway.alert_store import AlertStore
 from cryptocast_gateway.alerts import check_alerts
@@ -57,9 +57,12 @@ async def notify_changes(
 
 
 async def follow_live(events: Sequence[Event], state: GatewayState) -> list[Event]:
-    """This replica's own view: the newest prediction per coin, and the stream."""
+    """This replica's own view: the coins served, the newest prediction per coin, and the
+    stream."""
     for event in events:
         if isinstance(event, Prediction) and event.role in SERVED_ROLES:
             state.latest.update(event)
+        elif isinstance(event, CoinAdded):
+            state.serve(event.symbol)
     state.hub.publish(events)
     return []

@@ -33,6 +33,11 @@ class GatewayState:
     def coins(self) -> list[str]:
         return [coin_of(symbol) for symbol in self.common.symbols]
 
+    def serve(self, symbol: str) -> None:
+        """Serve a coin added at run time, beside the configured ones."""
+        if symbol not in self.common.symbols:
+            self.common.symbols.append(symbol)
+
 
 async def check_ready(state: GatewayState) -> None:
     """Broker and database reachable."""

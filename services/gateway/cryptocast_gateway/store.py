@@ -26,6 +26,7 @@ COLLECTIONS = {
     "verification": "verifications",
     "model": "models",
     "model_change": "model_changes",
+    "coin_added": "coins",
 }
 Position = tuple[datetime, str]  # (time, event id): where a page ends, for the next one
 HISTORY_READ = 1000  # changes replayed when one is stored out of order
@@ -40,6 +41,7 @@ TIME_FIELD = {
     "verifications": "target_time",
     "models": "trained_at",
     "model_changes": "decided_at",
+    "coins": "added_at",
 }
 # What the API serves: the champion's forecasts (and those from before roles existed).
 SERVED_ROLES = ("champion", None)
@@ -81,6 +83,10 @@ class EventStore(ABC):
 
     @abstractmethod
     async def ping(self) -> None: ...
+
+    @abstractmethod
+    async def coins_added(self) -> list[str]:
+        """The symbols of the coins added at run time, sorted."""
 
     async def page(
         self,
@@ -300,6 +306,9 @@ class MongoEventStore(EventStore):
     async def ping(self) -> None:
         await self._db.command("ping")
 
+    async def coins_added(self) -> list[str]:
+        return sorted(await self._db["coins"].distinct("symbol"))
+
 
 def _decoded(collection: str, doc: dict[str, Any]) -> Event | None:
     """The stored event; None, with a warning, for a document that no longer decodes (an
@@ -365,3 +374,6 @@ class InMemoryEventStore(EventStore):
 
     async def ping(self) -> None:
         return None
+
+    async def coins_added(self) -> list[str]:
+        return sorted({e.symbol for e in self.collections["coins"].values()})

@@ -79,7 +79,7 @@ class Inference:
         # Every replica follows every lifecycle decision: a queue of its own.
         await self.bus.consume(
             f"{self.common.queue_for('inference.lineup')}.{uuid4().hex[:12]}",
-            self.common.routing_keys("model_change"),
+            self.common.routing_keys("model_change", "coin_added"),
             follow,
             batch_size=self.settings.batch_size,
             exclusive=True,

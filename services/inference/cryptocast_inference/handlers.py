@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from cryptocast_common.events import (
     BasedOn,
     Candle,
+    CoinAdded,
     Event,
     ModelChange,
     Prediction,
@@ -180,9 +181,17 @@ class LineupDeps:
 async def handle_model_changes(events: list[Event], deps: LineupDeps) -> list[Event]:
     """Follow the lifecycle; load a version the trainer registered, or one the lifecycle
     names that this replica has not loaded yet, and publish its card. A version that cannot
-    be loaded is refused (logged, and announced), and the current champion keeps serving."""
+    be loaded is refused (logged, and announced), and the current champion keeps serving.
+    A coin added at run time gets the cards of its interval's models."""
     out: list[Event] = []
     for event in events:
+        if isinstance(event, CoinAdded):
+            out += [
+                card
+                for predictor in deps.lineup.for_interval(event.interval)
+                if isinstance(predictor, CardedPredictor) and predictor.interval is not None
+                for card in predictor.cards([event.symbol], predictor.interval)
+            ]
         if not isinstance(event, ModelChange):
             continue
         model = str(event.model)

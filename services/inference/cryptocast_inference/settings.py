@@ -11,7 +11,10 @@ from cryptocast_common.events import MAX_HORIZON, interval_delta
 from cryptocast_common.settings import comma_separated
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 
-SHIPPED_MODEL = "dist-4h@20261202-4dcd0876"
+SHIPPED_MODEL = "dist-4h@20261203-56c93a37"  # 1 .. 6 candles ahead
+# Its one-step forecasts are bit for bit those of the version before, kept bundled so that a
+# lifecycle that chose it before an upgrade still finds it.
+SHIPPED_DAILY_MODEL = "dist-1d@20261203-5298943b"  # 1 .. 7 days ahead
 LSTM_MODEL = "lstm-4h@20261125-f64027e9"  # the previous model, kept for comparison
 
 
@@ -23,7 +26,7 @@ class InferenceSettings(BaseSettings):
     model: str = SHIPPED_MODEL
     """The artifact that serves CRYPTOCAST_INTERVAL, as name@version under artifacts_dir, or 'naive'
     for the no-change baseline."""
-    interval_models: Annotated[dict[str, str], NoDecode] = {}
+    interval_models: Annotated[dict[str, str], NoDecode] = {"1d": SHIPPED_DAILY_MODEL}
     """Champions of the other intervals of CRYPTOCAST_INTERVALS, e.g. 1d=dist-1d@<version>; an
     interval without one is served no change (the baseline). Entries for intervals not served
     are ignored."""

@@ -115,13 +115,18 @@ class LiveIngestor:
         self.clock, self.sleep, self.jitter = clock, sleep, jitter
         self.health = SourceHealth(source.name)
         self.streams: list[Stream] = []
+        self._added = asyncio.Event()  # wakes the loop for a series added while it waits
 
     def add(self, symbol: str, interval: str) -> None:
+        """Backfill and follow a series (a second call for it changes nothing)."""
+        if any((s.symbol, s.interval) == (symbol, interval) for s in self.streams):
+            return
         self.source.check_interval(interval)
         now = self.clock()
         start = floor_to_interval(now, interval) - self.policy.backfill * interval_delta(interval)
         gate = QualityGate(symbol, interval, self.source.name, self.policy.jumps)
         self.streams.append(Stream(symbol, interval, start, gate))
+        self._added.set()
 
     async def poll(self, stream: Stream, now: datetime) -> bool:
         """Fetch and publish what closed; True if everything expected by ``now`` arrived."""
@@ -181,7 +186,16 @@ class LiveIngestor:
                     self.health.failed(error)
                     failed = True
                     break  # the source is down for everyone: back off first
-            await self.sleep(self._wait(now, complete, failed))
+            await self._pause(self._wait(now, complete, failed))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a series is added meanwhile."""
+        self._added.clear()
+        sleeping = asyncio.ensure_future(self.sleep(seconds))
+        added = asyncio.ensure_future(self._added.wait())
+        _, pending = await asyncio.wait({sleeping, added}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
 
     def _wait(self, now: datetime, complete: bool, failed: bool) -> float:
         if failed:

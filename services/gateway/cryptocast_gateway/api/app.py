@@ -21,7 +21,7 @@ from cryptocast_gateway.api.middleware import (
     Observe,
     RateLimit,
 )
-from cryptocast_gateway.api.routes import alerts, dashboard, legacy, models, skill, v1
+from cryptocast_gateway.api.routes import alerts, coins, dashboard, legacy, models, skill, v1
 from cryptocast_gateway.observability import AccuracyValues, GaugeValues
 from cryptocast_gateway.state import GatewayState, check_ready
 
@@ -85,6 +85,7 @@ def create_app(state: GatewayState) -> FastAPI:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(v1.router)
+    app.include_router(coins.router)
     app.include_router(models.router)
     app.include_router(alerts.router)
     app.include_router(skill.router)

@@ -9,6 +9,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -97,8 +98,31 @@ def load_timelines(
     return [by_close[moment] for moment in sorted(by_close)]
 
 
+@dataclass
+class Timeline:
+    """The steps a replay publishes, and how many it has taken: a coin added meanwhile joins
+    the steps still to come, and publishes the earlier part of its history at once."""
+
+    steps: list[list[Candle]]
+    taken: int = 0
+
+    def join(self, candles: Sequence[Candle]) -> list[Candle]:
+        """Add a coin's candles to the steps closing when they close; those of steps already
+        taken are returned, to publish now (the coin's backfill). Candles outside the
+        timeline are left out."""
+        position = {step[0].close_time: i for i, step in enumerate(self.steps) if step}
+        now = []
+        for candle in candles:
+            i = position.get(candle.close_time)
+            if i is not None and i < self.taken:
+                now.append(candle)
+            elif i is not None:
+                self.steps[i].append(candle)
+        return now
+
+
 async def replay(
-    steps: Sequence[Sequence[Candle]],
+    timeline: Timeline,
     publish: Publish,
     *,
     backfill: int,
@@ -108,8 +132,10 @@ async def replay(
 ) -> None:
     """Publish the last ``backfill`` steps before the final ``live`` ones at once, then the
     ``live`` steps one every ``pace_seconds``."""
+    steps = timeline.steps
     split = max(0, len(steps) - live)
     backlog = [candle for step in steps[max(0, split - backfill) : split] for candle in step]
+    timeline.taken = split
     started = time.monotonic()
     for start in range(0, len(backlog), BACKFILL_BATCH):
         await publish_until_done(publish, backlog[start : start + BACKFILL_BATCH], sleep)
@@ -119,8 +145,10 @@ async def replay(
             "backfill progress",
             extra={"published": done, "total": len(backlog), "per_second": round(rate)},
         )
-    for step in steps[split:]:
+    for index in range(split, len(steps)):
         await sleep(pace_seconds)
+        timeline.taken = index + 1
+        step = steps[index]
         await publish_until_done(publish, step, sleep)
         log.info(
             "candles published",

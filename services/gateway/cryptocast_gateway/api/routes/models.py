@@ -52,7 +52,7 @@ class ModelHistory(BaseModel):
 class OperatorRequest(BaseModel):
     model: str = Field(
         pattern=r"^[a-z0-9][a-z0-9_.-]*@[A-Za-z0-9][A-Za-z0-9_.+-]*$",
-        examples=["dist-4h@20261202-4dcd0876"],
+        examples=["dist-4h@20261203-56c93a37"],
     )
     reason: str = Field(default="", max_length=300)
 

@@ -8,15 +8,19 @@ names, so the bench reads them the same way from either server:
 - ``opcounters``: ``insert`` per document inserted, ``update`` and ``delete`` per statement
   (a bulk write of 256 replacements is 256 updates), ``query`` per ``find``, ``getmore`` per
   ``getMore``, ``command`` per any other command (``aggregate``, ``count``, ``ping``, ...);
-- ``metrics.commands.<name>.total``: requests (round trips) per command name.
+- ``metrics.commands.<name>.total``: requests (round trips) per command name;
 
-Counting is one dictionary update per request, in the server's own handler thread.
+and, nx-27017's own (MongoDB has no such field), ``nxSeconds``: per command name and
+collection, the requests and the seconds the server spent handling them, which says which
+of them cost it most. Counting is a few dictionary updates per request, in the server's
+own handler thread.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -51,8 +55,10 @@ class Counters:
         self.lock = threading.Lock()
         self.ops: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
+        self.seconds: dict[str, list[float]] = {}  # "<command> <collection>": [requests, s]
 
-    def record(self, msg: dict[str, Any]) -> None:
+    def record(self, msg: dict[str, Any]) -> str:
+        """Counts the request; returns its "<command> <collection>" for ``timed``."""
         body: dict[str, Any] = {}
         sequences: list[list[Any]] = []
         for section_type, doc in msg.get("sections", ()):
@@ -66,6 +72,14 @@ class Counters:
         with self.lock:
             self.requests[name] += 1
             self.ops[KIND_OF.get(name, "command")] += statements(name, body, sequences)
+        target = body.get(name)
+        return f"{name} {target}" if isinstance(target, str) else name
+
+    def timed(self, what: str, seconds: float) -> None:
+        with self.lock:
+            spent = self.seconds.setdefault(what, [0, 0.0])
+            spent[0] += 1
+            spent[1] += seconds
 
     def status(self) -> dict[str, Any]:
         with self.lock:
@@ -77,6 +91,7 @@ class Counters:
                 "metrics": {
                     "commands": {n: {"total": c, "failed": 0} for n, c in self.requests.items()}
                 },
+                "nxSeconds": {w: {"n": n, "s": s} for w, (n, s) in self.seconds.items()},
             }
 
 
@@ -85,8 +100,12 @@ def install(counters: Counters) -> None:
 
     def counted(method: Callable[..., Any]) -> Callable[..., Any]:
         def handle(self: Any, msg: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            counters.record(msg)
-            return method(self, msg, *args, **kwargs)
+            what = counters.record(msg)
+            began = time.perf_counter()
+            try:
+                return method(self, msg, *args, **kwargs)
+            finally:
+                counters.timed(what, time.perf_counter() - began)
 
         return handle
 

@@ -264,6 +264,8 @@ class Ops:
 
     kinds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OP_KINDS, 0))
     requests: dict[str, int] = field(default_factory=dict)
+    # nx-27017's only: requests and seconds spent per "<command> <collection>"
+    seconds: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @classmethod
     def of_status(cls, status: dict[str, Any]) -> Ops:
@@ -271,20 +273,29 @@ class Ops:
         if not isinstance(counters, dict):
             raise BenchFailure("the database's serverStatus has no opcounters")
         commands = status.get("metrics", {}).get("commands", {})
+        spent = status.get("nxSeconds", {})
         return cls(
             {k: int(counters.get(k, 0)) for k in OP_KINDS},
             {n: int(c["total"]) for n, c in commands.items() if isinstance(c, dict)},
+            {w: (int(t["n"]), float(t["s"])) for w, t in spent.items()},
         )
 
     def minus(self, other: Ops) -> Ops:
+        """What happened between ``other`` and this. Seconds are the server's own only:
+        the bench's listener leaves them alone."""
         names = set(self.requests) | set(other.requests)
+        spent = {
+            w: (n - other.seconds.get(w, (0, 0.0))[0], s - other.seconds.get(w, (0, 0.0))[1])
+            for w, (n, s) in self.seconds.items()
+        }
         return Ops(
             {k: self.kinds[k] - other.kinds[k] for k in OP_KINDS},
             {n: self.requests.get(n, 0) - other.requests.get(n, 0) for n in names},
+            spent,
         )
 
     def copy(self) -> Ops:
-        return Ops(dict(self.kinds), dict(self.requests))
+        return Ops(dict(self.kinds), dict(self.requests), dict(self.seconds))
 
 
 class OwnCommands(monitoring.CommandListener):
@@ -833,6 +844,12 @@ class Bench:
         (server_start, own_start), (server_end, own_end) = self.ops_at["start"], self.ops_at["end"]
         services = server_end.minus(server_start).minus(own_end.minus(own_start))
         requests = {n: c for n, c in services.requests.items() if c}
+        # The server's seconds per command and collection, for the commands the services
+        # sent (the bench's counts are its own; in --live, its reads of verifications too).
+        spent = sorted(
+            ((w, n, s) for w, (n, s) in services.seconds.items() if requests.get(w.split()[0])),
+            key=lambda row: -row[2],
+        )
         bindings = await asyncio.to_thread(
             exchange_bindings, self.settings.exchange, self.namespace
         )
@@ -848,6 +865,7 @@ class Bench:
             "db_ops_per_candle_total": per_candle(sum(services.kinds.values())),
             "db_requests": dict(sorted(requests.items(), key=lambda r: -r[1])),
             "db_requests_per_candle": per_candle(sum(requests.values())),
+            "db_seconds": {w: {"n": n, "s": round(s, 2)} for w, n, s in spent if n},
             "published": published,
             "published_per_candle": per_candle(sum(published.values())),
             "delivered": delivered,
@@ -989,6 +1007,11 @@ def markdown(result: dict[str, Any]) -> str:
             "database requests (round trips) per candle",
             f"{ops['db_requests_per_candle']}: "
             + ", ".join(f"{name} {n}" for name, n in list(ops["db_requests"].items())[:6]),
+        ),
+        (
+            "database server's time by request (seconds, requests)",
+            ", ".join(f"{w} {t['s']} s ({t['n']})" for w, t in list(ops["db_seconds"].items())[:6])
+            or "-",
         ),
         (
             "broker messages published per candle",

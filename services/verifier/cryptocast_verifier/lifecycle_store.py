@@ -96,7 +96,9 @@ class MongoLifecycleStore:
 
     async def recent(self, symbol: str, interval: str, model: str, n: int) -> list[Score]:
         query = {"symbol": symbol, "interval": interval, "model": model}
-        found = await self._scores.find(query).sort("target_time", -1).limit(n).to_list()
+        # All n in the first batch: no getMore round trip for the rest.
+        cursor = self._scores.find(query).sort("target_time", -1).limit(n).batch_size(n)
+        found = await cursor.to_list()
         return [_score(doc) for doc in reversed(found)]
 
     async def scores_at(

@@ -25,6 +25,13 @@ Measured, by counting the gateway's documents in MongoDB every ``--sample`` seco
   of each service process and of nx-27017; the shared RabbitMQ is not counted;
 - nx-27017's own ceiling, measured first in the same run: candle documents stored per second
   by unordered bulk upserts of the gateway's batch size, with nothing else running;
+- operations per candle stored, from the ingestor's start to the end: the database's by
+  kind, from the server's own counters (``serverStatus``: ``opcounters`` and
+  ``metrics.commands``, which nx-27017 gets from ``bench/nx_counted.py``), less the bench's
+  own reads; and the broker's, messages published to the events exchange (counted on a
+  queue of the bench's own bound to every key) and the copies of them routed to the
+  services' queues (those messages matched against the bindings ``rabbitmqctl
+  list_bindings`` lists);
 - with ``--live N``: freshness at live pace. After the backfill the ingestor publishes N more
   steps, one every ``--pace`` seconds; for the watched coins the bench times each candle from
   its arrival on a queue of its own (about when it was published) to the champion's prediction
@@ -53,6 +60,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,10 +69,12 @@ from typing import Any
 import aio_pika
 import httpx
 import websockets
-from pymongo import AsyncMongoClient, ReplaceOne
+from nx_counted import KIND_OF, command_name, statements
+from pymongo import AsyncMongoClient, ReplaceOne, monitoring
 
 from cryptocast.embedded_mongo import EmbeddedMongo, free_ports
 from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
+from cryptocast_common.bus import topic_matches
 from cryptocast_common.coins import symbol_of
 from cryptocast_common.documents import to_document
 from cryptocast_common.events import Candle
@@ -240,6 +250,169 @@ def bench_settings(url: str, namespace: str, coins: list[str]) -> CommonSettings
 
 
 # ---------------------------------------------------------------------------------------------
+# Operations: the database's and the broker's
+
+
+OP_KINDS = ("insert", "update", "delete", "query", "getmore", "command")
+
+
+@dataclass
+class Ops:
+    """Database operations as MongoDB's ``opcounters`` count them (per document inserted,
+    per update or delete statement, per find, getMore or other command), and requests
+    (round trips) per command name."""
+
+    kinds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OP_KINDS, 0))
+    requests: dict[str, int] = field(default_factory=dict)
+    # nx-27017's only: requests and seconds spent per "<command> <collection>"
+    seconds: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @classmethod
+    def of_status(cls, status: dict[str, Any]) -> Ops:
+        counters = status.get("opcounters")
+        if not isinstance(counters, dict):
+            raise BenchFailure("the database's serverStatus has no opcounters")
+        commands = status.get("metrics", {}).get("commands", {})
+        spent = status.get("nxSeconds", {})
+        return cls(
+            {k: int(counters.get(k, 0)) for k in OP_KINDS},
+            {n: int(c["total"]) for n, c in commands.items() if isinstance(c, dict)},
+            {w: (int(t["n"]), float(t["s"])) for w, t in spent.items()},
+        )
+
+    def minus(self, other: Ops) -> Ops:
+        """What happened between ``other`` and this. Seconds are the server's own only:
+        the bench's listener leaves them alone."""
+        names = set(self.requests) | set(other.requests)
+        spent = {
+            w: (n - other.seconds.get(w, (0, 0.0))[0], s - other.seconds.get(w, (0, 0.0))[1])
+            for w, (n, s) in self.seconds.items()
+        }
+        return Ops(
+            {k: self.kinds[k] - other.kinds[k] for k in OP_KINDS},
+            {n: self.requests.get(n, 0) - other.requests.get(n, 0) for n in names},
+            spent,
+        )
+
+    def copy(self) -> Ops:
+        return Ops(dict(self.kinds), dict(self.requests), dict(self.seconds))
+
+
+class OwnCommands(monitoring.CommandListener):
+    """The bench's own commands (counts, reads, serverStatus), to take them out of the
+    server's counts: the same classification as ``bench/nx_counted.py``."""
+
+    def __init__(self) -> None:
+        self.ops = Ops()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = command_name(event.command)
+        kind = KIND_OF.get(name, "command")
+        self.ops.kinds[kind] += statements(name, event.command)
+        self.ops.requests[name] = self.ops.requests.get(name, 0) + 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+class Messages:
+    """Messages published to the events exchange, seen on a queue of the bench's own bound
+    to every key (no acks: it only counts), by routing key."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, int] = {}
+        self.counting = False
+
+    async def start(
+        self, connection: aio_pika.abc.AbstractRobustConnection, settings: CommonSettings
+    ) -> None:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, "#")
+
+        async def seen(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            if self.counting:
+                key = message.routing_key or ""
+                self.by_key[key] = self.by_key.get(key, 0) + 1
+
+        await queue.consume(seen, no_ack=True)
+
+    def published(self) -> dict[str, int]:
+        by_type: dict[str, int] = {}
+        for key, n in self.by_key.items():
+            kind = key.split(".", 1)[0]
+            by_type[kind] = by_type.get(kind, 0) + n
+        return dict(sorted(by_type.items()))
+
+    def delivered(self, bindings: list[tuple[str, str]]) -> dict[str, int]:
+        """Copies routed to the queues, by the bindings (queue, pattern) of the exchange;
+        the queues of a replica's own (``<name>.<random>``) summed under ``<name>``."""
+        patterns: dict[str, list[str]] = {}
+        for queue, pattern in bindings:
+            patterns.setdefault(queue, []).append(pattern)
+        copies: dict[str, int] = {}
+        for queue, keys in sorted(patterns.items()):
+            name = re.sub(r"\.[0-9a-f]{12}$", "", queue)
+            routed = (
+                n for key, n in self.by_key.items() if any(topic_matches(p, key) for p in keys)
+            )
+            copies[name] = copies.get(name, 0) + sum(routed)
+        return copies
+
+
+def exchange_bindings(exchange: str, namespace: str) -> list[tuple[str, str]] | None:
+    """(queue, pattern) of every binding of ``exchange`` to a queue of the namespace, from
+    ``rabbitmqctl`` (AMQP cannot list bindings); None where it cannot be asked."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        return None
+    try:
+        listed = subprocess.run(
+            [
+                *(rabbitmqctl, "list_bindings", "-q", "--formatter", "json"),
+                *("source_name", "destination_name", "destination_kind", "routing_key"),
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        rows = json.loads(listed.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    prefix = f"{namespace}."
+    return [
+        (row["destination_name"][len(prefix) :], row["routing_key"])
+        for row in rows
+        if row["source_name"] == exchange
+        and row["destination_kind"] == "queue"
+        and row["destination_name"].startswith(prefix)
+    ]
+
+
+@contextlib.contextmanager
+def counted_nx(workdir: Path) -> Iterator[None]:
+    """``nx-27017`` on PATH, for ``EmbeddedMongo`` to start, is the server with MongoDB's
+    counters (``bench/nx_counted.py``), while the block runs."""
+    shim = workdir / "bin" / "nx-27017"
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    counted = Path(__file__).with_name("nx_counted.py")
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{counted}" "$@"\n')
+    shim.chmod(0o755)
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{shim.parent}{os.pathsep}{before}"
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
+# ---------------------------------------------------------------------------------------------
 # The pipeline under measurement
 
 
@@ -380,6 +553,10 @@ class Bench:
         self.bulk_ceiling = 0.0
         self.fresh = Freshness(self.coins[: args.watch]) if args.live else None
         self.watchers: list[asyncio.Task[None]] = []
+        self.own = OwnCommands()
+        self.messages = Messages()
+        # (the server's counts, the bench's own) at the ingestor's start and at the end
+        self.ops_at: dict[str, tuple[Ops, Ops]] = {}
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -417,11 +594,15 @@ class Bench:
                 "(scripts/ensure-rabbitmq.sh) or set CRYPTOCAST_BENCH_AMQP_URL"
             ) from None
         await connection.close()
-        await self.mongo.astart()
+        with counted_nx(self.workdir):
+            await self.mongo.astart()
         mongo_pid = int((self.mongo.data_dir / "nx-27017.pid").read_text().split()[0])
         self.mongo_process = Tracked("nx-27017", mongo_pid, self.mongo.data_dir / "nx-27017.log")
-        self.client = AsyncMongoClient(self.mongo.url, serverSelectionTimeoutMS=5000)
+        self.client = AsyncMongoClient(
+            self.mongo.url, serverSelectionTimeoutMS=5000, event_listeners=[self.own]
+        )
         self.connection = await aio_pika.connect_robust(self.args.amqp_url, timeout=10)
+        await self.messages.start(self.connection, self.settings)
 
         self.bulk_ceiling = await self.measure_bulk_ceiling()
         inference = [
@@ -459,8 +640,17 @@ class Bench:
                 asyncio.create_task(watch_served(f"http://127.0.0.1:{gateway_port}", self.fresh)),
                 asyncio.create_task(poll_verified(self.client[self.db_name], self.fresh)),
             ]
+        await self.count_ops("start")
+        self.messages.counting = True
         self.services["ingestor"].start()
         self.timeline.ingestor_started = self.services["ingestor"].started_at
+
+    async def count_ops(self, at: str) -> None:
+        """The server's operation counts now, and the bench's own so far (this call's
+        serverStatus included in both)."""
+        assert self.client is not None
+        status = await self.client.admin.command("serverStatus")
+        self.ops_at[at] = (Ops.of_status(status), self.own.ops.copy())
 
     async def measure_bulk_ceiling(self) -> float:
         """Documents per second nx-27017 stores the way the gateway stores events (unordered
@@ -616,6 +806,8 @@ class Bench:
                 and counts["verifications"]
                 and now - last_change >= self.args.quiet
             ):
+                self.messages.counting = False
+                await self.count_ops("end")
                 return
             if now - last_change > self.args.stall:
                 raise BenchFailure(
@@ -643,6 +835,44 @@ class Bench:
         ):
             found[str(row["_id"])] = int(row["n"])
         return dict(sorted(found.items()))
+
+    async def operations(self) -> dict[str, Any]:
+        """Per candle stored, from the ingestor's start to the end of the run: the
+        services' database operations (the server's counts less the bench's own) and the
+        broker's messages."""
+        candles = self.timeline.counts["candles"]
+        (server_start, own_start), (server_end, own_end) = self.ops_at["start"], self.ops_at["end"]
+        services = server_end.minus(server_start).minus(own_end.minus(own_start))
+        requests = {n: c for n, c in services.requests.items() if c}
+        # The server's seconds per command and collection, for the commands the services
+        # sent (the bench's counts are its own; in --live, its reads of verifications too).
+        spent = sorted(
+            ((w, n, s) for w, (n, s) in services.seconds.items() if requests.get(w.split()[0])),
+            key=lambda row: -row[2],
+        )
+        bindings = await asyncio.to_thread(
+            exchange_bindings, self.settings.exchange, self.namespace
+        )
+        published = self.messages.published()
+        delivered = None if bindings is None else self.messages.delivered(bindings)
+
+        def per_candle(n: int) -> float:
+            return round(n / candles, 2)
+
+        return {
+            "db_ops": services.kinds,
+            "db_ops_per_candle": {k: per_candle(n) for k, n in services.kinds.items()},
+            "db_ops_per_candle_total": per_candle(sum(services.kinds.values())),
+            "db_requests": dict(sorted(requests.items(), key=lambda r: -r[1])),
+            "db_requests_per_candle": per_candle(sum(requests.values())),
+            "db_seconds": {w: {"n": n, "s": round(s, 2)} for w, n, s in spent if n},
+            "published": published,
+            "published_per_candle": per_candle(sum(published.values())),
+            "delivered": delivered,
+            "delivered_per_candle": None
+            if delivered is None
+            else per_candle(sum(delivered.values())),
+        }
 
     async def report(self) -> dict[str, Any]:
         t = self.timeline
@@ -696,6 +926,7 @@ class Bench:
             "predictions_per_s": round(counts["predictions"] / max(to_predictions, 1e-9), 1),
             "verifications_per_s": round(counts["verifications"] / max(to_verifications, 1e-9), 1),
             "peak_waiting": t.peak_backlog,
+            "operations": await self.operations(),
             "sample_s": self.args.sample,
             "processes": processes,
         }
@@ -761,6 +992,38 @@ def markdown(result: dict[str, Any]) -> str:
         (
             "most messages waiting per service",
             ", ".join(f"{s} {n}" for s, n in result["peak_waiting"].items()),
+        ),
+    ]
+    ops = result["operations"]
+    db = ops["db_ops_per_candle"]
+    delivered = ops["delivered"]
+    rows += [
+        (
+            "database operations per candle (opcounters)",
+            f"{ops['db_ops_per_candle_total']}: "
+            + ", ".join(f"{kind} {db[kind]}" for kind in OP_KINDS),
+        ),
+        (
+            "database requests (round trips) per candle",
+            f"{ops['db_requests_per_candle']}: "
+            + ", ".join(f"{name} {n}" for name, n in list(ops["db_requests"].items())[:6]),
+        ),
+        (
+            "database server's time by request (seconds, requests)",
+            ", ".join(f"{w} {t['s']} s ({t['n']})" for w, t in list(ops["db_seconds"].items())[:6])
+            or "-",
+        ),
+        (
+            "broker messages published per candle",
+            f"{ops['published_per_candle']}: "
+            + ", ".join(f"{kind} {n}" for kind, n in ops["published"].items()),
+        ),
+        (
+            "broker deliveries per candle (copies routed to the services' queues)",
+            "unknown (no rabbitmqctl)"
+            if delivered is None
+            else f"{ops['delivered_per_candle']}: "
+            + ", ".join(f"{queue} {n}" for queue, n in delivered.items() if n),
         ),
     ]
     if result["freshness"]:

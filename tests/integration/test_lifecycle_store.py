@@ -57,7 +57,8 @@ async def store(
 
 async def test_scores_count_once_and_the_lineup_reads_back(store: LifecycleStore) -> None:
     verdicts = [verdict(i, CHAMPION, "champion", 0.5 + 0.1 * (i % 2), "closed") for i in range(5)]
-    await store.add_scores(verdicts)
+    await store.add_scores([])
+    await store.add_scores(verdicts + verdicts[:1])  # one delivered twice into the batch
     await store.add_scores(verdicts[2:])  # redelivered
     recent = await store.recent("BTC", "4h", str(CHAMPION), 3)
     assert [s.target_time for s in recent] == [v.target_time for v in verdicts[2:]]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.events import Verification
@@ -83,25 +84,21 @@ class MongoLifecycleStore:
         )
 
     async def add_scores(self, verifications: Sequence[Verification]) -> None:
-        for v in verifications:
-            score = score_of(v)
-            await self._scores.replace_one(
-                {"_id": v.event_id},
-                {
-                    "_id": v.event_id,  # not every server takes it from the filter
-                    "symbol": v.symbol,
-                    "interval": v.interval,
-                    "model": str(v.model),
-                    "target_time": score.target_time,
-                    "model_error": score.model_error,
-                    "naive_error": score.naive_error,
-                },
-                upsert=True,
-            )
+        """One unordered bulk upsert for the batch, keyed by the verification's id (a
+        message delivered twice into one batch is written once)."""
+        unique = {v.event_id: v for v in verifications}
+        if not unique:
+            return
+        await self._scores.bulk_write(
+            [ReplaceOne({"_id": i}, _score_document(v), upsert=True) for i, v in unique.items()],
+            ordered=False,
+        )
 
     async def recent(self, symbol: str, interval: str, model: str, n: int) -> list[Score]:
         query = {"symbol": symbol, "interval": interval, "model": model}
-        found = await self._scores.find(query).sort("target_time", -1).limit(n).to_list()
+        # All n in the first batch: no getMore round trip for the rest.
+        cursor = self._scores.find(query).sort("target_time", -1).limit(n).batch_size(n)
+        found = await cursor.to_list()
         return [_score(doc) for doc in reversed(found)]
 
     async def scores_at(
@@ -121,6 +118,19 @@ class MongoLifecycleStore:
         await self._lineups.replace_one(
             {"_id": key}, to_document(lineup) | {"_id": key}, upsert=True
         )
+
+
+def _score_document(v: Verification) -> dict[str, Any]:
+    score = score_of(v)
+    return {
+        "_id": v.event_id,  # not every server takes it from the filter
+        "symbol": v.symbol,
+        "interval": v.interval,
+        "model": str(v.model),
+        "target_time": score.target_time,
+        "model_error": score.model_error,
+        "naive_error": score.naive_error,
+    }
 
 
 def _score(doc: dict[str, Any]) -> Score:

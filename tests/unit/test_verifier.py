@@ -159,7 +159,7 @@ class CountingStore(InMemoryVerifierStore):
         return counted
 
 
-async def test_a_batch_costs_round_trips_per_series_not_per_event() -> None:
+async def test_a_batch_reads_closes_and_pending_predictions_once_whatever_its_series() -> None:
     d = deps()
     d.store = store = CountingStore()
     batch: list[Event] = []
@@ -171,10 +171,26 @@ async def test_a_batch_costs_round_trips_per_series_not_per_event() -> None:
         prediction(i, symbol=s).event_id for s in ("BTC", "ETH") for i in range(50)
     )
     assert store.calls["save_closes"] == 1
-    assert store.calls["closes_at"] == store.calls["pending_for"] == 2  # one per series
+    assert store.calls["closes_at"] == store.calls["pending_for"] == 1  # for both series
     assert store.calls["add_pending"] == 0  # every target close came in the same batch
-    assert store.calls["forget_pending_before"] == 2
-    assert sum(store.calls.values()) <= 11  # and a delete of closes per series at most
+    assert store.calls["forget_pending_before"] == 2  # a series' first trim
+    assert sum(store.calls.values()) <= 9  # and a check and a delete of closes per series
+
+
+async def test_predictions_of_several_series_wait_in_one_write_and_meet_their_closes() -> None:
+    d = deps()
+    d.store = store = CountingStore()
+    symbols = ("BTC", "ETH", "SOL")
+    assert await handle([prediction(0, symbol=s) for s in symbols], d) == []
+    assert store.calls["add_pending"] == 1 and store.calls["closes_at"] == 1
+    # Only ETH's and SOL's target candles come, with different closes: each meets its own.
+    verdicts = await handle(
+        [candle(1, close=99.0, symbol="ETH"), candle(1, close=97.0, symbol="SOL")], d
+    )
+    assert store.calls["pending_for"] == 1
+    assert sorted((v.symbol, v.actual_close) for v in verdicts) == [("ETH", 99.0), ("SOL", 97.0)]
+    [btc] = await handle([candle(1, close=98.0)], d)
+    assert (btc.symbol, btc.actual_close) == ("BTC", 98.0)
 
 
 async def test_a_series_is_trimmed_every_few_intervals_not_on_every_batch() -> None:

@@ -42,7 +42,7 @@ from cryptocast_common.lifecycle import (
 )
 from cryptocast_verifier.lifecycle_store import LifecycleStore
 from cryptocast_verifier.scoring import verify
-from cryptocast_verifier.store import VerifierStore
+from cryptocast_verifier.store import At, VerifierStore
 
 log = logging.getLogger(__name__)
 Series = tuple[str, str]  # (symbol, interval)
@@ -90,31 +90,37 @@ def _by_series(events: Sequence[T]) -> dict[Series, list[T]]:
 
 async def handle_predictions(predictions: Sequence[Prediction], deps: VerifierDeps) -> list[Event]:
     """Verify those whose target close is known; the others wait. One read and at most one
-    write per series."""
-    out: list[Event] = []
+    write for the batch, whatever the series."""
+    if not predictions:
+        return []
     for series, group in _by_series(predictions).items():
         _advance(deps.prediction_frontier, series, max(p.based_on.close_time for p in group))
-        closes = await deps.store.closes_at(*series, [p.target_time for p in group])
-        out += [
-            verify(p, closes[p.target_time], deps.tolerance_pct)
-            for p in group
-            if p.target_time in closes
-        ]
-        waiting = [p for p in group if p.target_time not in closes]
-        if waiting:
-            await deps.store.add_pending(waiting)
+    closes = await deps.store.closes_at({_target(p) for p in predictions})
+    out: list[Event] = [
+        verify(p, closes[_target(p)], deps.tolerance_pct)
+        for p in predictions
+        if _target(p) in closes
+    ]
+    waiting = [p for p in predictions if _target(p) not in closes]
+    if waiting:
+        await deps.store.add_pending(waiting)
     return out
 
 
+def _target(prediction: Prediction) -> At:
+    return (prediction.symbol, prediction.interval, prediction.target_time)
+
+
 async def handle_candles(candles: Sequence[Candle], deps: VerifierDeps) -> list[Event]:
-    """Verify the predictions waiting for these closes, then forget what is no longer
-    needed. The closes themselves are stored first, by ``handle``."""
-    out: list[Event] = []
+    """Verify the predictions waiting for these closes (one read for the batch), then forget
+    what is no longer needed. The closes themselves are stored first, by ``handle``."""
+    if not candles:
+        return []
+    close_of = {(c.symbol, c.interval, c.close_time): c.close for c in candles}
+    pending = await deps.store.pending_for(list(close_of))
+    out: list[Event] = [verify(p, close_of[_target(p)], deps.tolerance_pct) for p in pending]
     for series, group in _by_series(candles).items():
-        close_of = {c.close_time: c.close for c in group}
-        pending = await deps.store.pending_for(*series, list(close_of))
-        out += [verify(p, close_of[p.target_time], deps.tolerance_pct) for p in pending]
-        await _forget(series, max(close_of), deps)
+        await _forget(series, max(c.close_time for c in group), deps)
     return out
 
 
@@ -132,8 +138,8 @@ async def _forget(series: Series, newest_close: datetime, deps: VerifierDeps) ->
     # whose target close is missing was given up.
     targets = await deps.store.forget_pending_before(*series, newest - deps.reorder_candles * step)
     if targets:  # one per prediction: several models can wait for the same close
-        known = await deps.store.closes_at(*series, sorted(set(targets)))
-        unmatched = sum(target not in known for target in targets)
+        known = await deps.store.closes_at({(symbol, interval, target) for target in targets})
+        unmatched = sum((symbol, interval, target) not in known for target in targets)
     else:
         unmatched = 0
     if unmatched:
@@ -159,8 +165,9 @@ async def _forget(series: Series, newest_close: datetime, deps: VerifierDeps) ->
 
 
 async def handle(events: Sequence[Event], deps: VerifierDeps) -> list[Event]:
-    """A batch in a few round trips per series rather than several per event: its closes
-    are stored first, so a prediction and its target candle in one batch meet at once."""
+    """A batch in a few round trips, whatever the number of series it spans (and, every
+    ``TRIM_EVERY`` intervals of a series, its trim): its closes are stored first, so a
+    prediction and its target candle in one batch meet at once."""
     candles = [e for e in events if isinstance(e, Candle)]
     if candles:
         await deps.store.save_closes(candles)

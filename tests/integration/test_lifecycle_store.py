@@ -93,6 +93,33 @@ async def test_the_handler_decides_alike_on_either_store(store: LifecycleStore) 
     assert (await store.lineup("BTC", "4h")).champion == str(CHALLENGER)
 
 
+async def test_score_writes_are_counted_per_series_beside_the_lineup(store: LifecycleStore) -> None:
+    assert await store.state("BTC", "4h") == (None, 0)
+    eth = verdict(0, CHAMPION, "champion", 0.5, "closed").model_copy(update={"symbol": "ETH"})
+    await store.add_scores([])  # nothing written, nothing counted
+    await store.add_scores([verdict(i, CHAMPION, "champion", 0.5, "closed") for i in range(3)])
+    assert await store.state("BTC", "4h") == (None, 1)  # scores before any lineup
+    lineup = Lineup(champion=str(CHAMPION), since=datetime(2026, 1, 1, tzinfo=UTC))
+    await store.save_lineup("BTC", "4h", lineup)
+    await store.add_scores([verdict(3, CHALLENGER, "challenger", 0.5), eth])
+    await store.save_lineup("BTC", "4h", lineup)  # a lineup saved keeps the count
+    assert await store.state("BTC", "4h") == (lineup, 2)
+    assert await store.state("ETH", "4h") == (None, 1)
+    assert await store.lineup("BTC", "4h") == lineup
+
+
+async def test_a_verifier_taking_back_over_decides_on_what_the_other_stored(
+    store: LifecycleStore,
+) -> None:
+    here = LifecycleDeps(store, LifecyclePolicy(verdicts=20, min_verdicts=10))
+    there = LifecycleDeps(store, LifecyclePolicy(verdicts=20, min_verdicts=10))
+    good = [verdict(i, CHAMPION, "champion", 0.5 + 0.1 * (i % 2), "closed") for i in range(10)]
+    [closed] = await handle_lifecycle(good[:5], here)
+    assert await handle_lifecycle(good[5:9], there) == []  # no change: the lineup stays
+    [opened] = await handle_lifecycle(good[9:], here)
+    assert (closed.kind, opened.kind, opened.evidence.n) == ("gate_closed", "gate_opened", 10)
+
+
 @pytest.fixture(params=["memory", "mongo"])
 def events(request: pytest.FixtureRequest, database: AsyncDatabase[dict[str, Any]]) -> EventStore:
     return InMemoryEventStore() if request.param == "memory" else MongoEventStore(database)

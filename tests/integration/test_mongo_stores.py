@@ -65,9 +65,9 @@ async def test_verifier_store_keeps_pending_and_closes(stores: Any) -> None:
     assert await store.forget_closes_before("BTC", "4h", candle(2).close_time) == 1
     assert await store.closes_at(times) == {times[1]: 97.0}
     assert len(await store.pending_for(target)) == 2
-    assert await store.forget_pending_before("BTC", "4h", candle(3).close_time) == [
-        target[0][2]
-    ] * 2
+    assert (
+        await store.forget_pending_before("BTC", "4h", candle(3).close_time) == [target[0][2]] * 2
+    )
     assert await store.pending_for(target) == []
     assert await store.pending_for([("ETH", "4h", target[0][2])]) == [prediction(0, symbol="ETH")]
 
@@ -84,7 +84,7 @@ async def test_verifier_store_reads_several_series_in_one_request(stores: Any) -
     }
     await store.add_pending([prediction(i, symbol=s) for s in symbols for i in range(3)])
     targets = [("BTC", "4h", prediction(0).target_time), ("SOL", "4h", prediction(2).target_time)]
-    found = await store.pending_for(targets + [("ETH", "1d", prediction(1).target_time)])
+    found = await store.pending_for([*targets, ("ETH", "1d", prediction(1).target_time)])
     assert sorted(p.event_id for p in found) == sorted(
         [prediction(0).event_id, prediction(2, symbol="SOL").event_id]
     )

@@ -102,9 +102,9 @@ class CountingStore(InMemoryLifecycleStore):
         super().__init__()
         self.reads = 0
 
-    async def lineup(self, symbol: str, interval: str) -> Lineup | None:
+    async def state(self, symbol: str, interval: str) -> tuple[Lineup | None, int]:
         self.reads += 1
-        return await super().lineup(symbol, interval)
+        return await super().state(symbol, interval)
 
 
 async def test_the_lineup_is_kept_in_memory_and_checked_before_a_change() -> None:

@@ -40,7 +40,8 @@ from cryptocast_common.lifecycle import (
     current_state,
     decide,
 )
-from cryptocast_verifier.lifecycle_store import LifecycleStore
+from cryptocast_verifier.lifecycle_store import LifecycleStore, score_of
+from cryptocast_verifier.records import Record
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import At, VerifierStore
 
@@ -177,25 +178,55 @@ async def handle(events: Sequence[Event], deps: VerifierDeps) -> list[Event]:
 
 @dataclass
 class LifecycleDeps:
+    """What the lifecycle handler keeps between batches.
+
+    **Lineups.** Each series' lineup as this verifier last read or decided it: read from
+    storage once, then kept up to date by the changes this verifier makes. Before it writes or
+    announces anything it checks the stored one, which another verifier may have changed while
+    this one stood by (the lifecycle queue has one active consumer, not always the same).
+
+    **Scores.** Each judged model's recent scores per series (``records``), read from storage
+    once and then added to as this verifier stores verdicts, so a batch does not read every
+    model's last ``policy.verdicts`` back. What keeps them sound is the series' revision, a
+    count of score writes that storage keeps with the lineup and that every ``add_scores``
+    raises by one, after writing the scores (see ``lifecycle_store``):
+
+    *A verifier decides on the scores it holds for a series only while the revision stored
+    with the lineup equals the one it expects: the one it last read there plus one for each
+    of its own ``add_scores`` to the series since. Any other value, or an ``add_scores`` of
+    its own that failed, means scores it has not seen may be stored: it forgets the series'
+    scores and reads them again from storage.*
+
+    Counts only grow, so another writer's scores always show, however writes interleave (a
+    previous consumer still finishing its batch included); the revision is read with the
+    lineup, which is read anyway once per series and batch before deciding, so checking it
+    costs nothing. Reading scores after the revision, or a revision raised twice by a
+    redelivery, only makes it read again, never decide on less.
+    """
+
     store: LifecycleStore
     policy: LifecyclePolicy
-    # Each series' lineup as this verifier last read or decided it: read from storage once,
-    # then kept up to date by the changes this verifier makes. Before it writes or announces
-    # anything it checks the stored one, which another verifier may have changed while this
-    # one stood by (the lifecycle queue has one active consumer, not always the same).
     lineups: dict[Series, Lineup | None] = field(default_factory=dict)
+    # The revision of each series' scores that ``records`` reflects, and the records.
+    revisions: dict[Series, int] = field(default_factory=dict)
+    records: dict[Series, dict[str, Record]] = field(default_factory=dict)
 
 
 async def _lineup(deps: LifecycleDeps, series: Series) -> Lineup | None:
     if series not in deps.lineups:
-        deps.lineups[series] = await deps.store.lineup(*series)
+        await _fresh(deps, series)
     return deps.lineups[series]
 
 
 async def _fresh(deps: LifecycleDeps, series: Series) -> Lineup | None:
-    """The stored lineup, which this verifier believes from now on."""
-    deps.lineups[series] = await deps.store.lineup(*series)
-    return deps.lineups[series]
+    """The stored lineup, which this verifier believes from now on; and the scores it holds
+    for the series, forgotten if they may be stale (see ``LifecycleDeps``)."""
+    lineup, revision = await deps.store.state(*series)
+    if deps.revisions.get(series) != revision:
+        deps.records.pop(series, None)
+        deps.revisions[series] = revision
+    deps.lineups[series] = lineup
+    return lineup
 
 
 async def _stored_is(deps: LifecycleDeps, series: Series, believed: Lineup | None) -> bool:
@@ -208,17 +239,45 @@ async def _save(deps: LifecycleDeps, series: Series, lineup: Lineup) -> None:
     deps.lineups[series] = lineup
 
 
+async def _add_scores(deps: LifecycleDeps, verdicts: Sequence[Verification]) -> None:
+    """Store the verdicts' scores, and add them to the records held."""
+    touched = {(v.symbol, v.interval) for v in verdicts}
+    try:
+        await deps.store.add_scores(verdicts)
+    except BaseException:
+        for series in touched:  # written or not, counted or not: read them again
+            deps.revisions.pop(series, None)
+            deps.records.pop(series, None)
+        raise
+    for series in touched & deps.revisions.keys():
+        deps.revisions[series] += 1
+    for verdict in verdicts:
+        held = deps.records.get((verdict.symbol, verdict.interval), {})
+        if (record := held.get(str(verdict.model))) is not None:
+            record.add([score_of(verdict)])
+
+
 async def _records(deps: LifecycleDeps, series: Series, lineup: Lineup) -> dict[str, list[Score]]:
-    """Each model's last verdicts, and the champion's on every candle a challenger's hold."""
+    """Each model's last verdicts, and the champion's on every candle a challenger's hold:
+    from memory, reading from storage only what it does not hold."""
     n = deps.policy.verdicts
-    records = {m: await deps.store.recent(*series, m, n) for m in lineup.challengers}
-    champion = await deps.store.recent(*series, lineup.champion, n)
+    models = lineup.challengers | {lineup.champion}
+    held = deps.records.setdefault(series, {})
+    for model in set(held) - models:
+        del held[model]
+    for model in sorted(models - set(held)):
+        held[model] = Record.loaded(await deps.store.recent(*series, model, n), n)
+    records = {m: held[m].newest(n) for m in lineup.challengers}
+    champion = held[lineup.champion]
     theirs = {s.target_time for c in lineup.challengers for s in records[c]}
-    missing = theirs - {s.target_time for s in champion}
+    missing = sorted(t for t in theirs if not champion.holds(t))
     if missing:
-        older = await deps.store.scores_at(*series, lineup.champion, sorted(missing))
-        champion = sorted([*older, *champion], key=lambda s: s.target_time)
-    return records | {lineup.champion: champion}
+        champion.look_up(missing, await deps.store.scores_at(*series, lineup.champion, missing))
+    newest = champion.newest(n)
+    older = champion.at(theirs - {s.target_time for s in newest})
+    for model, record in held.items():
+        record.trim(n, min(theirs) if theirs and model == lineup.champion else None)
+    return records | {lineup.champion: sorted([*older, *newest], key=lambda s: s.target_time)}
 
 
 async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list[Event]:
@@ -245,7 +304,7 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
         for e in events
         if isinstance(e, Verification) and e.role in JUDGED_ROLES and e.horizon == 1
     ]
-    await deps.store.add_scores(verdicts)
+    await _add_scores(deps, verdicts)
     for verdict in verdicts:
         series = (verdict.symbol, verdict.interval)
         known = await _lineup(deps, series)

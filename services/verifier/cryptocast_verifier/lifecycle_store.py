@@ -1,6 +1,14 @@
 """What the lifecycle policy remembers: each model's recent verdicts per symbol, and each
 symbol's lineup (champion, gate, pins, blocks). In MongoDB, so that a restarted verifier
-decides from the same record."""
+decides from the same record.
+
+Beside each series' lineup, the store counts the writes of its scores (its *revision*):
+``add_scores`` adds one per series it wrote to, once the scores are written, and ``state``
+reads the count with the lineup, in the same request (in MongoDB a document of its own beside
+the lineup's, ``<symbol>:<interval>:scores``, both read by id). A verifier that keeps scores
+in memory compares it with the count it expects from its own writes to tell whether another
+verifier wrote meanwhile (see ``handlers.LifecycleDeps``). A redelivered verdict adds one
+again: the count only ever makes a reader read again, it is not part of the record."""
 
 from __future__ import annotations
 
@@ -9,13 +17,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from pymongo import ReplaceOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cryptocast_common.events import Verification
 from cryptocast_common.lifecycle import Lineup, Score, from_document, to_document
 
 Series = tuple[str, str]  # (symbol, interval)
+REVISION = "scores_revision"  # the count in a series' revision document
 
 
 def score_of(verification: Verification) -> Score:
@@ -24,7 +33,8 @@ def score_of(verification: Verification) -> Score:
 
 class LifecycleStore(Protocol):
     async def add_scores(self, verifications: Sequence[Verification]) -> None:
-        """Remember the verdicts; the same verification twice counts once."""
+        """Remember the verdicts; the same verification twice counts once. Then, the scores
+        written, add one to the revision of each series among them (none if there are none)."""
         ...
 
     async def recent(self, symbol: str, interval: str, model: str, n: int) -> list[Score]:
@@ -39,17 +49,27 @@ class LifecycleStore(Protocol):
 
     async def lineup(self, symbol: str, interval: str) -> Lineup | None: ...
 
-    async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None: ...
+    async def state(self, symbol: str, interval: str) -> tuple[Lineup | None, int]:
+        """The stored lineup and the revision of the series' scores (0 before any), in one
+        read."""
+        ...
+
+    async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
+        """Store the lineup; the revision stays as it is."""
+        ...
 
 
 class InMemoryLifecycleStore:
     def __init__(self) -> None:
         self.scores: dict[tuple[str, str, str], dict[str, Score]] = defaultdict(dict)
         self.lineups: dict[Series, Lineup] = {}
+        self.revisions: dict[Series, int] = defaultdict(int)
 
     async def add_scores(self, verifications: Sequence[Verification]) -> None:
         for v in verifications:
             self.scores[(v.symbol, v.interval, str(v.model))][v.event_id] = score_of(v)
+        for series in {(v.symbol, v.interval) for v in verifications}:
+            self.revisions[series] += 1
 
     async def recent(self, symbol: str, interval: str, model: str, n: int) -> list[Score]:
         scores = sorted(self.scores[(symbol, interval, model)].values(), key=_by_time)
@@ -63,7 +83,10 @@ class InMemoryLifecycleStore:
         return sorted((s for s in scores if s.target_time in wanted), key=_by_time)
 
     async def lineup(self, symbol: str, interval: str) -> Lineup | None:
-        return self.lineups.get((symbol, interval))
+        return (await self.state(symbol, interval))[0]
+
+    async def state(self, symbol: str, interval: str) -> tuple[Lineup | None, int]:
+        return self.lineups.get((symbol, interval)), self.revisions[(symbol, interval)]
 
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
         self.lineups[(symbol, interval)] = lineup
@@ -85,12 +108,22 @@ class MongoLifecycleStore:
 
     async def add_scores(self, verifications: Sequence[Verification]) -> None:
         """One unordered bulk upsert for the batch, keyed by the verification's id (a
-        message delivered twice into one batch is written once)."""
+        message delivered twice into one batch is written once), then one for the revisions
+        of its series: after the scores, so that a reader who sees the new revision finds
+        them."""
         unique = {v.event_id: v for v in verifications}
         if not unique:
             return
         await self._scores.bulk_write(
             [ReplaceOne({"_id": i}, _score_document(v), upsert=True) for i, v in unique.items()],
+            ordered=False,
+        )
+        series = sorted({(v.symbol, v.interval) for v in unique.values()})
+        await self._lineups.bulk_write(
+            [
+                UpdateOne({"_id": _revision_key(*s)}, {"$inc": {REVISION: 1}}, upsert=True)
+                for s in series
+            ],
             ordered=False,
         )
 
@@ -110,14 +143,28 @@ class MongoLifecycleStore:
         return [_score(doc) for doc in found]
 
     async def lineup(self, symbol: str, interval: str) -> Lineup | None:
-        doc = await self._lineups.find_one({"_id": f"{symbol}:{interval}"})
-        return None if doc is None else from_document(doc)
+        return (await self.state(symbol, interval))[0]
+
+    async def state(self, symbol: str, interval: str) -> tuple[Lineup | None, int]:
+        key, revision_key = _key(symbol, interval), _revision_key(symbol, interval)
+        found = self._lineups.find({"_id": {"$in": [key, revision_key]}})
+        docs = {doc["_id"]: doc async for doc in found}
+        lineup = from_document(docs[key]) if key in docs else None
+        return lineup, int(docs.get(revision_key, {}).get(REVISION, 0))
 
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
-        key = f"{symbol}:{interval}"
+        key = _key(symbol, interval)
         await self._lineups.replace_one(
             {"_id": key}, to_document(lineup) | {"_id": key}, upsert=True
         )
+
+
+def _key(symbol: str, interval: str) -> str:
+    return f"{symbol}:{interval}"
+
+
+def _revision_key(symbol: str, interval: str) -> str:
+    return f"{symbol}:{interval}:scores"
 
 
 def _score_document(v: Verification) -> dict[str, Any]:

@@ -106,6 +106,12 @@ async def test_score_writes_are_counted_per_series_beside_the_lineup(store: Life
     assert await store.state("BTC", "4h") == (lineup, 2)
     assert await store.state("ETH", "4h") == (None, 1)
     assert await store.lineup("BTC", "4h") == lineup
+    assert await store.states([("BTC", "4h"), ("ETH", "4h"), ("SOL", "4h")]) == {
+        ("BTC", "4h"): (lineup, 2),
+        ("ETH", "4h"): (None, 1),
+        ("SOL", "4h"): (None, 0),
+    }
+    assert await store.states([]) == {}
 
 
 async def test_a_verifier_taking_back_over_decides_on_what_the_other_stored(

@@ -1,5 +1,7 @@
 """The verifier's lifecycle handler: verdicts and operators' requests in, changes out."""
 
+from collections.abc import Collection
+
 from cryptocast_common.events import ModelChange, ModelRef, Prediction, Verification
 from cryptocast_common.lifecycle import LifecyclePolicy, Lineup
 from cryptocast_verifier.handlers import LifecycleDeps, handle_lifecycle
@@ -105,6 +107,12 @@ class CountingStore(InMemoryLifecycleStore):
     async def state(self, symbol: str, interval: str) -> tuple[Lineup | None, int]:
         self.reads += 1
         return await super().state(symbol, interval)
+
+    async def states(
+        self, series: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Lineup | None, int]]:
+        self.reads += 1
+        return await super().states(series)
 
 
 async def test_the_lineup_is_kept_in_memory_and_checked_before_a_change() -> None:

@@ -3,7 +3,7 @@ it decides as if it had, whoever else wrote meanwhile."""
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import pytest
@@ -41,6 +41,12 @@ class CountingStore(InMemoryLifecycleStore):
         self.calls["state"] += 1
         return await super().state(symbol, interval)
 
+    async def states(
+        self, series: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Lineup | None, int]]:
+        self.calls["states"] += 1
+        return await super().states(series)
+
 
 async def from_storage(store: LifecycleStore, lineup: Lineup, n: int) -> dict[str, list[Score]]:
     """What the handler read from storage for every batch before it kept scores in memory."""
@@ -67,11 +73,24 @@ async def test_a_batch_reads_no_scores_back_once_they_are_held() -> None:
     assert store.calls["recent"] == store.calls["scores_at"] == 0
     # The lineup's read, once per batch, carries the revision; and the check before the
     # gate opened, once.
-    assert store.calls["state"] == 35 + 1
+    assert (store.calls["states"], store.calls["state"]) == (35, 1)
     lineup = await store.lineup(*SERIES)
     assert lineup is not None and lineup.gate == "open"
     assert await _records(lifecycle, SERIES, lineup) == await from_storage(store, lineup, 20)
     assert len(lifecycle.records[SERIES][str(CHAMPION)].scores) < 2 * 20  # trimmed as it goes
+
+
+async def test_the_lineups_and_revisions_of_a_batchs_series_are_read_at_once() -> None:
+    store = CountingStore()
+    lifecycle = LifecycleDeps(store, POLICY)
+    coins = ("BTC", "ETH", "SOL")
+    batch = [good(i).model_copy(update={"symbol": s}) for s in coins for i in range(12)]
+    changes = await handle_lifecycle(batch, lifecycle)
+    assert sorted((c.symbol, c.kind) for c in changes) == [(s, "gate_opened") for s in coins]
+    store.calls.clear()
+    batch = [good(i, "open").model_copy(update={"symbol": s}) for s in coins for i in (12, 13)]
+    assert await handle_lifecycle(batch, lifecycle) == []
+    assert store.calls == {"states": 1}  # nothing else: lineups and scores were held
 
 
 async def test_scores_another_verifier_wrote_are_read_again_before_deciding() -> None:

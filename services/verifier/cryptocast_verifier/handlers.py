@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
@@ -199,9 +199,12 @@ class LifecycleDeps:
 
     Counts only grow, so another writer's scores always show, however writes interleave (a
     previous consumer still finishing its batch included); the revision is read with the
-    lineup, which is read anyway once per series and batch before deciding, so checking it
-    costs nothing. Reading scores after the revision, or a revision raised twice by a
-    redelivery, only makes it read again, never decide on less.
+    lineup, which is read anyway before deciding (every series of a batch in one request), so
+    checking it costs nothing. Reading scores after the revision, or a revision raised twice by a
+    redelivery, only makes it read again, never decide on less. (A verifier of an earlier
+    release counts nothing: one that is active again after this release's was must not
+    happen; an upgrade that stops the old ones before the new one takes over is safe, since
+    it starts with nothing in memory.)
     """
 
     store: LifecycleStore
@@ -221,7 +224,18 @@ async def _lineup(deps: LifecycleDeps, series: Series) -> Lineup | None:
 async def _fresh(deps: LifecycleDeps, series: Series) -> Lineup | None:
     """The stored lineup, which this verifier believes from now on; and the scores it holds
     for the series, forgotten if they may be stale (see ``LifecycleDeps``)."""
-    lineup, revision = await deps.store.state(*series)
+    return _believe(deps, series, *await deps.store.state(*series))
+
+
+async def _fresh_all(deps: LifecycleDeps, series: Collection[Series]) -> None:
+    """``_fresh`` for every one of these series, in one read."""
+    for one, (lineup, revision) in (await deps.store.states(series)).items():
+        _believe(deps, one, lineup, revision)
+
+
+def _believe(
+    deps: LifecycleDeps, series: Series, lineup: Lineup | None, revision: int
+) -> Lineup | None:
     if deps.revisions.get(series) != revision:
         deps.records.pop(series, None)
         deps.revisions[series] = revision
@@ -324,6 +338,10 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
             step = interval_delta(verdict.interval)
             if lineup.since is None or verdict.based_on_time > lineup.since + step:
                 stale.add(series)
+    # Storage is read first, for every series to decide at once: another verifier may have
+    # applied an operator's pin or block meanwhile, which no verdict's label would reveal, or
+    # stored scores (see LifecycleDeps).
+    await _fresh_all(deps, list(decide_at))
     for series, now in decide_at.items():
         out += await _decide(deps, series, now, series in stale)
     return out
@@ -331,10 +349,8 @@ async def handle_lifecycle(events: Sequence[Event], deps: LifecycleDeps) -> list
 
 async def _decide(deps: LifecycleDeps, series: Series, now: datetime, stale: bool) -> list[Event]:
     """The series' changes after its latest verdicts, or its current state again for a
-    replica that missed it; decided afresh if storage turns out to hold another lineup.
-    Storage is read first, once per series and batch: another verifier may have applied an
-    operator's pin or block meanwhile, which no verdict's label would reveal."""
-    await _fresh(deps, series)
+    replica that missed it; decided afresh if storage turns out to hold another lineup. The
+    stored lineup was read just before, by ``handle_lifecycle``."""
     while (lineup := await _lineup(deps, series)) is not None:
         records = await _records(deps, series, lineup)
         decided, changes = decide(*series, lineup, records, deps.policy, now)

@@ -13,7 +13,7 @@ again: the count only ever makes a reader read again, it is not part of the reco
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -54,6 +54,10 @@ class LifecycleStore(Protocol):
         read."""
         ...
 
+    async def states(self, series: Collection[Series]) -> dict[Series, tuple[Lineup | None, int]]:
+        """``state`` of each of these series, all in one read."""
+        ...
+
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
         """Store the lineup; the revision stays as it is."""
         ...
@@ -87,6 +91,9 @@ class InMemoryLifecycleStore:
 
     async def state(self, symbol: str, interval: str) -> tuple[Lineup | None, int]:
         return self.lineups.get((symbol, interval)), self.revisions[(symbol, interval)]
+
+    async def states(self, series: Collection[Series]) -> dict[Series, tuple[Lineup | None, int]]:
+        return {s: (self.lineups.get(s), self.revisions[s]) for s in series}
 
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
         self.lineups[(symbol, interval)] = lineup
@@ -146,11 +153,21 @@ class MongoLifecycleStore:
         return (await self.state(symbol, interval))[0]
 
     async def state(self, symbol: str, interval: str) -> tuple[Lineup | None, int]:
-        key, revision_key = _key(symbol, interval), _revision_key(symbol, interval)
-        found = self._lineups.find({"_id": {"$in": [key, revision_key]}})
+        return (await self.states([(symbol, interval)]))[(symbol, interval)]
+
+    async def states(self, series: Collection[Series]) -> dict[Series, tuple[Lineup | None, int]]:
+        """By id, strings: the lineups' and their revisions' documents."""
+        if not series:
+            return {}
+        ids = [key for s in series for key in (_key(*s), _revision_key(*s))]
+        found = self._lineups.find({"_id": {"$in": ids}}, batch_size=len(ids))
         docs = {doc["_id"]: doc async for doc in found}
-        lineup = from_document(docs[key]) if key in docs else None
-        return lineup, int(docs.get(revision_key, {}).get(REVISION, 0))
+        out: dict[Series, tuple[Lineup | None, int]] = {}
+        for s in series:
+            lineup = docs.get(_key(*s))
+            revision = docs.get(_revision_key(*s), {}).get(REVISION, 0)
+            out[s] = (None if lineup is None else from_document(lineup), int(revision))
+        return out
 
     async def save_lineup(self, symbol: str, interval: str, lineup: Lineup) -> None:
         key = _key(symbol, interval)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from cryptocast_common.documents import to_document
 from cryptocast_gateway.store import InMemoryEventStore, MongoEventStore
 from cryptocast_verifier.scoring import verify
 from cryptocast_verifier.store import InMemoryVerifierStore, MongoVerifierStore
@@ -62,3 +63,24 @@ async def test_verifier_store_keeps_pending_and_closes(stores: Any) -> None:
     assert await store.forget_pending_before("BTC", "4h", candle(3).close_time) == target * 2
     assert await store.pending_for("BTC", "4h", target) == []
     assert await store.pending_for("ETH", "4h", target) == [prediction(0, symbol="ETH")]
+
+
+async def test_pages_are_of_one_horizon_and_older_verdicts_count_as_one_step(stores: Any) -> None:
+    events, _ = stores
+    made = [prediction(1), prediction(1, horizon=2), prediction(1, horizon=3)]
+    verdicts = [verify(p, 101.0, 2.0) for p in made]
+    # Stored by a release before horizons: the document has no horizon field.
+    older = verify(prediction(0), 99.0, 2.0)
+    await events.upsert([*made, *verdicts])
+    if isinstance(events, MongoEventStore):
+        document = to_document(older)
+        del document["horizon"]
+        await events._db["verifications"].insert_one(document)
+    else:
+        await events.upsert([older])
+    assert await events.latest_prediction("BTC", "4h") == made[0]
+    one_step = await events.page("verifications", "BTC", "4h", None, None, None, 10)
+    assert one_step == [verdicts[0], older]
+    three = await events.page("verifications", "BTC", "4h", None, None, None, 10, horizon=3)
+    assert three == [verdicts[2]]
+    assert await events.page("predictions", "BTC", "4h", None, None, None, 10, horizon=4) == []

@@ -3,7 +3,7 @@ the machine's RabbitMQ, with an nx-27017 server of their own, replaying bundled 
 fast as it goes.
 
     .venv/bin/python bench/pipeline.py [--candles 300] [--coins BTC,ETH,...] [--no-baseline]
-        [--replicas 2] [--live 40 --pace 1 --watch 4]
+        [--replicas 2] [--also 1d] [--live 40 --pace 1 --watch 4]
 
 The services run as ``python -m cryptocast_<name>`` on a namespace of their own
 (``bench-<random>``), which is deleted from the broker afterwards (queues and exchanges, by
@@ -201,6 +201,7 @@ def work_queues(settings: CommonSettings) -> dict[str, list[str]]:
     """The durable queues the services consume, grouped by service."""
     q = settings.queue_for
     return {
+        "ingestor": [q("ingestor")],
         "gateway": [q("gateway"), q("gateway.alerts")],
         "inference": [q("inference")],
         "verifier": [q("verifier"), q("verifier.lifecycle")],
@@ -569,6 +570,7 @@ class Bench:
             "CRYPTOCAST_NAMESPACE": self.namespace,
             "CRYPTOCAST_SYMBOLS": ",".join(self.coins),
             "CRYPTOCAST_INTERVAL": INTERVAL,
+            "CRYPTOCAST_INTERVALS": ",".join([INTERVAL, *self.args.also]),
             "CRYPTOCAST_LOG_LEVEL": "INFO",
             "CRYPTOCAST_HEALTH_HOST": "127.0.0.1",
             "CRYPTOCAST_GATEWAY_HOST": "127.0.0.1",
@@ -902,6 +904,7 @@ class Bench:
             "bench": "pipeline",
             "coins": len(self.coins),
             "candles_per_coin": self.args.candles,
+            "intervals": [INTERVAL, *self.args.also],
             "baseline": self.args.baseline,
             "cores": os.cpu_count(),
             "candles": counts["candles"],
@@ -1080,6 +1083,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="CRYPTOCAST_INFERENCE_BASELINE=false (default: the service's default, on)",
     )
     parser.add_argument("--replicas", type=int, default=1, help="inference processes")
+    parser.add_argument(
+        "--also",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=[],
+        help="more intervals, built from the 4h candles: 1d gives each coin a daily series",
+    )
     parser.add_argument(
         "--live",
         type=int,

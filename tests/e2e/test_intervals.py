@@ -8,20 +8,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-from pymongo import AsyncMongoClient
-
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_gateway.bootstrap import bootstrap as gateway
-from cryptocast_gateway.settings import GatewaySettings
-from cryptocast_inference.bootstrap import bootstrap as inference
 from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings, replay_folder
 from cryptocast_ingestor.sources.replay import load_timelines
-from cryptocast_verifier.bootstrap import bootstrap as verifier
+from tests.e2e.services import running
 from tests.waiting import eventually
 
 WINDOW = build_predictor(InferenceSettings(), "4h").window
@@ -38,24 +32,10 @@ async def test_every_interval_and_horizon_is_predicted_and_verified(
 ) -> None:
     common = common.model_copy(update={"intervals": ["4h", "1d"], "symbols": COINS})
     url = common.amqp_url or ""
-    api = await gateway(common, GatewaySettings(port=0), bus=await AmqpBus.connect(url, common))
-    await api.start()
-    base = f"http://127.0.0.1:{api.port}"
-    services = [
-        await verifier(common, bus=await AmqpBus.connect(url, common)),
-        await inference(
-            common,
-            InferenceSettings(gateway_url=base, horizons=HORIZONS, interval_models={}),
-            bus=await AmqpBus.connect(url, common),
-        ),
-    ]
     replay = IngestorSettings(backfill=WINDOW + 10, replay_live=0, pace_seconds=0)
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
-    db = mongo[common.mongo_db]
-    http = httpx.AsyncClient(base_url=base, timeout=10)
-    try:
-        for service in services:
-            await service.start()
+    # No daily model: the bundled month of 4-hour candles is too short for its window.
+    async with running(common, horizons=HORIZONS, interval_models={}) as services:
+        http, db = services.http, services.db
         source = await ingestor(common, replay, bus=await AmqpBus.connect(url, common))
         await source.start()
         assert source.task is not None
@@ -105,9 +85,3 @@ async def test_every_interval_and_horizon_is_predicted_and_verified(
         assert (served["interval"], served["horizon"]) == ("4h", 1)
         symbols = (await http.get("/api/v1/symbols")).json()
         assert symbols["intervals"] == ["4h", "1d"]
-    finally:
-        await http.aclose()
-        for service in [*services, api]:
-            await service.stop()
-        await mongo.drop_database(common.mongo_db)
-        await mongo.close()

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
 from cryptocast_common.amqp import REASON_HEADER, AmqpBus
 from cryptocast_common.settings import CommonSettings
-from cryptocast_gateway.bootstrap import bootstrap as gateway
-from cryptocast_gateway.settings import GatewaySettings
-from cryptocast_inference.bootstrap import bootstrap as inference
 from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings
-from cryptocast_verifier.bootstrap import bootstrap as verifier
+from tests.e2e.services import running
 from tests.factories import candle
 from tests.waiting import eventually
 
@@ -69,118 +64,104 @@ async def test_replayed_candles_become_predictions_and_verifications(
     common: CommonSettings,
 ) -> None:
     url = common.amqp_url or ""
-    api = await gateway(common, GatewaySettings(port=0), bus=await AmqpBus.connect(url, common))
-    await api.start()
-    base = f"http://127.0.0.1:{api.port}"
-    services = [
-        await verifier(common, bus=await AmqpBus.connect(url, common)),
-        await inference(
-            common,
-            # The champion alone: every stored event below is accounted for one model per
-            # candle (the baseline's predictions are covered by the unit and backtest tests).
-            InferenceSettings(gateway_url=base, baseline=False),
-            bus=await AmqpBus.connect(url, common),
-        ),
-    ]
     replay = IngestorSettings(backfill=BACKFILL, replay_live=0, pace_seconds=0)
     producer = await AmqpBus.connect(url, common)
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)
-    db = mongo[common.mongo_db]
-    http = httpx.AsyncClient(base_url=base, timeout=10)
-    try:
-        for service in services:
-            await service.start()
-        first = await ingestor(common, replay, bus=producer)
-        await first.start()
-        assert first.task is not None
-        await first.task
-
-        async def full_history() -> list[dict[str, Any]] | None:
-            history = (await http.get("/history/btc")).json()
-            return history if len(history) == BACKFILL - WINDOW else None
-
-        history = await eventually(full_history, within=60)
-        assert history[0]["date"] < history[-1]["date"]
-        latest = (await http.get("/btc")).json()
-        assert set(latest) == {
-            "_id",
-            "currentPrice",
-            "predictedPrice",
-            "priceChange",
-            "trend",
-            "timestamp",
-            "timestamp_display",
-            "raw_data",  # the original's
-            "interval80",
-            "interval95",
-            "probabilityUp",
-        }  # and the new
-        band = latest["interval80"]
-        assert latest["interval95"]["lower"] <= band["lower"] < band["upper"]
-        assert 0 <= latest["probabilityUp"] <= 1
-        assert latest["currentPrice"].startswith("$")
-        assert (await http.get("/xrp")).json()["currentPrice"].count(".") == 1
-        verdict = (await http.get("/verify/btc")).json()
-        assert verdict["actualPrice"] > 0 and isinstance(verdict["directionCorrect"], bool)
-        assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
-        assert ":dist-4h@" in latest["_id"]  # the shipped model serves by default
-        verdicts = (await http.get("/api/v1/verifications/btc")).json()["data"]
-        served = [v for v in verdicts if v["role"] == "champion"]
-        assert served == verdicts
-        assert served and all(
-            isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0 for v in served
-        )
-        # Too few verdicts yet for the live-skill gate: the champion serves no change.
-        assert all(v["gate"] == "closed" and v["model_error_pct"] is not None for v in served)
-        scored = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
-        champion = latest["_id"].split(":")[1]
-        card = scored["models"][champion]
-        assert card["n"] == BACKFILL - WINDOW and 0 <= card["coverage_80"] <= 1
-        assert card["brier"] is not None and card["brier_base_rate"] is not None
-
-        async def lifecycle() -> dict[str, Any] | None:
-            state: dict[str, Any] | None = (await http.get("/api/v1/model/btc")).json()["lifecycle"]
-            return state
-
-        state = await eventually(lifecycle, within=30)  # decided on its own queue
-        assert (state["champion"], state["gate"]) == (champion, "closed")
-        history = (await http.get("/api/v1/models/history", params={"symbol": "BTC"})).json()
-        assert history["data"][0]["kind"] == "gate_closed"
-        await barrier(producer, db, MARKERS[0])
-        before = await snapshot(db)
-        assert len(before["candles"]) == 4 * BACKFILL
-        assert len(before["predictions"]) == 4 * (BACKFILL - WINDOW + 1)
-        assert len(before["verifications"]) == 4 * (BACKFILL - WINDOW)
-        # At least each coin's newest (its target not yet in); a run may hold one more whose
-        # verdict is stored but not yet forgotten: the count varied between CI runs.
-        assert len(before["verifier_pending"]) >= 4
-
-        # A malformed message is dead-lettered by every consumer; the pipeline keeps going.
-        await producer.publish_raw("candle.BTC.4h", b'{"type": "candle", "close": "oops"}', "bad")
-        second = await ingestor(common, replay, bus=producer)
-        await second.start()
-        assert second.task is not None
-        await second.task
-        await barrier(producer, db, MARKERS[1])
-        assert await snapshot(db) == recomputed_alike(before)  # the replay changed nothing
-
-        reader = await AmqpBus.connect(url, common)
+    # The champion alone: every stored event below is accounted for one model per candle
+    # (the baseline's predictions are covered by the unit and backtest tests).
+    async with running(common, baseline=False) as services:
+        http, db = services.http, services.db
         try:
-            channel = await reader._connection.channel()
-            dead = await channel.declare_queue(common.dead_letter_queue, durable=True)
-            reasons = []
-            while (message := await dead.get(fail=False)) is not None:
-                reasons.append(str(message.headers[REASON_HEADER]))
-                await message.ack()
-            # the gateway (storing and price alerts), inference and the verifier each got a copy
-            assert len(reasons) == 4
-            assert all("candle.schema_version: unsupported version None" in r for r in reasons)
+            first = await ingestor(common, replay, bus=producer)
+            await first.start()
+            assert first.task is not None
+            await first.task
+
+            async def full_history() -> list[dict[str, Any]] | None:
+                history = (await http.get("/history/btc")).json()
+                return history if len(history) == BACKFILL - WINDOW else None
+
+            history = await eventually(full_history, within=60)
+            assert history[0]["date"] < history[-1]["date"]
+            latest = (await http.get("/btc")).json()
+            assert set(latest) == {
+                "_id",
+                "currentPrice",
+                "predictedPrice",
+                "priceChange",
+                "trend",
+                "timestamp",
+                "timestamp_display",
+                "raw_data",  # the original's
+                "interval80",
+                "interval95",
+                "probabilityUp",
+            }  # and the new
+            band = latest["interval80"]
+            assert latest["interval95"]["lower"] <= band["lower"] < band["upper"]
+            assert 0 <= latest["probabilityUp"] <= 1
+            assert latest["currentPrice"].startswith("$")
+            assert (await http.get("/xrp")).json()["currentPrice"].count(".") == 1
+            verdict = (await http.get("/verify/btc")).json()
+            assert verdict["actualPrice"] > 0 and isinstance(verdict["directionCorrect"], bool)
+            assert (await http.get("/volatility/sol")).json()["average_error"] >= 0
+            assert ":dist-4h@" in latest["_id"]  # the shipped model serves by default
+            verdicts = (await http.get("/api/v1/verifications/btc")).json()["data"]
+            served = [v for v in verdicts if v["role"] == "champion"]
+            assert served == verdicts
+            assert served and all(
+                isinstance(v["inside_80"], bool) and v["width_95_pct"] > 0 for v in served
+            )
+            # Too few verdicts yet for the live-skill gate: the champion serves no change.
+            assert all(v["gate"] == "closed" and v["model_error_pct"] is not None for v in served)
+            scored = (await http.get("/api/v1/accuracy/btc", params={"window": "all"})).json()
+            champion = latest["_id"].split(":")[1]
+            card = scored["models"][champion]
+            assert card["n"] == BACKFILL - WINDOW and 0 <= card["coverage_80"] <= 1
+            assert card["brier"] is not None and card["brier_base_rate"] is not None
+
+            async def lifecycle() -> dict[str, Any] | None:
+                state: dict[str, Any] | None = (await http.get("/api/v1/model/btc")).json()[
+                    "lifecycle"
+                ]
+                return state
+
+            state = await eventually(lifecycle, within=30)  # decided on its own queue
+            assert (state["champion"], state["gate"]) == (champion, "closed")
+            history = (await http.get("/api/v1/models/history", params={"symbol": "BTC"})).json()
+            assert history["data"][0]["kind"] == "gate_closed"
+            await barrier(producer, db, MARKERS[0])
+            before = await snapshot(db)
+            assert len(before["candles"]) == 4 * BACKFILL
+            assert len(before["predictions"]) == 4 * (BACKFILL - WINDOW + 1)
+            assert len(before["verifications"]) == 4 * (BACKFILL - WINDOW)
+            # At least each coin's newest (its target not yet in); a run may hold one more whose
+            # verdict is stored but not yet forgotten: the count varied between CI runs.
+            assert len(before["verifier_pending"]) >= 4
+
+            # A malformed message is dead-lettered by every consumer; the pipeline keeps going.
+            await producer.publish_raw(
+                "candle.BTC.4h", b'{"type": "candle", "close": "oops"}', "bad"
+            )
+            second = await ingestor(common, replay, bus=producer)
+            await second.start()
+            assert second.task is not None
+            await second.task
+            await barrier(producer, db, MARKERS[1])
+            assert await snapshot(db) == recomputed_alike(before)  # the replay changed nothing
+
+            reader = await AmqpBus.connect(url, common)
+            try:
+                channel = await reader._connection.channel()
+                dead = await channel.declare_queue(common.dead_letter_queue, durable=True)
+                reasons = []
+                while (message := await dead.get(fail=False)) is not None:
+                    reasons.append(str(message.headers[REASON_HEADER]))
+                    await message.ack()
+                # the gateway (storing, price alerts), inference and the verifier got a copy
+                assert len(reasons) == 4
+                unsupported = "candle.schema_version: unsupported version None"
+                assert all(unsupported in r for r in reasons)
+            finally:
+                await reader.close()
         finally:
-            await reader.close()
-    finally:
-        await http.aclose()
-        for service in [*services, api]:
-            await service.stop()
-        await producer.close()
-        await mongo.drop_database(common.mongo_db)
-        await mongo.close()
+            await producer.close()

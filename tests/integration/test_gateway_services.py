@@ -101,6 +101,7 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
         await eventually(all_stored, within=20)
         assert (await http.get("/api/v1/symbols")).json() == {
             "interval": "4h",
+            "intervals": ["4h"],
             "symbols": ["BTC", "ETH", "SOL", "XRP"],
         }
         latest = (await http.get("/api/v1/predictions/btc/latest")).json()

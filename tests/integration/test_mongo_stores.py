@@ -128,3 +128,24 @@ async def test_pending_predictions_of_an_earlier_release_get_their_key_at_start(
 def _counters() -> tuple[Counter, Counter]:
     registry = CollectorRegistry()
     return Counter("closes", "", registry=registry), Counter("predictions", "", registry=registry)
+
+
+async def test_pages_are_of_one_horizon_and_older_verdicts_count_as_one_step(stores: Any) -> None:
+    events, _ = stores
+    made = [prediction(1), prediction(1, horizon=2), prediction(1, horizon=3)]
+    verdicts = [verify(p, 101.0, 2.0) for p in made]
+    # Stored by a release before horizons: the document has no horizon field.
+    older = verify(prediction(0), 99.0, 2.0)
+    await events.upsert([*made, *verdicts])
+    if isinstance(events, MongoEventStore):
+        document = to_document(older)
+        del document["horizon"]
+        await events._db["verifications"].insert_one(document)
+    else:
+        await events.upsert([older])
+    assert await events.latest_prediction("BTC", "4h") == made[0]
+    one_step = await events.page("verifications", "BTC", "4h", None, None, None, 10)
+    assert one_step == [verdicts[0], older]
+    three = await events.page("verifications", "BTC", "4h", None, None, None, 10, horizon=3)
+    assert three == [verdicts[2]]
+    assert await events.page("predictions", "BTC", "4h", None, None, None, 10, horizon=4) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -14,6 +15,7 @@ from cryptocast_ingestor.datasets import Bar
 from cryptocast_ingestor.live import GAP_PATIENCE, LiveIngestor, LivePolicy, backoff_seconds
 from cryptocast_ingestor.quality import JumpRule, QualityGate
 from cryptocast_ingestor.sources import SourceError
+from tests.waiting import eventually
 
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 H4 = timedelta(hours=4)
@@ -221,3 +223,42 @@ async def test_candles_wait_for_the_broker_and_none_are_lost() -> None:
 def test_backoff_grows_exponentially_and_is_capped_with_jitter() -> None:
     assert [backoff_seconds(n, 60, lambda: 1.0) for n in (1, 2, 3, 7, 8)] == [1, 2, 4, 60, 60]
     assert backoff_seconds(3, 60, lambda: 0.0) == 2  # jitter keeps at least half
+
+
+async def test_a_series_added_while_the_loop_waits_is_backfilled_at_once() -> None:
+    now = T0 + 10 * H4 + timedelta(minutes=7)
+    source = ScriptedSource([bar(i, wiggle(i)) for i in range(20)])
+    broker = Broker()
+    waits: list[float] = []
+
+    async def wait_for_the_next_close(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.Event().wait()  # hours, as far as this test goes
+
+    live = LiveIngestor(
+        source,
+        broker.publish,
+        LivePolicy(backfill=3),
+        clock=lambda: now,
+        sleep=wait_for_the_next_close,
+    )
+    live.add("BTC", "4h")
+    running = asyncio.create_task(live.run())
+    try:
+
+        async def waiting() -> bool:
+            return bool(waits)
+
+        async def eth_published() -> bool:
+            return any(c.symbol == "ETH" for c in broker.published)
+
+        await eventually(waiting, within=5)  # BTC backfilled; the loop waits hours
+        live.add("ETH", "4h")
+        live.add("ETH", "4h")  # a redelivered request: one stream
+        await eventually(eth_published, within=5)
+        assert [c.open_time for c in broker.published if c.symbol == "ETH"] == [
+            T0 + i * H4 for i in range(7, 10)
+        ]
+        assert [(s.symbol, s.interval) for s in live.streams] == [("BTC", "4h"), ("ETH", "4h")]
+    finally:
+        running.cancel()

@@ -10,7 +10,11 @@ if (!baseUrl) throw new Error("set CRYPTOCAST_BASE_URL to a running gateway");
 const api = new CryptoCastClient(baseUrl);
 
 test("symbols", async () => {
-  assert.deepEqual(await api.symbols(), { interval: "4h", symbols: ["BTC", "ETH", "SOL", "XRP"] });
+  assert.deepEqual(await api.symbols(), {
+    interval: "4h",
+    intervals: ["4h"],
+    symbols: ["BTC", "ETH", "SOL", "XRP"],
+  });
 });
 
 test("latest prediction and pages", async () => {

@@ -196,6 +196,8 @@ class LiveIngestor:
         _, pending = await asyncio.wait({sleeping, added}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
+        if sleeping.done():
+            sleeping.result()  # a sleep that raised (cancelled, or a test's stop) raises here
 
     def _wait(self, now: datetime, complete: bool, failed: bool) -> float:
         if failed:

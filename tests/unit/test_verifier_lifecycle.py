@@ -4,7 +4,7 @@ from collections.abc import Collection
 
 from cryptocast_common.events import ModelChange, ModelRef, Prediction, Verification
 from cryptocast_common.lifecycle import LifecyclePolicy, Lineup
-from cryptocast_verifier.handlers import LifecycleDeps, handle_lifecycle
+from cryptocast_verifier.handlers import RETELL_SECONDS, LifecycleDeps, handle_lifecycle
 from cryptocast_verifier.lifecycle_store import InMemoryLifecycleStore
 from cryptocast_verifier.scoring import verify
 from tests.factories import candle
@@ -97,6 +97,23 @@ async def test_an_operators_pin_is_confirmed_and_a_lagging_replica_is_told_again
     assert again.decided_at == candle(11).close_time
     # One interval after the pin, predictions made before it are still being verified: quiet.
     assert await handle_lifecycle([verdict(11, CHAMPION, "champion", 0.9, "open")], lifecycle) == []
+
+
+async def test_a_lagging_replica_is_told_the_same_state_at_most_every_few_seconds() -> None:
+    now = [1000.0]
+    lifecycle = deps()
+    lifecycle.clock = lambda: now[0]
+    await lifecycle.store.save_lineup("BTC", "4h", Lineup(champion=str(CHALLENGER)))
+    # A backfill labelled by a replica that has not heard the challenger is champion.
+    lagging = [verdict(i, CHAMPION, "champion", 0.9, "open") for i in range(8)]
+    [decided] = await handle_lifecycle(lagging[:1], lifecycle)
+    assert (decided.kind, decided.model) == ("gate_closed", CHALLENGER)
+    [told] = await handle_lifecycle(lagging[3:4], lifecycle)  # made well after: told again
+    assert told.event_id == decided.event_id
+    assert await handle_lifecycle(lagging[4:6], lifecycle) == []  # not again at once
+    now[0] += RETELL_SECONDS
+    [again] = await handle_lifecycle(lagging[6:], lifecycle)
+    assert again.event_id == decided.event_id
 
 
 class CountingStore(InMemoryLifecycleStore):

@@ -243,8 +243,7 @@ def day(i: int, close: float = 100.0) -> Candle:
 
 async def test_each_interval_is_predicted_by_its_own_models_at_every_horizon_they_reach() -> None:
     mean = MeanPredictor()  # fitted on 4h, one step ahead
-    lineup = lineup_of([mean, NaivePredictor()])
-    lineup.champions = {"4h": "mean@3", "1d": "naive@1"}
+    lineup = lineup_of([mean, NaivePredictor()], {"4h": "mean@3", "1d": "naive@1"})
     deps = InferenceDeps(lineup, CandleWindows(lineup.window), StoredCandles([]), horizons=3)
     for i in range(2):
         await handle_candles([candle(i, close=100 + i), day(i)], deps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,22 @@ def comma_separated(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def key_value_pairs(value: object, key: Callable[[str], str], shape: str) -> object:
+    """Accept ``"A=x,B=y"`` from the environment as well as a dict: {key("A"): "x", ...}.
+    ``key`` checks and normalises each key (raising ValueError); ``shape`` names a pair in
+    the error, e.g. ``SYMBOL=VALUE``."""
+    value = comma_separated(value)
+    if not isinstance(value, list):
+        return value
+    pairs = {}
+    for item in value:
+        name, sep, target = (part.strip() for part in str(item).partition("="))
+        if not name or not sep or not target:
+            raise ValueError(f"{item!r}: expected {shape} pairs separated by commas")
+        pairs[key(name)] = target
+    return pairs
 
 
 class CommonSettings(BaseSettings):

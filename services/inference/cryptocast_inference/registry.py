@@ -86,17 +86,16 @@ async def build_lineup(
     models += [await source.fetch(m) for m in settings.challengers]
     if settings.baseline:
         models.append(NaivePredictor())
-    lineup = lineup_of(models)
-    lineup.champions = champions
-    return lineup
+    return lineup_of(models, champions)
 
 
-def lineup_of(models: list[Predictor]) -> Lineup:
-    """The models, each once, the first as the default champion."""
+def lineup_of(models: list[Predictor], champions: dict[str, str] | None = None) -> Lineup:
+    """The models, each once, with each interval's ``champions``; the first model is the
+    champion of any other."""
     unique: dict[str, Predictor] = {}
     for model in models:
         unique.setdefault(str(model.model), model)
-    return Lineup(list(unique.values()))
+    return Lineup(list(unique.values()), champions=champions or {})
 
 
 class ModelSource(Protocol):

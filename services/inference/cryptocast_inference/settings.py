@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cryptocast_common.events import MAX_HORIZON, interval_delta
-from cryptocast_common.settings import comma_separated
+from cryptocast_common.events import MAX_HORIZON, Interval
+from cryptocast_common.settings import comma_separated, key_value_pairs
 from cryptocast_inference.artifacts import BUNDLED_ARTIFACTS
 
 SHIPPED_MODEL = "dist-4h@20261203-56c93a37"  # 1 .. 6 candles ahead
@@ -26,7 +26,7 @@ class InferenceSettings(BaseSettings):
     model: str = SHIPPED_MODEL
     """The artifact that serves CRYPTOCAST_INTERVAL, as name@version under artifacts_dir, or 'naive'
     for the no-change baseline."""
-    interval_models: Annotated[dict[str, str], NoDecode] = {"1d": SHIPPED_DAILY_MODEL}
+    interval_models: Annotated[dict[Interval, str], NoDecode] = {"1d": SHIPPED_DAILY_MODEL}
     """Champions of the other intervals of CRYPTOCAST_INTERVALS, e.g. 1d=dist-1d@<version>; an
     interval without one is served no change (the baseline). Entries for intervals not served
     are ignored."""
@@ -63,17 +63,7 @@ class InferenceSettings(BaseSettings):
     @classmethod
     def _split_interval_models(cls, value: object) -> object:
         """``"1d=dist-1d@v,1h=naive"`` → {"1d": "dist-1d@v", "1h": "naive"}."""
-        value = comma_separated(value)
-        if not isinstance(value, list):
-            return value
-        models = {}
-        for item in value:
-            interval, sep, model = (part.strip() for part in str(item).partition("="))
-            if not sep or not model:
-                raise ValueError(f"{item!r}: expected INTERVAL=name@version")
-            interval_delta(interval)
-            models[interval] = model
-        return models
+        return key_value_pairs(value, str, "INTERVAL=name@version")
 
     def champion_for(self, interval: str, primary: str) -> str:
         """The configured champion of ``interval`` where ``primary`` is CRYPTOCAST_INTERVAL."""

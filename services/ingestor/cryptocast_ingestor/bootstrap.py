@@ -23,7 +23,7 @@ from cryptocast_ingestor.settings import IngestorSettings, replay_folder
 from cryptocast_ingestor.sources import CandleSource
 from cryptocast_ingestor.sources.coingecko import CoinGeckoSource
 from cryptocast_ingestor.sources.exchange import ExchangeSource
-from cryptocast_ingestor.sources.replay import Timeline, load_timelines, replay
+from cryptocast_ingestor.sources.replay import Timeline, load_timeline, load_timelines, replay
 
 
 def build_source(settings: IngestorSettings) -> CandleSource:
@@ -99,10 +99,11 @@ class Ingestor:
         async def follow(symbol: str, interval: str) -> list[Candle]:
             if symbol in replayed:
                 return []  # replayed from the start
-            candles = await asyncio.to_thread(
-                load_timelines, folder, [symbol], sorted({base, interval}), jumps
+            built_from = None if interval == base else base
+            steps = await asyncio.to_thread(
+                load_timeline, folder, [symbol], interval, jumps, None, built_from
             )
-            return timeline.join([c for step in candles for c in step if c.interval == interval])
+            return timeline.join([candle for step in steps for candle in step])
 
         return follow
 

@@ -7,21 +7,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cryptocast_common.coins import symbol_of
-from cryptocast_common.settings import comma_separated
+from cryptocast_common.settings import key_value_pairs
 
 BUNDLED_REPLAY = Path(__file__).parent / "data" / "coingecko"
 BUNDLED_BINANCE = BUNDLED_REPLAY.parent / "binance_4h"  # 20 coins, 2017 to 2025-10-23
-
-
-def _pairs(value: object) -> object:
-    """``"BTC=BTC/USDT,XRP=XRP/USD"`` → {"BTC": "BTC/USDT", "XRP": "XRP/USD"}."""
-    value = comma_separated(value)
-    if isinstance(value, list):
-        pairs = [item.partition("=") for item in value]
-        if any(not key or not sep or not target for key, sep, target in pairs):
-            raise ValueError("expected SYMBOL=VALUE pairs separated by commas")
-        return {symbol_of(key.strip()): target.strip() for key, _, target in pairs}
-    return value
 
 
 class IngestorSettings(BaseSettings):
@@ -74,7 +63,7 @@ class IngestorSettings(BaseSettings):
     @field_validator("markets", "coingecko_ids", mode="before")
     @classmethod
     def _split_pairs(cls, value: object) -> object:
-        return _pairs(value)
+        return key_value_pairs(value, symbol_of, "SYMBOL=VALUE")
 
 
 def replay_folder(settings: IngestorSettings, symbols: list[str], interval: str) -> Path:

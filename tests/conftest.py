@@ -33,6 +33,27 @@ SERVICE_QUEUES = (
 TEST_SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "ZZA", "ZZB", "ZZR")
 
 
+class FailuresAtOnce:
+    """Prints each failure when it happens, not only in the summary at the end: a run cut
+    short (a hang, CI's time limit) still shows what failed first."""
+
+    def __init__(self, terminal: pytest.TerminalReporter) -> None:
+        self.terminal = terminal
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            self.terminal.write_line("")
+            self.terminal.write_sep("!", f"{report.nodeid} failed ({report.when})")
+            self.terminal.write_line(report.longreprtext)
+
+
+@pytest.hookimpl(trylast=True)  # after the terminal reporter is registered
+def pytest_configure(config: pytest.Config) -> None:
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        config.pluginmanager.register(FailuresAtOnce(terminal), "failures-at-once")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).parent.name

@@ -18,3 +18,9 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 20.0) ->
         while not (result := await check()):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         return result
+
+
+async def finished(task: Awaitable[T], within: float = 60.0) -> T:
+    """``task``'s result, failing after ``within`` seconds rather than waiting for ever."""
+    async with asyncio.timeout(within):
+        return await task

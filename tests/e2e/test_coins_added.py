@@ -17,7 +17,7 @@ from cryptocast_inference.settings import InferenceSettings
 from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings
 from tests.e2e.services import running
-from tests.waiting import eventually
+from tests.waiting import eventually, finished
 
 WINDOW = build_predictor(InferenceSettings(), "4h").window
 KEY = "coins-e2e-key"
@@ -45,7 +45,7 @@ async def test_a_coin_added_at_run_time_is_backfilled_predicted_and_served_no_ch
             added = await http.post("/api/v1/symbols/doge", headers={"X-API-Key": KEY})
             assert added.status_code == 202, added.text
             assert source.task is not None
-            await source.task
+            await finished(source.task)
 
             async def every_doge_candle() -> bool:
                 return await db.candles.count_documents({"symbol": "DOGE"}) == steps

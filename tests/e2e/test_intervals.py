@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.registry import build_predictor
@@ -16,7 +18,7 @@ from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings, replay_folder
 from cryptocast_ingestor.sources.replay import load_timelines
 from tests.e2e.services import running
-from tests.waiting import eventually
+from tests.waiting import eventually, finished
 
 WINDOW = build_predictor(InferenceSettings(), "4h").window
 HORIZONS = 3
@@ -39,7 +41,7 @@ async def test_every_interval_and_horizon_is_predicted_and_verified(
         source = await ingestor(common, replay, bus=await AmqpBus.connect(url, common))
         await source.start()
         assert source.task is not None
-        await source.task
+        await finished(source.task)
         await source.stop()
         folder = replay_folder(replay, COINS, "4h")
         published = load_timelines(folder, COINS, ["4h", "1d"], last=replay.backfill)
@@ -58,9 +60,15 @@ async def test_every_interval_and_horizon_is_predicted_and_verified(
                 ).json()["data"]
                 for h in range(1, HORIZONS + 1)
             ]
-            return found if [len(f) for f in found] == [days - h for h in (1, 2, 3)] else None
+            counts[:] = [len(f) for f in found]
+            return found if counts == expected else None
 
-        verdicts = await eventually(daily_verdicts, within=90)
+        counts: list[int] = []
+        expected = [days - h for h in range(1, HORIZONS + 1)]
+        try:
+            verdicts = await eventually(daily_verdicts, within=90)
+        except TimeoutError:
+            pytest.fail(f"daily verdicts per horizon: {counts} after 90 s, not {expected}")
         for horizon, made in enumerate(verdicts, start=1):
             for verdict in made:
                 assert (verdict["horizon"], verdict["role"]) == (horizon, "champion")

@@ -14,7 +14,7 @@ from cryptocast_ingestor.bootstrap import bootstrap as ingestor
 from cryptocast_ingestor.settings import IngestorSettings
 from tests.e2e.services import running
 from tests.factories import candle
-from tests.waiting import eventually
+from tests.waiting import eventually, finished
 
 WINDOW = build_predictor(InferenceSettings(), "4h").window  # candles one prediction needs
 BACKFILL = WINDOW + 20  # /history shows the last 30 verdicts: keep under that
@@ -74,7 +74,7 @@ async def test_replayed_candles_become_predictions_and_verifications(
             first = await ingestor(common, replay, bus=producer)
             await first.start()
             assert first.task is not None
-            await first.task
+            await finished(first.task)
 
             async def full_history() -> list[dict[str, Any]] | None:
                 history = (await http.get("/history/btc")).json()
@@ -145,7 +145,7 @@ async def test_replayed_candles_become_predictions_and_verifications(
             second = await ingestor(common, replay, bus=producer)
             await second.start()
             assert second.task is not None
-            await second.task
+            await finished(second.task)
             await barrier(producer, db, MARKERS[1])
             assert await snapshot(db) == recomputed_alike(before)  # the replay changed nothing
 

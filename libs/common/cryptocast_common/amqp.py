@@ -58,6 +58,10 @@ DELIVERIES_HEADER = "x-cryptocast-deliveries"
 BROKER_COUNT = "x-delivery-count"
 MAX_IN_FLIGHT = 256
 PUBLISH_WAIT_SECONDS = 30.0
+# A confirm that never comes (a connection the broker blocks, a channel lost mid-publish)
+# fails the publish rather than holding its handler for ever: the message is handled again,
+# and its event id makes a second copy harmless.
+CONFIRM_WAIT_SECONDS = 30.0
 
 
 def isolation_queue(queue: str) -> str:
@@ -143,7 +147,9 @@ class _AmqpDelivery:
         back so that it is delivered again rather than held unsettled."""
         try:
             await self._bus.publishing_channel_open()
-            confirmed = await exchange.publish(copy, routing_key=routing_key, mandatory=True)
+            confirmed = await exchange.publish(
+                copy, routing_key=routing_key, mandatory=True, timeout=CONFIRM_WAIT_SECONDS
+            )
             if isinstance(confirmed, DeliveredMessage):  # returned: no queue took the copy
                 raise RuntimeError(f"no queue for {routing_key!r}: the message stays put")
         except Exception:
@@ -226,7 +232,7 @@ class AmqpBus:
             timestamp=datetime.now(UTC),
             headers=headers,
         )
-        await self._exchange.publish(message, routing_key=routing_key)
+        await self._exchange.publish(message, routing_key=routing_key, timeout=CONFIRM_WAIT_SECONDS)
 
     def _quorum(self, **arguments: Any) -> dict[str, Any]:
         # At-least-once dead-lettering: the broker keeps a message until the dead-letter

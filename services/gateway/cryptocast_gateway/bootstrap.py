@@ -37,6 +37,7 @@ from cryptocast_gateway.store import EventStore, MongoEventStore
 from cryptocast_gateway.stream import StreamHub
 
 log = logging.getLogger(__name__)
+SHUTDOWN_SECONDS = 10
 
 
 @dataclass
@@ -127,8 +128,11 @@ class Gateway:
                 access_log=False,
                 lifespan="off",
                 http=guarded_http(settings.max_header_bytes, settings.header_timeout_seconds),
-                proxy_headers=False,
-            )  # the app decides whose X-Forwarded-For to believe
+                proxy_headers=False,  # the app decides whose X-Forwarded-For to believe
+                # Requests still open then are cut, well inside the 30 s between SIGTERM and
+                # SIGKILL, so that the consumers' batches are settled before the exit.
+                timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+            )
             self._server = uvicorn.Server(config)
             self._server_task = asyncio.create_task(self._server.serve())
             while not self._server.started:

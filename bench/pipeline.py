@@ -22,7 +22,8 @@ Measured, by counting the gateway's documents in MongoDB every ``--sample`` seco
   per second over those times (a candle counts when it, its predictions and its verdicts
   are stored, so candles per second is over the time to the last document),
 - CPU seconds (/proc/<pid>/stat: user + system) and peak RSS (/proc/<pid>/status: VmHWM)
-  of each service process and of nx-27017; the shared RabbitMQ is not counted;
+  of each service process and of nx-27017, and the CPU of the machine's RabbitMQ node when
+  the bench's broker is local (its peak RSS is the node's since it started);
 - nx-27017's own ceiling, measured first in the same run: candle documents stored per second
   by unordered bulk upserts of the gateway's batch size, with nothing else running;
 - operations per candle stored, from the ingestor's start to the end: the database's by
@@ -65,6 +66,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import aio_pika
 import httpx
@@ -130,6 +132,17 @@ def read_usage(pid: int) -> Usage | None:
     if len(memory) < 2:
         return None
     return Usage(ticks / CLOCK_TICKS, memory["VmRSS"] / 1024, memory["VmHWM"] / 1024)
+
+
+def local_broker_pid() -> int | None:
+    """The Erlang VM of the RabbitMQ node on this machine; None if there is none, or more
+    than one (which would be the bench's broker is then not known)."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "beam.smp":
+                found.append(int(comm.parent.name))
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass
@@ -551,6 +564,7 @@ class Bench:
         self.db_name = self.namespace.replace("-", "_")
         self.mongo = EmbeddedMongo(workdir / "mongo")
         self.mongo_process: Tracked | None = None
+        self.broker_process: Tracked | None = None
         self.services: dict[str, Service] = {}
         self.timeline = Timeline()
         self.client: AsyncMongoClient[dict[str, Any]] | None = None
@@ -605,6 +619,10 @@ class Bench:
             await self.mongo.astart()
         mongo_pid = int((self.mongo.data_dir / "nx-27017.pid").read_text().split()[0])
         self.mongo_process = Tracked("nx-27017", mongo_pid, self.mongo.data_dir / "nx-27017.log")
+        local = urlparse(self.args.amqp_url).hostname in ("127.0.0.1", "localhost")
+        broker = local_broker_pid() if local else None
+        if broker is not None:  # shared: any other use of it in the run is counted too
+            self.broker_process = Tracked("rabbitmq (shared)", broker, Path(os.devnull))
         self.client = AsyncMongoClient(
             self.mongo.url, serverSelectionTimeoutMS=5000, event_listeners=[self.own]
         )
@@ -759,7 +777,7 @@ class Bench:
         return log.exists() and '"msg": "replay finished"' in log.read_text(errors="replace")
 
     def tracked(self) -> list[Tracked]:
-        extra = [self.mongo_process] if self.mongo_process else []
+        extra = [p for p in (self.mongo_process, self.broker_process) if p is not None]
         return [*self.services.values(), *extra]
 
     async def observe(self) -> None:
@@ -962,6 +980,7 @@ class Bench:
         parts = [
             f"---- {p.name} ({p.log}) ----\n{tail(p.log, 8 if p.name == 'nx-27017' else 30)}"
             for p in self.tracked()
+            if p is not self.broker_process
         ]
         return "\n".join(parts)
 

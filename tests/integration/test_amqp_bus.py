@@ -10,6 +10,7 @@ from cryptocast_common.events import Event
 from cryptocast_common.settings import CommonSettings
 from tests.factories import candle
 from tests.integration.bus_contract import CONTRACT
+from tests.waiting import eventually
 
 
 @pytest.mark.parametrize("scenario", CONTRACT, ids=lambda f: f.__name__)
@@ -87,3 +88,40 @@ async def test_close_lets_the_batch_in_hand_finish_and_be_acked(common: CommonSe
         assert remaining == 3 - len(handled)  # acked ones are gone; the rest wait, none lost
     finally:
         await connection.close()
+
+
+async def test_a_batch_acked_in_one_frame_leaves_nothing_unsettled(common: CommonSettings) -> None:
+    """The consume loop acks each batch with one multiple ack: every message handled is gone
+    from the queue once the consumer disconnects (an unacked one would be back), each was
+    handled once, and the malformed ones among them were dead-lettered once."""
+    bus = await AmqpBus.connect(common.amqp_url or "", common)
+    handled: list[str] = []
+
+    async def collect(events: list[Event]) -> list[Event]:
+        handled.extend(event.event_id for event in events)
+        return []
+
+    bad = {5, 18, 31}
+    await bus.consume(common.queue_for("contract"), ["candle.#"], collect, batch_size=16)
+    for i in range(40):
+        if i in bad:
+            await bus.publish_raw("candle.BTC.4h", b"not an event", f"bad-{i}")
+        await bus.publish([candle(i)])
+    try:
+        await eventually(lambda: _at_least(handled, 40))
+    finally:
+        await bus.close()
+    assert sorted(handled) == sorted({candle(i).event_id for i in range(40)})
+    connection = await aio_pika.connect(common.amqp_url or "")
+    try:
+        channel = await connection.channel()
+        left = await channel.declare_queue(common.queue_for("contract"), passive=True)
+        dead = await channel.declare_queue(common.dead_letter_queue, passive=True)
+        assert left.declaration_result.message_count == 0
+        assert dead.declaration_result.message_count == len(bad)
+    finally:
+        await connection.close()
+
+
+async def _at_least(items: list[str], count: int) -> bool:
+    return len(items) >= count

@@ -60,10 +60,11 @@ class NoHistory:
         return []
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: it holds the list it is in
 class RecordedDelivery:
     body: bytes
     content_type: str | None
+    channel: list[RecordedDelivery]  # every delivery on it, in delivery order
     message_id: str | None = None
     retried: int = 0
     returned: int = 0
@@ -75,7 +76,12 @@ class RecordedDelivery:
         self.outcomes.append(outcome)
         self.settled.set()
 
-    async def ack(self) -> None:
+    async def ack(self, *, with_earlier: bool = False) -> None:
+        """As AMQP's multiple ack: the earlier ones not settled yet are acked too."""
+        position = next(i for i, d in enumerate(self.channel) if d is self)
+        for delivery in self.channel[:position] if with_earlier else []:
+            if not delivery.settled.is_set():
+                delivery._settle("ack")
         self._settle("ack")
 
     async def retry(self, deliveries: int) -> None:
@@ -165,8 +171,11 @@ async def _consume(
     queue: str, messages: list[tuple[bytes, str | None]], neighbours: list[Event]
 ) -> list[RecordedDelivery]:
     handlers = await service_handlers()
-    deliveries = [RecordedDelivery(body, content_type) for body, content_type in messages]
-    deliveries += [RecordedDelivery(event.to_json(), "application/json") for event in neighbours]
+    deliveries: list[RecordedDelivery] = []
+    deliveries += [RecordedDelivery(body, kind, deliveries) for body, kind in messages]
+    deliveries += [
+        RecordedDelivery(event.to_json(), "application/json", deliveries) for event in neighbours
+    ]
     inbox: asyncio.Queue[Delivery] = asyncio.Queue()
     for delivery in deliveries:
         inbox.put_nowait(delivery)

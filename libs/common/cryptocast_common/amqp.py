@@ -102,8 +102,8 @@ class _AmqpDelivery:
             return True
         return False
 
-    async def ack(self) -> None:
-        await self._message.ack()
+    async def ack(self, *, with_earlier: bool = False) -> None:
+        await self._message.ack(multiple=with_earlier)
 
     def _copy(self, **headers: Any) -> aio_pika.Message:
         # The broker's count belongs to this delivery: the copy starts a count of its own.

@@ -100,7 +100,10 @@ class Delivery(Protocol):
         deliver it again, so it is skipped."""
         ...
 
-    async def ack(self) -> None: ...
+    async def ack(self, *, with_earlier: bool = False) -> None:
+        """``with_earlier``: also every earlier delivery of this consumer not settled yet, in
+        one frame; the consume loop acks a batch so, once everything before it is settled."""
+        ...
 
     async def retry(self, deliveries: int) -> None:
         """Deliver it again later, without holding up the queue; ``deliveries`` so far."""
@@ -253,8 +256,11 @@ class BatchConsumer:
                 return
             await self._failed(accepted[0], events[0], exc)
             return
-        for delivery in accepted:
-            await self._settle(delivery.ack(), delivery)
+        # Every earlier delivery is settled by now (batches are handled in turn, and this
+        # one's set-aside messages were moved first), so one ack settles the batch: the
+        # broker then does one settlement instead of one per message (a quarter of its CPU).
+        last = accepted[-1]
+        await self._settle(last.ack(with_earlier=True), last)
 
     def _delivered_before(self, delivery: Delivery) -> int:
         # Only an isolated consumer's returns are charged in full: it held nothing else.
@@ -328,7 +334,7 @@ class _MemoryDelivery:
     returned: int = 0
     stale: bool = False
 
-    async def ack(self) -> None:
+    async def ack(self, *, with_earlier: bool = False) -> None:
         return None
 
     async def retry(self, deliveries: int) -> None:

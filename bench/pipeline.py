@@ -89,6 +89,10 @@ COLLECTIONS = ("candles", "predictions", "verifications")
 CEILING_DOCUMENTS = 20_000
 CEILING_BATCH = 256  # the gateway's default batch: one bulk write per collection and batch
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Rates over fewer sampling intervals than this are not reported: the counts are read every
+# --sample seconds, so a run shorter than a few of them cannot be timed (it printed a
+# prediction rate of 10^11 a second for a run whose predictions all landed in one sample).
+MIN_SAMPLES = 4
 DEFAULT_AMQP_URL = os.environ.get("CRYPTOCAST_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -912,6 +916,12 @@ class Bench:
         total_s = last_any - start
         to_predictions = since_first("predictions")
         to_verifications = since_first("verifications")
+        shortest = MIN_SAMPLES * self.args.sample
+
+        def rate(count: int, seconds: float) -> float | None:
+            """Per second, or None over a time too short for the sampling to resolve."""
+            return round(count / seconds, 1) if seconds >= shortest else None
+
         processes = {}
         for process in self.tracked():
             usage, before = process.last, process.at_first_candle
@@ -944,13 +954,13 @@ class Bench:
                 t.changed["verifications"] - t.ingestor_started, 2
             ),
             "total_s": round(total_s, 2),
-            "candles_per_s": round(counts["candles"] / total_s, 1),
-            "documents_per_s": round(sum(counts.values()) / total_s, 1),
+            "candles_per_s": rate(counts["candles"], total_s),
+            "documents_per_s": rate(sum(counts.values()), total_s),
             "mongo_ceiling_documents_per_s": round(self.bulk_ceiling, 1),
             "inference_replicas": self.args.replicas,
             "freshness": self.fresh.summary(self.args.live) if self.fresh else None,
-            "predictions_per_s": round(counts["predictions"] / max(to_predictions, 1e-9), 1),
-            "verifications_per_s": round(counts["verifications"] / max(to_verifications, 1e-9), 1),
+            "predictions_per_s": rate(counts["predictions"], to_predictions),
+            "verifications_per_s": rate(counts["verifications"], to_verifications),
             "peak_waiting": t.peak_backlog,
             "operations": await self.operations(),
             "sample_s": self.args.sample,
@@ -989,6 +999,10 @@ class Bench:
 # Output
 
 
+def per_second(rate: float | None) -> str:
+    return f"too short to time (under {MIN_SAMPLES} samples)" if rate is None else str(rate)
+
+
 def markdown(result: dict[str, Any]) -> str:
     roles = ", ".join(f"{role} {n}" for role, n in result["predictions_by_role"].items())
     rows = [
@@ -1008,14 +1022,14 @@ def markdown(result: dict[str, Any]) -> str:
         ("to the last prediction", f"{result['to_last_prediction_s']} s"),
         ("to the last verification", f"{result['to_last_verification_s']} s"),
         ("to the last document (end to end)", f"{result['total_s']} s"),
-        ("**candles/s end to end**", f"**{result['candles_per_s']}**"),
-        ("documents stored/s end to end", str(result["documents_per_s"])),
+        ("**candles/s end to end**", f"**{per_second(result['candles_per_s'])}**"),
+        ("documents stored/s end to end", per_second(result["documents_per_s"])),
         (
             "nx-27017 alone: bulk upserts/s (the ceiling)",
             str(result["mongo_ceiling_documents_per_s"]),
         ),
-        ("predictions/s", str(result["predictions_per_s"])),
-        ("verifications/s", str(result["verifications_per_s"])),
+        ("predictions/s", per_second(result["predictions_per_s"])),
+        ("verifications/s", per_second(result["verifications_per_s"])),
         (
             "most messages waiting per service",
             ", ".join(f"{s} {n}" for s, n in result["peak_waiting"].items()),

@@ -139,8 +139,8 @@ def read_usage(pid: int) -> Usage | None:
 
 
 def local_broker_pid() -> int | None:
-    """The Erlang VM of the RabbitMQ node on this machine; None if there is none, or more
-    than one (which would be the bench's broker is then not known)."""
+    """The Erlang VM of the RabbitMQ node on this machine; None if there is none, or if
+    there are several (then which one is the bench's broker is not known)."""
     found = []
     for comm in Path("/proc").glob("[0-9]*/comm"):
         with contextlib.suppress(OSError):

@@ -48,6 +48,9 @@ async def test_every_interval_and_horizon_is_predicted_and_verified(
         days = sum(c.interval == "1d" and c.symbol == "BTC" for step in published for c in step)
         assert days >= 20  # the bundled month of 4-hour candles makes about 29 days
 
+        counts: list[int] = []  # the last look's, for the failure message
+        expected = [days - h for h in range(1, HORIZONS + 1)]
+
         async def daily_verdicts() -> list[dict[str, Any]] | None:
             """Every daily verdict at every horizon: no model of its own, so the baseline
             is the daily champion; its window is one candle, so every day is predicted."""
@@ -63,8 +66,6 @@ async def test_every_interval_and_horizon_is_predicted_and_verified(
             counts[:] = [len(f) for f in found]
             return found if counts == expected else None
 
-        counts: list[int] = []
-        expected = [days - h for h in range(1, HORIZONS + 1)]
         try:
             verdicts = await eventually(daily_verdicts, within=90)
         except TimeoutError:

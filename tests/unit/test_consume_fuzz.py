@@ -78,8 +78,9 @@ class RecordedDelivery:
 
     async def ack(self, *, with_earlier: bool = False) -> None:
         """As AMQP's multiple ack: the earlier ones not settled yet are acked too."""
-        position = next(i for i, d in enumerate(self.channel) if d is self)
-        for delivery in self.channel[:position] if with_earlier else []:
+        for delivery in self.channel if with_earlier else []:
+            if delivery is self:
+                break
             if not delivery.settled.is_set():
                 delivery._settle("ack")
         self._settle("ack")

@@ -291,7 +291,7 @@ class Replay:
         """The steps the ingestor publishes, in order (see sources.replay.replay)."""
         steps = load_timeline(BUNDLED_REPLAY, self.symbols, INTERVAL)
         split = max(0, len(steps) - self.live)
-        return steps[max(0, split - self.backfill) :]
+        return [[c.candle() for c in step] for step in steps[max(0, split - self.backfill) :]]
 
     @property
     def backfill_steps(self) -> int:

@@ -1,3 +1,4 @@
+import gzip
 import itertools
 from datetime import timedelta
 from pathlib import Path
@@ -6,6 +7,8 @@ import pytest
 
 from cryptocast_common.events import Candle, Event
 from cryptocast_ingestor.datasets import (
+    Bar,
+    bundle_span,
     load_binance_4h,
     load_binance_hourly,
     load_coingecko,
@@ -13,6 +16,7 @@ from cryptocast_ingestor.datasets import (
     resample,
     write_bundle,
 )
+from cryptocast_ingestor.quality import Admitted
 from cryptocast_ingestor.settings import (
     BUNDLED_BINANCE,
     BUNDLED_REPLAY,
@@ -21,6 +25,18 @@ from cryptocast_ingestor.settings import (
 )
 from cryptocast_ingestor.sources.replay import Timeline, load_timeline, load_timelines, replay
 from tests.factories import STEP, candle
+
+
+def admitted(i: int, symbol: str = "BTC") -> Admitted:
+    """What the quality gate passes for ``candle(i, symbol=symbol)``."""
+    made = candle(i, symbol=symbol)
+    bar = Bar(made.open_time, made.open, made.high, made.low, made.close, made.volume)
+    return Admitted(symbol, made.interval, made.source, bar)
+
+
+def candles(steps: list[list[Admitted]]) -> list[list[Candle]]:
+    return [[passed.candle() for passed in step] for step in steps]
+
 
 BINANCE_HEADER = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
 
@@ -92,6 +108,23 @@ def test_bundled_binance_4h_set_covers_twenty_coins_to_the_final_test_year() -> 
     assert bars[-1].open_time.isoformat() == "2025-10-23T20:00:00+00:00"
 
 
+def test_a_bundle_is_read_up_to_a_moment_and_the_last_bars_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "BTC_4h.csv.gz"
+    write_bundle([Bar(candle(i).open_time, 1, 1, 1, 1, i) for i in range(10)], path)
+    assert bundle_span(path) == (candle(0).open_time, candle(9).open_time)
+    bars = read_bundle(path, through=candle(6).open_time, last=3)
+    assert [bar.volume for bar in bars] == [4, 5, 6]
+    assert read_bundle(path, last=2) == read_bundle(path)[-2:]
+    write_bundle([], tmp_path / "ETH_4h.csv.gz")
+    assert bundle_span(tmp_path / "ETH_4h.csv.gz") is None
+    with pytest.raises(ValueError, match="holds no candles"):
+        load_timeline(tmp_path, ["BTC", "ETH"], "4h")
+    with gzip.open(path, "wt") as handle:
+        handle.write("time,open,high,low,close,volume\n")
+    with pytest.raises(ValueError, match="must have the columns open_time,open"):
+        read_bundle(path)
+
+
 def test_coingecko_loader_reads_ts_as_the_close_time(tmp_path: Path) -> None:
     path = tmp_path / "bitcoin.csv"
     path.write_text(
@@ -117,8 +150,6 @@ def test_shipped_bundle_reads_back_and_rebuilds_byte_for_byte(tmp_path: Path) ->
 
 
 def test_timeline_is_the_window_every_symbol_covers(tmp_path: Path) -> None:
-    from cryptocast_ingestor.datasets import Bar
-
     def bars(first: int, last: int) -> list[Bar]:
         return [Bar(candle(i).open_time, 1, 1, 1, 1, 1) for i in range(first, last)]
 
@@ -127,9 +158,12 @@ def test_timeline_is_the_window_every_symbol_covers(tmp_path: Path) -> None:
     steps = load_timeline(tmp_path, ["BTC", "ETH"], "4h")
     assert len(steps) == 7
     assert [c.symbol for c in steps[0]] == ["BTC", "ETH"]
-    assert steps[0][0].open_time == candle(3).open_time
+    assert steps[0][0].bar.open_time == candle(3).open_time
     with pytest.raises(FileNotFoundError, match="SOL"):
         load_timeline(tmp_path, ["SOL"], "4h")
+    write_bundle(bars(20, 30), tmp_path / "SOL_4h.csv.gz")
+    with pytest.raises(ValueError, match="share no period"):
+        load_timeline(tmp_path, ["BTC", "SOL"], "4h")
     assert load_timeline(tmp_path, ["BTC", "ETH"], "4h", last=2) == steps[-2:]
 
 
@@ -149,19 +183,17 @@ def test_replaying_the_recent_past_gates_it_as_the_whole_history_would(tmp_path:
 
 
 def test_replay_passes_the_quality_gate_live_candles_pass(tmp_path: Path) -> None:
-    from cryptocast_ingestor.datasets import Bar
-
     good = [Bar(candle(i).open_time, 100, 101, 99, 100, 1) for i in range(4)]
     broken = Bar(candle(4).open_time, 100, 99, 98, 100, 1)  # high below the close
     write_bundle(
         [*good, broken, Bar(candle(5).open_time, 100, 101, 99, 100, 1)], tmp_path / "BTC_4h.csv.gz"
     )
     steps = load_timeline(tmp_path, ["BTC"], "4h")
-    assert [s[0].open_time for s in steps] == [candle(i).open_time for i in (0, 1, 2, 3, 5)]
+    assert [s[0].bar.open_time for s in steps] == [candle(i).open_time for i in (0, 1, 2, 3, 5)]
 
 
 async def test_replay_backfills_then_paces_in_time_order() -> None:
-    steps = [[candle(i), candle(i, symbol="ETH")] for i in range(10)]
+    steps = [[admitted(i), admitted(i, symbol="ETH")] for i in range(10)]
     published: list[list[Event]] = []
     sleeps: list[float] = []
 
@@ -173,8 +205,8 @@ async def test_replay_backfills_then_paces_in_time_order() -> None:
 
     await replay(Timeline(steps), publish, backfill=3, live=4, pace_seconds=2.5, sleep=sleep)
     backfill, *paced = published
-    assert backfill == [c for step in steps[3:6] for c in step]
-    assert paced == steps[6:]
+    assert backfill == [c for step in candles(steps[3:6]) for c in step]
+    assert paced == candles(steps[6:])
     assert sleeps == [2.5] * 4
 
 
@@ -193,7 +225,7 @@ async def test_replay_keeps_candles_while_the_broker_is_away() -> None:
         return None
 
     await replay(
-        Timeline([[candle(0)], [candle(1)]]),
+        Timeline([[admitted(0)], [admitted(1)]]),
         flaky_publish,
         backfill=5,
         live=1,
@@ -211,13 +243,11 @@ def test_the_bundle_replayed_is_the_one_that_holds_every_configured_coin(tmp_pat
 
 
 def test_longer_intervals_are_built_from_the_replayed_one(tmp_path: Path) -> None:
-    from cryptocast_ingestor.datasets import Bar
-
     # T0 is midnight: 6 four-hour candles make a day. Day 2 misses one, day 3 is unfinished.
     hours = [i for i in range(20) if i != 9]
     bars = [Bar(candle(i).open_time, 100 + i, 101 + i, 99 + i, 100.5 + i, 1) for i in hours]
     write_bundle(bars, tmp_path / "BTC_4h.csv.gz")
-    steps = load_timelines(tmp_path, ["BTC"], ["4h", "1d"])
+    steps = candles(load_timelines(tmp_path, ["BTC"], ["4h", "1d"]))
     days = [c for step in steps for c in step if c.interval == "1d"]
     assert [(d.open_time, d.close_time) for d in days] == [
         (candle(0).open_time, candle(5).close_time),
@@ -234,7 +264,7 @@ def test_longer_intervals_are_built_from_the_replayed_one(tmp_path: Path) -> Non
     # A day is published with the four-hour candle that closes with it, in close-time order.
     assert [c.interval for c in steps[5]] == ["4h", "1d"]
     assert [s[0].close_time for s in steps] == sorted(s[0].close_time for s in steps)
-    last = load_timelines(tmp_path, ["BTC"], ["4h", "1d"], last=1)
+    last = candles(load_timelines(tmp_path, ["BTC"], ["4h", "1d"], last=1))
     assert [[c.interval for c in step] for step in last] == [["1d"], ["4h"]]
     assert last[0][0] == days[-1] and last[1][0].open_time == candle(19).open_time
     with pytest.raises(ValueError, match="5h is not a multiple of 4h"):
@@ -242,8 +272,7 @@ def test_longer_intervals_are_built_from_the_replayed_one(tmp_path: Path) -> Non
 
 
 async def test_a_coin_added_while_replaying_backfills_at_once_then_joins_the_steps() -> None:
-    steps = [[candle(i)] for i in range(6)]
-    timeline = Timeline(steps)
+    timeline = Timeline([[admitted(i)] for i in range(6)])
     published: list[list[Event]] = []
     joined: list[Candle] = []
 
@@ -252,7 +281,7 @@ async def test_a_coin_added_while_replaying_backfills_at_once_then_joins_the_ste
 
     async def sleep(_: float) -> None:
         if len(published) == 2:  # the backfill and the first paced step are out
-            eth = [candle(i, symbol="ETH") for i in range(-2, 8)]
+            eth = [admitted(i, symbol="ETH") for i in range(-2, 8)]
             joined.extend(timeline.join(eth))
 
     await replay(timeline, publish, backfill=6, live=4, pace_seconds=1, sleep=sleep)

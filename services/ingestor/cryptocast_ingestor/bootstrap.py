@@ -103,7 +103,7 @@ class Ingestor:
             steps = await asyncio.to_thread(
                 load_timeline, folder, [symbol], interval, jumps, None, built_from
             )
-            return timeline.join([candle for step in steps for candle in step])
+            return timeline.join([admitted for step in steps for admitted in step])
 
         return follow
 

@@ -14,8 +14,8 @@ import io
 import itertools
 import math
 import statistics
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,7 @@ OUTLIER_RATIO = 0.5
 OUTLIER_NEIGHBOURS = 12
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Bar:
     open_time: datetime
     open: float
@@ -274,17 +274,32 @@ def write_bundle(bars: Sequence[Bar], path: Path) -> None:
         gz.write(text.getvalue().encode())
 
 
-def read_bundle(path: Path) -> list[Bar]:
-    """A bundle's bars; they become candles through the quality gate, as live ones do."""
+def bundle_span(path: Path) -> tuple[datetime, datetime] | None:
+    """The first and last open times in a bundle (its rows are oldest first); None if it holds
+    no bars."""
+    first = last = None
     with gzip.open(path, "rt", newline="") as handle:
-        return [
-            Bar(
-                datetime.fromisoformat(row["open_time"]),
-                float(row["open"]),
-                float(row["high"]),
-                float(row["low"]),
-                float(row["close"]),
-                float(row["volume"]),
-            )
-            for row in csv.DictReader(handle)
-        ]
+        for line in itertools.islice(handle, 1, None):
+            first = first or line
+            last = line
+    if first is None or last is None:
+        return None
+    return datetime.fromisoformat(first.split(",", 1)[0]), datetime.fromisoformat(
+        last.split(",", 1)[0]
+    )
+
+
+def read_bundle(path: Path, through: datetime | None = None, last: int | None = None) -> list[Bar]:
+    """A bundle's bars, those opening by ``through`` and the ``last`` of them when given; they
+    become candles through the quality gate, as live ones do. The file is read as a stream,
+    and only the rows kept are parsed past their open time."""
+    with gzip.open(path, "rt", newline="") as handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        if header != BUNDLE_COLUMNS:
+            raise ValueError(f"{path} must have the columns {','.join(BUNDLE_COLUMNS)}: {header}")
+        rows: Iterator[list[str]] = reader
+        if through is not None:
+            rows = itertools.takewhile(lambda row: datetime.fromisoformat(row[0]) <= through, rows)
+        kept = deque(rows, maxlen=last)
+    return [Bar(datetime.fromisoformat(row[0]), *map(float, row[1:])) for row in kept]

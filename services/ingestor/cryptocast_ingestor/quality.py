@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cryptocast_common.events import Candle, floor_to_interval, interval_delta
 from cryptocast_ingestor.datasets import Bar, consistency_problem
@@ -34,6 +34,37 @@ class JumpRule:
 
 
 DEFAULT_JUMP_RULE = JumpRule()
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A bar the gate passed, and the series it is a candle of. The candle is built when it is
+    needed: it is ten times the size of the bar, and a replay of the whole history holds
+    140,000 of them."""
+
+    symbol: str
+    interval: str
+    source: str
+    bar: Bar
+
+    @property
+    def close_time(self) -> datetime:
+        return self.bar.open_time + interval_delta(self.interval)
+
+    def candle(self) -> Candle:
+        bar = self.bar
+        return Candle(
+            symbol=self.symbol,
+            interval=self.interval,
+            open_time=bar.open_time,
+            close_time=self.close_time,
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            volume=bar.volume,
+            source=self.source,
+        )
 
 
 @dataclass
@@ -66,32 +97,30 @@ class QualityGate:
             },
         )
 
-    def _accept(self, bar: Bar) -> Candle:
+    def _accept(self, bar: Bar) -> Admitted:
         if self._last_close is not None:
             self._returns.append(math.log(bar.close / self._last_close))
         self._last_close = bar.close
-        return Candle(
-            symbol=self.symbol,
-            interval=self.interval,
-            open_time=bar.open_time,
-            close_time=bar.open_time + interval_delta(self.interval),
-            open=bar.open,
-            high=bar.high,
-            low=bar.low,
-            close=bar.close,
-            volume=bar.volume,
-            source=self.source,
-        )
+        return Admitted(self.symbol, self.interval, self.source, bar)
 
     def _jump(self, bar: Bar) -> float | None:
         """The log return in units of recent volatility, if there is enough history."""
         if self._last_close is None or len(self._returns) < MIN_RETURNS_FOR_JUMPS:
             return None
-        volatility = statistics.pstdev(self._returns)
+        # The population standard deviation in floats: statistics.pstdev's exact fractions
+        # made it most of a whole-history replay's start-up.
+        mean = math.fsum(self._returns) / len(self._returns)
+        volatility = math.sqrt(
+            math.fsum([(r - mean) ** 2 for r in self._returns]) / len(self._returns)
+        )
         return abs(math.log(bar.close / self._last_close)) / volatility if volatility else None
 
     def admit(self, bars: Sequence[Bar]) -> list[Candle]:
         """The candles that pass, in time order; a suspected jump waits for its successor."""
+        return [admitted.candle() for admitted in self.screen(bars)]
+
+    def screen(self, bars: Sequence[Bar]) -> list[Admitted]:
+        """``admit``, with each candle left to build when it is needed."""
         accepted = []
         for bar in bars:
             problem = consistency_problem(bar)

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptocast_common.events import Candle, interval_delta
-from cryptocast_ingestor.datasets import CleaningReport, read_bundle, resample
+from cryptocast_ingestor.datasets import CleaningReport, bundle_span, read_bundle, resample
 from cryptocast_ingestor.publishing import Publish, Sleep, publish_until_done
-from cryptocast_ingestor.quality import DEFAULT_JUMP_RULE, JumpRule, QualityGate
+from cryptocast_ingestor.quality import DEFAULT_JUMP_RULE, Admitted, JumpRule, QualityGate
 
 log = logging.getLogger(__name__)
 BACKFILL_BATCH = 500
@@ -31,45 +31,55 @@ def load_timeline(
     jumps: JumpRule = DEFAULT_JUMP_RULE,
     last: int | None = None,
     built_from: str | None = None,
-) -> list[list[Candle]]:
+) -> list[list[Admitted]]:
     """Candles of every symbol grouped by open time, over the window all symbols cover; the
     ``last`` steps of it when given. With ``built_from``, the bundles of that shorter interval
     are read and aggregated into ``interval`` candles (only complete ones).
 
     Restricting to the common window makes the demo's prices one moment of the market. Only
     the bars of that window's ``last`` steps, and a few volatility windows before them to warm
-    the gate up, become candles: a replay of the recent past costs what it replays, not the
-    history.
+    the gate up, are parsed: a replay of the recent past costs what it replays, not the
+    history. The bundles are read one at a time and each candle is built when published, so a
+    replay of the whole history holds its bars, not its files or its candles.
     """
-    bundles = {}
     stored = built_from or interval
+    paths, spans = [], []
     for symbol in symbols:
         path = folder / f"{symbol}_{stored}.csv.gz"
         if not path.exists():
             raise FileNotFoundError(f"no replay data for {symbol} {stored}: {path} is missing")
-        bars = read_bundle(path)
-        if built_from:
-            bars = resample(bars, interval, CleaningReport(path.name), built_from)
-        bundles[symbol] = (path, bars)
-    # The common window ends with the coin whose data ends first (a delisted one, say).
-    common_end = min((bars[-1].open_time for _, bars in bundles.values() if bars), default=None)
+        span = bundle_span(path)
+        if span is None:
+            raise ValueError(f"{path} holds no candles")
+        paths.append(path)
+        spans.append(span)
+    # The common window starts with the coin whose data starts last, and ends with the one
+    # whose data ends first (a delisted one, say).
+    common_start = max(first for first, _ in spans)
+    common_end = min(last_time for _, last_time in spans)
+    if common_start > common_end:
+        raise ValueError(f"the bundles of {', '.join(symbols)} share no period to replay")
+    kept = None if last is None else last + GATE_WARM_UP_FACTOR * jumps.volatility_window
     series = {}
-    for symbol, (path, bars) in bundles.items():
-        if last is not None and common_end is not None:
-            kept = [bar for bar in bars if bar.open_time <= common_end]
-            bars = kept[-(last + GATE_WARM_UP_FACTOR * jumps.volatility_window) :]
+    for symbol, path in zip(symbols, paths, strict=True):
+        if built_from:
+            per_bar = interval_delta(interval) // interval_delta(built_from)
+            bars = read_bundle(path, common_end, None if kept is None else (kept + 1) * per_bar)
+            bars = resample(bars, interval, CleaningReport(path.name), built_from)
+            bars = bars if kept is None else bars[-kept:]
+        else:
+            bars = read_bundle(path, common_end, kept)
         gate = QualityGate(symbol, interval, f"replay:{folder.name}", jumps)
-        series[symbol] = gate.admit(bars)
+        series[symbol] = [a for a in gate.screen(bars) if a.bar.open_time >= common_start]
         if not series[symbol]:
             raise ValueError(f"{path} holds no candles that pass the quality gate")
-    del bundles
-    start = max(candles[0].open_time for candles in series.values())
-    end = min(candles[-1].open_time for candles in series.values())
-    steps: dict[datetime, list[Candle]] = defaultdict(list)
+    start = max(admitted[0].bar.open_time for admitted in series.values())
+    end = min(admitted[-1].bar.open_time for admitted in series.values())
+    steps: dict[datetime, list[Admitted]] = defaultdict(list)
     for symbol in symbols:
-        for candle in series[symbol]:
-            if start <= candle.open_time <= end:
-                steps[candle.open_time].append(candle)
+        for admitted in series[symbol]:
+            if start <= admitted.bar.open_time <= end:
+                steps[admitted.bar.open_time].append(admitted)
     times = sorted(steps)
     return [steps[t] for t in (times if last is None else times[max(0, len(times) - last) :])]
 
@@ -80,12 +90,12 @@ def load_timelines(
     intervals: Sequence[str],
     jumps: JumpRule = DEFAULT_JUMP_RULE,
     last: int | None = None,
-) -> list[list[Candle]]:
+) -> list[list[Admitted]]:
     """``load_timeline`` of every interval, grouped by close time: the shortest interval's
     bundles are replayed, and the longer intervals' candles built from them (each a multiple
     of it), ``last`` of each interval when given."""
     base = min(intervals, key=interval_delta)
-    by_close: dict[datetime, list[Candle]] = defaultdict(list)
+    by_close: dict[datetime, list[Admitted]] = defaultdict(list)
     for interval in sorted(intervals, key=interval_delta):
         if interval_delta(interval) % interval_delta(base):
             raise ValueError(
@@ -103,10 +113,10 @@ class Timeline:
     """The steps a replay publishes, and how many it has taken: a coin added meanwhile joins
     the steps still to come, and publishes the earlier part of its history at once."""
 
-    steps: list[list[Candle]]
+    steps: list[list[Admitted]]
     taken: int = 0
 
-    def join(self, candles: Sequence[Candle]) -> list[Candle]:
+    def join(self, candles: Sequence[Admitted]) -> list[Candle]:
         """Add a coin's candles to the steps closing when they close; those of steps already
         taken are returned, to publish now (the coin's backfill). Candles outside the
         timeline are left out."""
@@ -115,7 +125,7 @@ class Timeline:
         for candle in candles:
             i = position.get(candle.close_time)
             if i is not None and i < self.taken:
-                now.append(candle)
+                now.append(candle.candle())
             elif i is not None:
                 self.steps[i].append(candle)
         return now
@@ -138,8 +148,9 @@ async def replay(
     timeline.taken = split
     started = time.monotonic()
     for start in range(0, len(backlog), BACKFILL_BATCH):
-        await publish_until_done(publish, backlog[start : start + BACKFILL_BATCH], sleep)
-        done = min(start + BACKFILL_BATCH, len(backlog))
+        batch = [candle.candle() for candle in backlog[start : start + BACKFILL_BATCH]]
+        await publish_until_done(publish, batch, sleep)
+        done = start + len(batch)
         rate = done / max(time.monotonic() - started, 1e-9)
         log.info(
             "backfill progress",
@@ -148,7 +159,7 @@ async def replay(
     for index in range(split, len(steps)):
         await sleep(pace_seconds)
         timeline.taken = index + 1
-        step = steps[index]
+        step = [candle.candle() for candle in steps[index]]
         await publish_until_done(publish, step, sleep)
         log.info(
             "candles published",

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from email import message_from_bytes
 from typing import Any
 
@@ -20,6 +22,8 @@ from cryptocast.embedded_mongo import free_port
 from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.metrics import forecast_metrics
 from cryptocast_common.settings import CommonSettings
+from cryptocast_gateway.alert_store import InMemoryAlertStore, MongoAlertStore
+from cryptocast_gateway.alerts import Alert
 from cryptocast_gateway.bootstrap import Gateway, bootstrap
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.artifacts import artifact_dir
@@ -163,6 +167,48 @@ async def test_versioned_api_and_stream(gateway: tuple[Gateway, AmqpBus]) -> Non
         assert 'cryptocast_events_persisted_total{type="verification"} 10.0' in metrics
         assert "cryptocast_stream_clients 1.0" in metrics
         assert 'cryptocast_accuracy{metric="within_2pct",model="naive@1",symbol="BTC"}' in metrics
+
+
+async def test_the_stored_alerts_answer_as_the_fake_does(
+    mongo_url: str,
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    fired, other = candle(1, symbol="ETH").event_id, candle(0, symbol="ETH").event_id
+    alerts = [
+        Alert("a@example.com", "BTC", 105, "above", id="btc-active"),
+        Alert("a@example.com", "BTC", 90, "below", active=False, id="btc-off"),
+        Alert("b@example.com", "ETH", 50, "below", False, id="eth-unsent", triggered_by=fired),
+        Alert("b@example.com", "ETH", 40, "below", False, id="eth-older", triggered_by=other),
+        Alert(
+            "b@example.com",
+            "ETH",
+            30,
+            "below",
+            False,
+            id="eth-sent",
+            triggered_by=fired,
+            sent_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        Alert("c@example.com", "SOL", 10, "above", id="sol-active"),
+    ]
+    try:
+        stored = MongoAlertStore(client[f"alerts_{uuid.uuid4().hex[:8]}"])
+        await stored.ensure_indexes()
+        fake = InMemoryAlertStore()
+        for alert in alerts:
+            await stored.add(alert)
+            await fake.add(alert)
+        batch = {"BTC": candle(1).event_id, "ETH": fired}
+        due = {alert.id for alert in await stored.due(batch)}
+        assert due == {"btc-active", "eth-unsent"}  # SOL had no candle in the batch
+        assert due == {alert.id for alert in await fake.due(batch)}
+        # A candle delivered again claims the alert it triggered whose email never went out.
+        for store in (stored, fake):
+            assert await store.claim("eth-unsent", fired)
+            assert not await store.claim("eth-older", fired)
+            assert not await store.claim("eth-sent", fired)
+    finally:
+        await client.close()
 
 
 async def test_alerts_mail_once_and_validate_like_the_original(

@@ -3,6 +3,7 @@ claim is one conditional write, so two gateway replicas never both take the same
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -15,8 +16,9 @@ from cryptocast_gateway.alerts import Alert
 class AlertStore(Protocol):
     async def add(self, alert: Alert) -> None: ...
 
-    async def due(self, symbol: str, candle_id: str) -> list[Alert]:
-        """The coin's active alerts, and those ``candle_id`` triggered whose email is unsent."""
+    async def due(self, candles: Mapping[str, str]) -> list[Alert]:
+        """The active alerts of these coins, and those the coin's candle (symbol -> candle id)
+        triggered whose email is unsent."""
         ...
 
     async def deactivate(self, email: str, symbol: str) -> int:
@@ -46,8 +48,12 @@ class InMemoryAlertStore:
     async def add(self, alert: Alert) -> None:
         self.alerts[alert.id] = alert
 
-    async def due(self, symbol: str, candle_id: str) -> list[Alert]:
-        return [a for a in self.alerts.values() if a.symbol == symbol and _claimable(a, candle_id)]
+    async def due(self, candles: Mapping[str, str]) -> list[Alert]:
+        return [
+            a
+            for a in self.alerts.values()
+            if a.symbol in candles and _claimable(a, candles[a.symbol])
+        ]
 
     def _set(self, alert_id: str, **changes: Any) -> None:
         self.alerts[alert_id] = replace(self.alerts[alert_id], **changes)
@@ -89,16 +95,28 @@ class MongoAlertStore:
         await self._alerts.insert_one(document)
 
     @staticmethod
-    def _claimable(candle_id: str) -> dict[str, Any]:
-        return {"$or": [{"active": True}, {"triggered_by": candle_id, "sent_at": None}]}
+    def _claimable(triggered_by: str | dict[str, Any]) -> dict[str, Any]:
+        """Active, or triggered by that candle (an id or an operator on ids) and unsent.
 
-    async def due(self, symbol: str, candle_id: str) -> list[Alert]:
+        Written so that the Mongo wire server reads it as MongoDB does: beside other fields it
+        matched an ``$or`` not wrapped in an ``$and`` in updates whatever its clauses said (so
+        a claimed alert was claimed again), and a bare ``None`` in a query with an ``$or``
+        matched nothing (so a claim whose email never went out was never sent)."""
+        unsent = {"triggered_by": triggered_by, "sent_at": {"$eq": None}}
+        return {"$and": [{"$or": [{"active": True}, unsent]}]}
+
+    async def due(self, candles: Mapping[str, str]) -> list[Alert]:
+        """In one query for every coin of a batch (one per coin was a round trip per coin)."""
+        query = {
+            "symbol": {"$in": list(candles)},
+            **self._claimable({"$in": list(candles.values())}),
+        }
         alerts = []
-        async for doc in self._alerts.find({"symbol": symbol, **self._claimable(candle_id)}):
+        async for doc in self._alerts.find(query):
             doc["id"] = doc.pop("_id")
             doc["active"] = bool(doc["active"])  # some servers hand back stored booleans as 0/1
             alerts.append(Alert(**doc))
-        return alerts
+        return [alert for alert in alerts if _claimable(alert, candles[alert.symbol])]
 
     async def deactivate(self, email: str, symbol: str) -> int:
         result = await self._alerts.update_many(

@@ -78,29 +78,31 @@ async def check_alerts(
             event.symbol not in newest or event.close_time > newest[event.symbol].close_time
         ):
             newest[event.symbol] = event
-    for symbol, candle in newest.items():
-        for alert in await store.due(symbol, candle.event_id):
-            reachable = mailer is not None or (
-                notifier is not None and (notifier.broadcasts or alert.webhook is not None)
-            )
-            if (
-                not reachable
-                or not alert.fires_at(candle.close)
-                or not await store.claim(alert.id, candle.event_id)
-            ):
-                continue
-            if mailer is not None:
-                try:
-                    await mailer.send(alert_email(alert, candle.close))
-                except Exception:
-                    await store.release(alert.id, candle.event_id)
-                    raise
-            if notifier is not None:
-                notification = alert_notification(alert, candle, alert_subject(alert))
-                await notifier.notify(notification, alert.webhook_target)
-            await store.mark_sent(alert.id)
-            if mailer is not None:
-                on_sent()
-            log.info(
-                "alert sent", extra={"alert": alert.id, "symbol": symbol, "price": candle.close}
-            )
+    if not newest:
+        return
+    for alert in await store.due({symbol: c.event_id for symbol, c in newest.items()}):
+        candle = newest[alert.symbol]
+        reachable = mailer is not None or (
+            notifier is not None and (notifier.broadcasts or alert.webhook is not None)
+        )
+        if (
+            not reachable
+            or not alert.fires_at(candle.close)
+            or not await store.claim(alert.id, candle.event_id)
+        ):
+            continue
+        if mailer is not None:
+            try:
+                await mailer.send(alert_email(alert, candle.close))
+            except Exception:
+                await store.release(alert.id, candle.event_id)
+                raise
+        if notifier is not None:
+            notification = alert_notification(alert, candle, alert_subject(alert))
+            await notifier.notify(notification, alert.webhook_target)
+        await store.mark_sent(alert.id)
+        if mailer is not None:
+            on_sent()
+        log.info(
+            "alert sent", extra={"alert": alert.id, "symbol": alert.symbol, "price": candle.close}
+        )

@@ -4,9 +4,11 @@ A missing broker fails those tests with a clear message; it never skips them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,6 +33,7 @@ SERVICE_QUEUES = (
 )
 # Inference has a queue per series: these symbols cover every test's.
 TEST_SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "ZZA", "ZZB", "ZZR")
+CLEAN_UP_SECONDS = 60
 
 
 class FailuresAtOnce:
@@ -100,6 +103,17 @@ async def common(amqp_url: str, mongo_url: str) -> AsyncIterator[CommonSettings]
         retry_delay_seconds=0.5,
     )
     yield settings
+    try:
+        async with asyncio.timeout(CLEAN_UP_SECONDS):  # a broker that stalls fails no test
+            await delete_declared(amqp_url, settings)
+    except TimeoutError:
+        warnings.warn(
+            f"RabbitMQ did not delete {namespace}'s queues within {CLEAN_UP_SECONDS} s",
+            stacklevel=1,
+        )
+
+
+async def delete_declared(amqp_url: str, settings: CommonSettings) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         for name in [*SERVICE_QUEUES, *(f"inference.{symbol}" for symbol in TEST_SYMBOLS)]:

@@ -3,6 +3,9 @@ background tasks are cancelled."""
 
 import asyncio
 
+import pytest
+
+from cryptocast_common import runtime
 from cryptocast_common.runtime import Resources, cancel, indexed
 from cryptocast_common.settings import CommonSettings
 
@@ -19,6 +22,29 @@ async def test_resources_close_newest_first_and_once() -> None:
     await resources.close()
     await resources.close()
     assert closed == ["task", "client", "bus"]
+
+
+async def test_a_resource_that_never_closes_holds_the_stop_only_so_long(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runtime, "CLOSE_SECONDS", 0.05)
+    closed: list[str] = []
+
+    async def bus() -> None:
+        closed.append("bus")
+
+    async def stuck_client() -> None:
+        await asyncio.Event().wait()  # a server that stopped answering
+
+    resources = Resources()
+    resources.own(bus)
+    resources.own(stuck_client)
+    async with asyncio.timeout(5):
+        await resources.close()
+    assert closed == ["bus"]  # the others still close
+    [warning] = caplog.records
+    assert warning.getMessage() == "a resource did not close in time; left open"
+    assert "stuck_client" in warning.resource
 
 
 async def test_a_database_s_client_is_closed_with_the_resources() -> None:

@@ -21,6 +21,7 @@ from cryptocast_common.logging import configure_logging
 from cryptocast_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+CLOSE_SECONDS = 15.0
 
 
 class ConfigurationError(RuntimeError):
@@ -66,8 +67,19 @@ class Resources:
         return client[settings.mongo_db]
 
     async def close(self) -> None:
+        """Each gets ``CLOSE_SECONDS``: a broker or database that stopped answering must not
+        hold the service's stop for ever. What it left open ends with the process, and a
+        message it held unsettled is delivered again."""
         while self.closers:
-            await self.closers.pop()()
+            close = self.closers.pop()
+            try:
+                async with asyncio.timeout(CLOSE_SECONDS):
+                    await close()
+            except TimeoutError:
+                log.warning(
+                    "a resource did not close in time; left open",
+                    extra={"resource": getattr(close, "__qualname__", repr(close))},
+                )
 
 
 class Indexed(Protocol):

@@ -291,7 +291,8 @@ class Replay:
         """The steps the ingestor publishes, in order (see sources.replay.replay)."""
         steps = load_timeline(BUNDLED_REPLAY, self.symbols, INTERVAL)
         split = max(0, len(steps) - self.live)
-        return [[c.candle() for c in step] for step in steps[max(0, split - self.backfill) :]]
+        taken = steps[max(0, split - self.backfill) :]
+        return [[admitted.candle() for admitted in step] for step in taken]
 
     @property
     def backfill_steps(self) -> int:

@@ -116,18 +116,18 @@ class Timeline:
     steps: list[list[Admitted]]
     taken: int = 0
 
-    def join(self, candles: Sequence[Admitted]) -> list[Candle]:
+    def join(self, coin: Sequence[Admitted]) -> list[Candle]:
         """Add a coin's candles to the steps closing when they close; those of steps already
         taken are returned, to publish now (the coin's backfill). Candles outside the
         timeline are left out."""
         position = {step[0].close_time: i for i, step in enumerate(self.steps) if step}
         now = []
-        for candle in candles:
-            i = position.get(candle.close_time)
+        for admitted in coin:
+            i = position.get(admitted.close_time)
             if i is not None and i < self.taken:
-                now.append(candle.candle())
+                now.append(admitted.candle())
             elif i is not None:
-                self.steps[i].append(candle)
+                self.steps[i].append(admitted)
         return now
 
 
@@ -144,11 +144,11 @@ async def replay(
     ``live`` steps one every ``pace_seconds``."""
     steps = timeline.steps
     split = max(0, len(steps) - live)
-    backlog = [candle for step in steps[max(0, split - backfill) : split] for candle in step]
+    backlog = [admitted for step in steps[max(0, split - backfill) : split] for admitted in step]
     timeline.taken = split
     started = time.monotonic()
     for start in range(0, len(backlog), BACKFILL_BATCH):
-        batch = [candle.candle() for candle in backlog[start : start + BACKFILL_BATCH]]
+        batch = [admitted.candle() for admitted in backlog[start : start + BACKFILL_BATCH]]
         await publish_until_done(publish, batch, sleep)
         done = start + len(batch)
         rate = done / max(time.monotonic() - started, 1e-9)
@@ -159,7 +159,7 @@ async def replay(
     for index in range(split, len(steps)):
         await sleep(pace_seconds)
         timeline.taken = index + 1
-        step = [candle.candle() for candle in steps[index]]
+        step = [admitted.candle() for admitted in steps[index]]
         await publish_until_done(publish, step, sleep)
         log.info(
             "candles published",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import uuid
 import warnings
@@ -18,6 +19,17 @@ import pytest
 from cryptocast.embedded_mongo import EmbeddedMongo
 from cryptocast_common.amqp import delay_queue, isolation_queue, retry_delays
 from cryptocast_common.settings import CommonSettings
+from tests.watchdog import watchdog
+
+__all__ = ["watchdog"]
+
+
+@pytest.fixture(autouse=True)
+def watched(request: pytest.FixtureRequest) -> None:
+    """Every async test runs under the watchdog."""
+    if inspect.iscoroutinefunction(request.function):
+        request.getfixturevalue(watchdog.__name__)
+
 
 AMQP_URL = os.environ.get("CRYPTOCAST_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 SERVICE_QUEUES = (
@@ -38,16 +50,29 @@ CLEAN_UP_SECONDS = 60
 
 class FailuresAtOnce:
     """Prints each failure when it happens, not only in the summary at the end: a run cut
-    short (a hang, CI's time limit) still shows what failed first."""
+    short (a hang, CI's time limit) still shows what failed first. The very end, all that
+    a CI log may keep, repeats each failure's error in full (the short summary cuts it to
+    the terminal's width)."""
 
     def __init__(self, terminal: pytest.TerminalReporter) -> None:
         self.terminal = terminal
+        self.errors: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed:
             self.terminal.write_line("")
             self.terminal.write_sep("!", f"{report.nodeid} failed ({report.when})")
             self.terminal.write_line(report.longreprtext)
+            crash = getattr(report.longrepr, "reprcrash", None)
+            error = crash.message if crash else report.longreprtext.strip().rsplit("\n", 1)[-1]
+            self.errors.append(f"{report.nodeid} ({report.when}): {error}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self) -> None:
+        if self.errors:
+            self.terminal.write_sep("!", "failed, in full")
+            for error in self.errors:
+                self.terminal.write_line(error)
 
 
 @pytest.hookimpl(trylast=True)  # after the terminal reporter is registered

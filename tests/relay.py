@@ -4,7 +4,6 @@ connection and refuses new ones, as a restarting broker would."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptocast.embedded_mongo import free_port
@@ -19,6 +18,7 @@ class Relay:
         self.port = free_port()
         self.server: asyncio.Server | None = None
         self.pipes: set[asyncio.Task[None]] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -29,8 +29,13 @@ class Relay:
         self.server = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
+        """Cut at once, as a crash does: nothing waits for either side to read what was
+        in flight (a peer that stopped reading held a graceful close, and the test, for ever)."""
         assert self.server is not None
         self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
         for pipe in self.pipes:
             pipe.cancel()
         await asyncio.gather(*self.pipes, return_exceptions=True)
@@ -38,6 +43,11 @@ class Relay:
 
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        if self.server is None or not self.server.is_serving():  # stopped meanwhile
+            writer.transport.abort()
+            upstream_writer.transport.abort()
+            return
+        self.writers |= {writer, upstream_writer}
         for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
             task = asyncio.create_task(self._pipe(source, sink))
             self.pipes.add(task)
@@ -50,6 +60,4 @@ class Relay:
                 sink.write(data)
                 await sink.drain()
         finally:
-            sink.close()
-            with contextlib.suppress(Exception):
-                await sink.wait_closed()
+            sink.close()  # the other side's end: once it has read the rest

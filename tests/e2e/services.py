@@ -13,7 +13,6 @@ import httpx
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.bootstrap import bootstrap as gateway
 from cryptocast_gateway.settings import GatewaySettings
@@ -37,17 +36,15 @@ async def running(
 ) -> AsyncIterator[Services]:
     """The three services started (inference with ``inference_settings``, reading history
     from this gateway), stopped afterwards, and the test's database dropped."""
-    url = common.amqp_url or ""
     settings = gateway_settings or GatewaySettings(port=0)
-    api = await gateway(common, settings, bus=await AmqpBus.connect(url, common))
+    api = await gateway(common, settings)
     await api.start()
     base = f"http://127.0.0.1:{api.port}"
     started = [
-        await verifier(common, bus=await AmqpBus.connect(url, common)),
+        await verifier(common),
         await inference(
             common,
             InferenceSettings(gateway_url=base, **inference_settings),
-            bus=await AmqpBus.connect(url, common),
         ),
     ]
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(common.mongo_url, tz_aware=True)

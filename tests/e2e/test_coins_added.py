@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_gateway.settings import GatewaySettings
 from cryptocast_inference.registry import build_predictor
@@ -28,12 +27,11 @@ async def test_a_coin_added_at_run_time_is_backfilled_predicted_and_served_no_ch
     common: CommonSettings,
 ) -> None:
     common = common.model_copy(update={"symbols": ["BTC", "ADA"]})  # the Binance bundle
-    url = common.amqp_url or ""
     keyed = GatewaySettings(port=0, api_keys=[SecretStr(KEY)])
     replay = IngestorSettings(backfill=WINDOW + 8, replay_live=LIVE, pace_seconds=0.5)
     async with running(common, keyed, baseline=False) as services:
         http, db = services.http, services.db
-        source = await ingestor(common, replay, bus=await AmqpBus.connect(url, common))
+        source = await ingestor(common, replay)
         try:
             await source.start()
             steps = WINDOW + 8 + LIVE

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from cryptocast_common.amqp import AmqpBus
 from cryptocast_common.settings import CommonSettings
 from cryptocast_inference.registry import build_predictor
 from cryptocast_inference.settings import InferenceSettings
@@ -33,12 +32,11 @@ async def test_every_interval_and_horizon_is_predicted_and_verified(
     common: CommonSettings,
 ) -> None:
     common = common.model_copy(update={"intervals": ["4h", "1d"], "symbols": COINS})
-    url = common.amqp_url or ""
     replay = IngestorSettings(backfill=WINDOW + 10, replay_live=0, pace_seconds=0)
     # No daily model: the bundled month of 4-hour candles is too short for its window.
     async with running(common, horizons=HORIZONS, interval_models={}) as services:
         http, db = services.http, services.db
-        source = await ingestor(common, replay, bus=await AmqpBus.connect(url, common))
+        source = await ingestor(common, replay)
         await source.start()
         assert source.task is not None
         await finished(source.task)

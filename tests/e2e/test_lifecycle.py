@@ -153,9 +153,9 @@ async def test_a_retrained_version_is_promoted_and_served_by_every_replica(
     await store.ensure_indexes()
     await store.upsert(market(0, HISTORY))  # what the gateway stored before the test
     url = settings.amqp_url or ""
-    api = await gateway(settings, GatewaySettings(port=0), bus=await AmqpBus.connect(url, settings))
+    api = await gateway(settings, GatewaySettings(port=0))
     policy = VerifierSettings(gate_verdicts=2 * MIN_VERDICTS, gate_min_verdicts=MIN_VERDICTS)
-    judge = await verifier(settings, policy, bus=await AmqpBus.connect(url, settings))
+    judge = await verifier(settings, policy)
     producer = await AmqpBus.connect(url, settings)
     http = httpx.AsyncClient(base_url="", timeout=10)
     try:

@@ -36,6 +36,7 @@ SERVICE_QUEUES = (
     "ingestor",
     "gateway",
     "gateway.alerts",
+    "gateway.notify",
     "inference",
     "verifier",
     "verifier.lifecycle",

@@ -278,6 +278,9 @@ def test_image_entry_command_starts_the_service_and_stops_on_sigterm(
         "CRYPTOCAST_MONGO_URL": common.mongo_url,
         "CRYPTOCAST_MONGO_DB": common.mongo_db,
         "CRYPTOCAST_NAMESPACE": common.namespace,
+        # The test's retry settings: its clean-up deletes the delay queues these make.
+        "CRYPTOCAST_MAX_ATTEMPTS": str(common.max_attempts),
+        "CRYPTOCAST_RETRY_DELAY_SECONDS": str(common.retry_delay_seconds),
         "CRYPTOCAST_GATEWAY_HOST": "127.0.0.1",
         "CRYPTOCAST_TRAINER_HOST": "127.0.0.1",
         port_variable: str(port),

@@ -18,6 +18,16 @@ import pytest
 MARGIN_SECONDS = 60.0  # left to the teardown before pytest-timeout ends the run
 
 
+def time_limit(request: pytest.FixtureRequest) -> float:
+    """pytest-timeout's limit for this test, where it looks: the test's marker, then
+    ``--timeout``, then the ini file; 0 means none."""
+    marker = request.node.get_closest_marker("timeout")
+    if marker and marker.args:
+        return float(marker.args[0])
+    given = request.config.getoption("timeout", None)
+    return float(given if given is not None else request.config.getini("timeout") or 0)
+
+
 def awaited_frames(coroutine: Any) -> list[str]:
     """``file:line in function`` for each coroutine or async generator in the await chain."""
     frames = []
@@ -42,9 +52,11 @@ def cancel_stuck(code: Any, after: float) -> None:
 @pytest.fixture
 async def watchdog(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Given to every async test by ``conftest.watched``."""
-    marker = request.node.get_closest_marker("timeout")
-    limit = float(marker.args[0] if marker and marker.args else request.config.getini("timeout"))
-    after = limit - MARGIN_SECONDS
+    limit = time_limit(request)
+    if limit <= 0:  # no limit: nothing to fail before
+        yield
+        return
+    after = limit - min(MARGIN_SECONDS, limit / 4)  # a short limit keeps a quarter for teardown
     test_code = inspect.unwrap(request.function).__code__
     timer = asyncio.get_running_loop().call_later(after, cancel_stuck, test_code, after)
     yield
